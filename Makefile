@@ -1,0 +1,61 @@
+# fdin: the two commands a newcomer needs are `make demo` and `make test`.
+# Both create .venv and install everything they need on a fresh machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+HOST   ?= 127.0.0.1
+PORT   ?= 7860
+
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test venv dev-venv system-test-deps lint bench weights clean help
+
+help:
+	@echo "make demo   - create .venv, install, launch the app on http://$(HOST):$(PORT) (offline default)"
+	@echo "make test   - create .venv with dev requirements, install test system packages, run the suite"
+	@echo "make lint   - ruff over the project"
+	@echo "make bench  - speed benchmark (writes docs/benchmarks/speed.md)"
+
+$(VENV)/.runtime-installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime-installed $@
+
+venv: $(VENV)/.runtime-installed
+dev-venv: $(VENV)/.dev-installed
+
+# Browser tests drive Debian's chromium through Playwright (Playwright's own
+# browser download is not reachable from these machines).
+system-test-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+
+demo: venv
+	$(PY) app.py --host $(HOST) --port $(PORT)
+
+test: dev-venv system-test-deps
+	$(PY) -m pytest
+
+lint: dev-venv
+	$(VENV)/bin/ruff check fdin train tests app.py
+
+bench: dev-venv
+	$(PIP) install --quiet "mediapipe==0.10.14"
+	$(PY) -m fdin.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
