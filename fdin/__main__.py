@@ -1,0 +1,5 @@
+import sys
+
+from fdin.cli import main
+
+sys.exit(main())

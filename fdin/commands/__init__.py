@@ -1,0 +1,1 @@
+"""Subcommands of ``python -m fdin``: one module each (see :mod:`fdin.cli`)."""
