@@ -1,0 +1,112 @@
+"""FDIN model: shapes, backward, importance normalisation, the baseline's additivity, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fdin.models.registry import create_model, list_models
+from fdin.regions import NUM_REGIONS
+from fdin.weights import ModelCard, load_pretrained, save_pretrained, stage_for_hub
+
+VARIANTS = ("fdin", "fdin_uniform", "fdin_baseline")
+B, T, C = 3, 40, 4
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+def _x(b: int = B) -> torch.Tensor:
+    return 0.05 * torch.randn(b, T, NUM_REGIONS, C).cumsum(1) / 5
+
+
+def test_registered():
+    assert {*VARIANTS, "fdin_appearance"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("target", ["gender", "age"])
+def test_shapes_and_backward(name, target):
+    model = create_model(name, target=target, dim=16, rel_dim=16)
+    out = model(_x())
+    assert out["output"].shape == (B, 1 if target == "gender" else 2)
+    assert out["importance"].shape == (B, NUM_REGIONS, NUM_REGIONS)
+    assert out["pair_importance"].shape == (B, NUM_REGIONS * (NUM_REGIONS - 1) // 2)
+    if target == "age":
+        assert out["age_years"].shape == (B,) and (out["age_std_years"] > 0).all()
+    out["output"].sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_appearance_variant_shapes_and_backward():
+    model = create_model("fdin_appearance", target="gender", dim=16, rel_dim=16)
+    patches = torch.randint(0, 256, (2, 6, NUM_REGIONS, 3, 32, 32), dtype=torch.uint8)
+    out = model(patches)
+    assert out["output"].shape == (2, 1) and out["importance"].shape == (2, NUM_REGIONS, NUM_REGIONS)
+    out["output"].sum().backward()
+    assert model.encoder.cnn[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("name", ["fdin", "fdin_uniform"])
+def test_importance_is_a_distribution_over_unordered_pairs(name):
+    model = create_model(name, dim=16, rel_dim=16).eval()
+    m = model(_x())["importance"].detach().numpy()
+    assert np.allclose(m, m.transpose(0, 2, 1)) and np.allclose(np.diagonal(m, axis1=1, axis2=2), 0)
+    assert np.allclose(np.triu(m).sum(axis=(1, 2)), 1.0, atol=1e-5)
+    assert np.allclose(m.sum(axis=(1, 2)), 2.0, atol=1e-5)
+    assert (m >= 0).all()
+    if name == "fdin_uniform":
+        assert np.allclose(m[0][np.triu_indices(NUM_REGIONS, 1)], 1 / 66)
+
+
+def test_baseline_is_a_sum_of_per_region_terms():
+    """Changing region k moves the output by the same amount whatever the other regions do."""
+    model = create_model("fdin_baseline", dim=16).eval()
+    x1, x2 = _x(1), _x(1)
+    k = 4
+    x2[:, :, k] = x1[:, :, k]  # same region k, different other regions
+    x1b, x2b = x1.clone(), x2.clone()
+    new_k = 0.05 * torch.randn(1, T, C).cumsum(1) / 5
+    x1b[:, :, k], x2b[:, :, k] = new_k, new_k
+    with torch.no_grad():
+        d1 = model(x1b)["output"] - model(x1)["output"]
+        d2 = model(x2b)["output"] - model(x2)["output"]
+    assert float(d1.abs()) > 1e-6
+    assert torch.allclose(d1, d2, atol=1e-5)
+
+
+def test_fdin_is_not_additive():
+    model = create_model("fdin", dim=16, rel_dim=16).eval()
+    x1, x2 = _x(1), _x(1)
+    x2[:, :, 4] = x1[:, :, 4]
+    x1b, x2b = x1.clone(), x2.clone()
+    new_k = 0.05 * torch.randn(1, T, C).cumsum(1) / 5
+    x1b[:, :, 4], x2b[:, :, 4] = new_k, new_k
+    with torch.no_grad():
+        d1 = model(x1b)["output"] - model(x1)["output"]
+        d2 = model(x2b)["output"] - model(x2)["output"]
+    assert float((d1 - d2).abs()) > 1e-3 * float(d1.abs())
+
+
+def test_save_load_round_trip_and_hub_staging(tmp_path):
+    args = {"target": "age", "dim": 16, "rel_dim": 16, "age_center": 40.0, "age_scale": 18.0}
+    model = create_model("fdin", **args).eval()
+    card = ModelCard(title="fdin-age-test", summary="t", trained_on="fdin.synth generated data",
+                     synthetic_training_data=True, metrics={"mae": 9.9})
+    out = save_pretrained(model, tmp_path / "m", architecture="fdin", model_args=args, card=card)
+    staged = stage_for_hub(out, tmp_path / "upload")
+    assert sorted(p.name for p in staged.iterdir()) == ["README.md", "SHA256SUMS", "config.json",
+                                                        "model.safetensors"]
+    for folder in (out, staged):
+        loaded = load_pretrained(folder)
+        x = _x()
+        with torch.no_grad():
+            a, b = model(x), loaded.model(x)
+        assert torch.equal(a["output"], b["output"]) and torch.equal(a["importance"], b["importance"])
+        assert float(loaded.model.age_center) == 40.0
+        assert loaded.provenance()["synthetic_training_data"] is True

@@ -1,0 +1,129 @@
+"""Small generic training utilities shared by the training scripts (no model code here).
+
+* :func:`setup_distributed` / :func:`cleanup_distributed`: DDP on CPU with the ``gloo`` backend when
+  launched by ``torchrun`` (``WORLD_SIZE`` > 1); a no-op otherwise.
+* :func:`make_loader`: a DataLoader with a ``DistributedSampler`` under DDP.
+* :func:`progress`: a tqdm bar on rank 0 only (disabled with ``quiet``).
+* :func:`write_json`: resolved configs and ``metrics.json``.
+* :func:`balanced_accuracy`: mean of true-positive and true-negative rates of a binary label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> DistInfo:
+    """Initialise ``torch.distributed`` (gloo) when launched by torchrun with several processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
+def cleanup_distributed(info: DistInfo) -> None:
+    if info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loader(dataset: Any, *, batch_size: int, shuffle: bool, info: DistInfo, num_workers: int = 0,
+                seed: int = 0):
+    """DataLoader (DistributedSampler under DDP; call ``loader.sampler.set_epoch(e)`` each epoch)."""
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    sampler = None
+    if info.enabled:
+        sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle,
+                                     seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=num_workers, generator=generator, drop_last=False)
+
+
+def set_epoch(loader: Any, dataset: Any, epoch: int) -> None:
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    if hasattr(dataset, "epoch"):
+        dataset.epoch = epoch
+
+
+def progress(iterable: Iterable, *, info: DistInfo, quiet: bool, **kwargs: Any):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=quiet or not info.is_main, dynamic_ncols=True, **kwargs)
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
+    """(TPR + TNR) / 2 for binary 0/1 arrays; the available rate alone when one class is absent;
+    None when there are no samples."""
+    y_true, y_pred = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
+    if len(y_true) == 0:
+        return None
+    rates = [float((y_pred[y_true] == 1).mean())] if y_true.any() else []
+    if (~y_true).any():
+        rates.append(float((y_pred[~y_true] == 0).mean()))
+    return float(np.mean(rates))
+
+
+def unwrap(model: Any) -> Any:
+    """The module inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+__all__ = ["DistInfo", "balanced_accuracy", "cleanup_distributed", "make_loader", "progress", "seed_everything",
+           "set_epoch", "setup_distributed", "unwrap", "write_json"]

@@ -1,0 +1,473 @@
+"""Train and cross-validate FDIN on a sequence dataset: ``python -m train.fdin``.
+
+Dataset format (written by :mod:`fdin.synth`, :mod:`train.prepare_uvanemo` and users)::
+
+    DIR/labels.csv              id,subject,gender,age   (gender in {female, male}; age in years)
+    DIR/sequences/<id>.npz      landmarks float32 (T, 68, 2) pixel xy, iBUG-68 order; fps (scalar)
+
+Protocol: K-fold cross-validation over *subjects* (no subject in both train and test). Inside each
+fold, 15 % of the training subjects are held out for early stopping (validation subjects), so the
+stopping rule never sees the test fold. Then one final model is trained on all subjects (again with
+a validation split for early stopping) and saved with :func:`fdin.weights.save_pretrained`.
+
+Outputs in ``--out``: ``metrics.json``, ``importance.json``, ``history.json`` (per-epoch train and
+held-out curves), ``args.json`` (the resolved arguments), ``model/`` (the final model folder).
+
+The training recipe (augmentation, regularisation, early stopping) is fdin's own [D], chosen so the
+model generalises to unseen subjects rather than memorising them (``docs/fdin.md``).
+
+Launch with ``torchrun --nproc_per_node N -m train.fdin ...`` for DDP (gloo, CPU); rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("train.fdin")
+
+AGE_BANDS = ((8, 19), (20, 39), (40, 59), (60, 120))
+MODEL_CHOICES = ("fdin", "uniform", "baseline")
+
+
+# --- arguments -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train.fdin", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", type=Path, help="dataset folder (labels.csv + sequences/)")
+    g.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="generate N fdin.synth sequences into OUT/data first (when --data is not given)")
+    g.add_argument("--synthetic-seed", type=int, default=0)
+    g.add_argument("--target", choices=("gender", "age"), default="gender")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=MODEL_CHOICES, default="fdin")
+    g.add_argument("--dim", type=int, default=32)
+    g.add_argument("--rel-dim", type=int, default=32)
+    g.add_argument("--drop-rate", type=float, default=0.1)
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
+    g.add_argument("--patience", type=int, default=10, help="epochs without validation improvement")
+    g.add_argument("--min-epochs", type=int, default=12, help="never stop before this many epochs")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument("--weight-decay", type=float, default=1e-2)
+    g.add_argument("--folds", type=int, default=3)
+    g.add_argument("--val-fraction", type=float, default=0.15, help="of training subjects, for early stopping")
+    g.add_argument("--no-augment", action="store_true", help="disable temporal/amplitude/noise augmentation")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=2, help="torch CPU threads per process")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", type=Path, required=False)
+    g.add_argument("--no-final", action="store_true", help="skip training/saving the final all-subjects model")
+    g.add_argument("--model-dir", type=Path, help="where to save the final model (default OUT/model)")
+    g.add_argument("--push-to-hub", metavar="REPO", help="upload the final model folder to this Hub repo")
+    g.add_argument("--config", type=Path, help="JSON (or YAML) file of defaults for these arguments")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        text = pre.config.read_text()
+        if pre.config.suffix in (".yaml", ".yml"):
+            import yaml  # optional; only for YAML configs
+
+            defaults = yaml.safe_load(text) or {}
+        else:
+            defaults = json.loads(text)
+        known = {a.dest for a in parser._actions}
+        unknown = set(defaults) - known
+        if unknown:
+            parser.error(f"unknown keys in {pre.config}: {', '.join(sorted(unknown))}")
+        parser.set_defaults(**defaults)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        parser.error("--out is required")
+    if args.data is None and not args.synthetic:
+        parser.error("give --data DIR or --synthetic N")
+    return args
+
+
+# --- data ----------------------------------------------------------------------------------------
+@dataclass
+class Record:
+    seq_id: str
+    subject: str
+    gender: str
+    age: float
+    traj: np.ndarray  # (T, R, C) float32 at the model's fps, variable T
+
+
+def load_dataset(data_dir: Path, dyn_config: Any, *, progress: bool = False) -> list[Record]:
+    """Read labels.csv + sequences/*.npz and compute each sequence's region trajectories."""
+    from tqdm import tqdm
+
+    from fdin.dynamics import compute_dynamics
+
+    with open(data_dir / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = {"id", "subject", "gender", "age"} - set(rows[0] if rows else {})
+    if missing:
+        raise SystemExit(f"{data_dir}/labels.csv lacks columns: {', '.join(sorted(missing))}")
+    records = []
+    for row in tqdm(rows, desc="dynamics", disable=not progress, leave=False):
+        with np.load(data_dir / "sequences" / f"{row['id']}.npz") as z:
+            landmarks, fps = z["landmarks"], float(z["fps"])
+        dyn = compute_dynamics(landmarks, fps=fps, config=dyn_config, check=False)
+        gender = row["gender"].strip().lower()
+        if gender not in ("female", "male"):
+            raise SystemExit(f"{row['id']}: gender must be 'female' or 'male', got {row['gender']!r}")
+        records.append(Record(row["id"], row["subject"], gender, float(row["age"]), dyn.trajectories))
+    return records
+
+
+def augment(traj: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Training augmentation on one (T, R, C) trajectory → (length, R, C).
+
+    Applied jointly to all regions (so relations between regions are preserved): speed change
+    (×0.8-1.25) and a random temporal window/shift. Per region: amplitude jitter (×e^N(0, 0.2)).
+    Plus white noise (σ = 0.001 IOD) standing in for landmark noise.
+    """
+    t = len(traj)
+    speed = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+    new_t = max(2, int(round(t / speed)))
+    src = np.linspace(0, t - 1, new_t)
+    i0 = np.floor(src).astype(int)
+    i1 = np.minimum(i0 + 1, t - 1)
+    w = (src - i0)[:, None, None]
+    x = traj[i0] * (1 - w) + traj[i1] * w
+    if new_t >= length:
+        energy = np.abs(x.reshape(new_t, -1)).sum(1)
+        centre = int(np.argmax(energy)) + int(rng.integers(-length // 4, length // 4 + 1))
+        start = int(np.clip(centre - length // 2, 0, new_t - length))
+        x = x[start:start + length]
+    else:
+        shift = int(rng.integers(0, min(length - new_t, 10) + 1))
+        x = np.concatenate([np.repeat(x[:1], shift, 0), x, np.repeat(x[-1:], length - new_t - shift, 0)])
+    x = x * np.exp(0.2 * rng.standard_normal((1, x.shape[1], 1)))
+    x = x + 0.001 * rng.standard_normal(x.shape)
+    return x.astype(np.float32)
+
+
+def make_dataset(records: list[Record], indices: np.ndarray, target: str, length: int, train: bool,
+                 augment_on: bool, seed: int, age_center: float, age_scale: float):
+    import torch
+    from torch.utils.data import Dataset
+
+    from fdin.dynamics import fit_length
+
+    fixed = {int(i): fit_length(records[i].traj, length)[0] for i in indices}
+
+    class _Seqs(Dataset):
+        def __init__(self) -> None:
+            self.indices = [int(i) for i in indices]
+            self.epoch = 0
+
+        def __len__(self) -> int:
+            return len(self.indices)
+
+        def __getitem__(self, k: int):
+            rec = records[self.indices[k]]
+            if train and augment_on:
+                rng = np.random.default_rng([seed, self.epoch, self.indices[k]])
+                x = augment(rec.traj, length, rng)
+            else:
+                x = fixed[self.indices[k]]
+            y = (1.0 if rec.gender == "female" else 0.0) if target == "gender" else \
+                (rec.age - age_center) / age_scale
+            return torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(y, dtype=torch.float32)
+
+    return _Seqs()
+
+
+def subject_folds(subjects: list[str], k: int, seed: int) -> list[np.ndarray]:
+    """Split unique subjects into ``k`` disjoint groups; returns per-fold arrays of subject names."""
+    uniq = np.array(sorted(set(subjects)))
+    np.random.default_rng(seed).shuffle(uniq)
+    return [uniq[f::k] for f in range(k)]
+
+
+# --- training ------------------------------------------------------------------------------------
+def loss_fn(out: dict, y, target: str):
+    import torch
+    import torch.nn.functional as F
+
+    o = out["output"]
+    if target == "gender":
+        return F.binary_cross_entropy_with_logits(o[:, 0], y)
+    # age: the mean is fitted by squared error, the log-variance by the Gaussian NLL given the
+    # (detached) mean, so a growing variance cannot slow the mean's learning (fdin's choice [D])
+    mean, logvar = o[:, 0], o[:, 1].clamp(-6, 4)
+    nll = 0.5 * (logvar + (y - mean.detach()) ** 2 * torch.exp(-logvar))
+    return (0.5 * (y - mean) ** 2 + nll).mean()
+
+
+def predict(model, loader) -> dict[str, np.ndarray]:
+    import torch
+
+    model.eval()
+    outs, ys, imps = [], [], []
+    with torch.inference_mode():
+        for x, y in loader:
+            o = model(x)
+            outs.append(o["output"].numpy())
+            imps.append(o["pair_importance"].numpy())
+            ys.append(y.numpy())
+    return {"output": np.concatenate(outs), "y": np.concatenate(ys), "pair_importance": np.concatenate(imps)}
+
+
+def score(pred: dict[str, np.ndarray], target: str, age_scale: float) -> dict[str, float]:
+    o, y = pred["output"], pred["y"]
+    if target == "gender":
+        p = 1 / (1 + np.exp(-o[:, 0]))
+        eps = 1e-7
+        nll = float(-(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)).mean())
+        return {"accuracy": float(((p >= 0.5) == (y >= 0.5)).mean()), "loss": nll}
+    mae = float(np.abs(o[:, 0] - y).mean() * age_scale)
+    logvar = np.clip(o[:, 1], -6, 4)
+    nll = float((0.5 * (logvar + (y - o[:, 0]) ** 2 * np.exp(-logvar))).mean())
+    return {"mae": mae, "loss": nll}
+
+
+def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.ndarray, *, desc: str,
+                rank: int, world: int) -> tuple[Any, list[dict], dict[str, Any]]:
+    """Train one model with early stopping on ``val_idx``; returns (best model, history, model_args)."""
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler
+    from tqdm import tqdm
+
+    from fdin.models.fdin import VARIANT_ARCHITECTURE
+    from fdin.models.registry import create_model
+
+    ages = np.array([records[i].age for i in train_idx])
+    age_center, age_scale = float(round(ages.mean(), 2)), float(round(max(ages.std(), 1.0), 2))
+    dyn = args.dyn_config
+    model_args = {"target": args.target, "dim": args.dim, "rel_dim": args.rel_dim, "drop_rate": args.drop_rate,
+                  "age_center": age_center, "age_scale": age_scale, "dynamics": dyn.to_dict()}
+    torch.manual_seed(args.seed)
+    model = create_model(VARIANT_ARCHITECTURE[args.model], **model_args)
+    common = {"target": args.target, "length": dyn.length, "seed": args.seed, "age_center": age_center,
+              "age_scale": age_scale, "augment_on": not args.no_augment}
+    train_ds = make_dataset(records, train_idx, train=True, **common)
+    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=args.seed) \
+        if world > 1 else None
+    gen = torch.Generator().manual_seed(args.seed)
+    train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                              generator=gen, drop_last=len(train_ds) > args.batch_size * world)
+    eval_loader = lambda idx: DataLoader(make_dataset(records, idx, train=False, **common),  # noqa: E731
+                                         batch_size=128)
+    train_eval, val_loader = eval_loader(train_idx), eval_loader(val_idx)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    metric = "accuracy" if args.target == "gender" else "mae"
+    best, best_state, since, history = float("inf"), None, 0, []
+    bar = tqdm(range(args.epochs), desc=desc, disable=args.quiet or rank != 0, leave=False)
+    for epoch in bar:
+        train_ds.epoch = epoch
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        net.train()
+        losses = []
+        for x, y in train_loader:
+            loss = loss_fn(net(x), y, args.target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+        tr = score(predict(model, train_eval), args.target, age_scale)
+        va = score(predict(model, val_loader), args.target, age_scale)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), f"train_{metric}": tr[metric],
+                        f"val_{metric}": va[metric], "val_loss": va["loss"]})
+        # early stopping criterion: validation loss (gender NLL), validation MAE (age)
+        crit = va["loss"] if args.target == "gender" else va["mae"]
+        if crit < best - 1e-4:
+            best, since = crit, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since += 1
+        bar.set_postfix({f"train_{metric}": f"{tr[metric]:.3f}", f"val_{metric}": f"{va[metric]:.3f}"})
+        if since >= args.patience and epoch + 1 >= args.min_epochs:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model, history, model_args
+
+
+def split_val(subjects: np.ndarray, fraction: float, seed: int) -> tuple[set, set]:
+    s = np.array(sorted(subjects))
+    np.random.default_rng(seed + 7).shuffle(s)
+    n_val = max(1, int(round(len(s) * fraction)))
+    return set(s[n_val:]), set(s[:n_val])
+
+
+def age_band(age: float) -> str:
+    for lo, hi in AGE_BANDS:
+        if lo <= age <= hi:
+            return f"{lo}-{hi if hi < 120 else '76+'}"
+    return "other"
+
+
+# --- main ----------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import torch
+
+    from fdin.dynamics import DynamicsConfig
+    from fdin.regions import REGION_LANDMARKS, REGION_NAMES, pairs_to_matrix, top_relations
+
+    torch.set_num_threads(max(1, args.threads))
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.dyn_config = DynamicsConfig()
+    if args.data is None:
+        args.data = args.out / "data"
+        if rank == 0 and not (args.data / "labels.csv").exists():
+            from fdin.synth import write_dataset
+
+            write_dataset(args.data, n_sequences=args.synthetic, seed=args.synthetic_seed)
+        if world > 1:
+            torch.distributed.barrier()
+    if rank == 0:
+        resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "dyn_config"}
+        resolved["dynamics"] = args.dyn_config.to_dict()
+        resolved["command"] = "python -m train.fdin " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        (args.out / "args.json").write_text(json.dumps(resolved, indent=2) + "\n")
+
+    t_start = time.time()
+    records = load_dataset(args.data, args.dyn_config, progress=not args.quiet and rank == 0)
+    subjects = [r.subject for r in records]
+    subj_arr = np.array(subjects)
+    folds = subject_folds(subjects, args.folds, args.seed)
+    metric = "accuracy" if args.target == "gender" else "mae"
+    per_fold, histories = [], []
+    imp_sum, imp_n = np.zeros(len(REGION_NAMES) * (len(REGION_NAMES) - 1) // 2), 0
+    group_sum: dict[str, np.ndarray] = {}
+    group_n: dict[str, int] = {}
+    for f, test_subjects in enumerate(folds):
+        test_mask = np.isin(subj_arr, test_subjects)
+        train_subjects = np.array(sorted(set(subj_arr[~test_mask])))
+        tr_s, va_s = split_val(train_subjects, args.val_fraction, args.seed + f)
+        train_idx = np.flatnonzero(np.isin(subj_arr, list(tr_s)))
+        val_idx = np.flatnonzero(np.isin(subj_arr, list(va_s)))
+        test_idx = np.flatnonzero(test_mask)
+        model, history, margs = train_model(args, records, train_idx, val_idx, desc=f"fold {f + 1}/{args.folds}",
+                                            rank=rank, world=world)
+        from torch.utils.data import DataLoader
+
+        test_ds = make_dataset(records, test_idx, args.target, args.dyn_config.length, train=False,
+                               augment_on=False, seed=args.seed, age_center=margs["age_center"],
+                               age_scale=margs["age_scale"])
+        pred = predict(model, DataLoader(test_ds, batch_size=128))
+        sc = score(pred, args.target, margs["age_scale"])
+        per_fold.append(sc[metric])
+        for h in history:
+            h["fold"] = f + 1
+        histories.append({"fold": f + 1, "test": sc, "epochs": history,
+                          "n_train": len(train_idx), "n_val": len(val_idx), "n_test": len(test_idx)})
+        imp_sum += pred["pair_importance"].sum(0)
+        imp_n += len(test_idx)
+        for k, i in enumerate(test_idx):
+            group = records[i].gender if args.target == "gender" else age_band(records[i].age)
+            group_sum[group] = group_sum.get(group, 0) + pred["pair_importance"][k]
+            group_n[group] = group_n.get(group, 0) + 1
+        if rank == 0:
+            log.info("fold %d/%d: test %s = %.4f (%d train, %d val, %d test sequences, %d epochs)", f + 1,
+                     args.folds, metric, sc[metric], len(train_idx), len(val_idx), len(test_idx), len(history))
+
+    mean_imp = pairs_to_matrix(imp_sum / max(imp_n, 1))
+    metrics = {"target": args.target, "model": args.model, "folds": args.folds,
+               metric: {"mean": float(np.mean(per_fold)), "std": float(np.std(per_fold)),
+                        "per_fold": [float(v) for v in per_fold]},
+               "n_sequences": len(records), "n_subjects": len(set(subjects)),
+               "protocol": f"{args.folds}-fold subject-disjoint CV; early stopping on "
+                           f"{args.val_fraction:.0%} of training subjects",
+               "seconds": round(time.time() - t_start, 1)}
+    importance = {"regions": list(REGION_NAMES), "region_landmarks": REGION_LANDMARKS,
+                  "normalisation": "symmetric, zero diagonal; upper triangle sums to 1 (full matrix sums to 2)",
+                  "mean": np.round(mean_imp, 6).tolist(),
+                  "by_group": {g: np.round(pairs_to_matrix(group_sum[g] / group_n[g]), 6).tolist()
+                               for g in sorted(group_sum)},
+                  "top_relations": top_relations(mean_imp, k=5) if args.model == "fdin" else []}
+    if rank == 0:
+        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (args.out / "importance.json").write_text(json.dumps(importance, indent=2) + "\n")
+        (args.out / "history.json").write_text(json.dumps(histories, indent=2) + "\n")
+        log.info("%s %s: %s = %.4f ± %.4f over %d subject-disjoint folds", args.model, args.target, metric,
+                 metrics[metric]["mean"], metrics[metric]["std"], args.folds)
+
+    if not args.no_final:
+        all_subjects = np.array(sorted(set(subjects)))
+        tr_s, va_s = split_val(all_subjects, args.val_fraction, args.seed + 1000)
+        model, history, margs = train_model(args, records, np.flatnonzero(np.isin(subj_arr, list(tr_s))),
+                                            np.flatnonzero(np.isin(subj_arr, list(va_s))), desc="final",
+                                            rank=rank, world=world)
+        if rank == 0:
+            model_dir = save_final(args, model, margs, metrics, importance, resolved["command"])
+            log.info("saved %s", model_dir)
+            if args.push_to_hub:
+                from fdin.weights import push_to_hub
+
+                commit = push_to_hub(model_dir, args.push_to_hub)
+                log.info("pushed to %s at revision %s", args.push_to_hub, commit)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def save_final(args, model, model_args: dict, metrics: dict, importance: dict, command: str) -> Path:
+    from fdin.models.fdin import VARIANT_ARCHITECTURE
+    from fdin.weights import ModelCard, save_pretrained
+
+    metric = "accuracy" if args.target == "gender" else "mae"
+    synthetic = (args.data / "synth.json").exists()
+    trained_on = (f"fdin.synth generated smile landmark sequences ({metrics['n_sequences']} sequences, "
+                  f"{metrics['n_subjects']} synthetic subjects), not real people" if synthetic
+                  else f"sequence dataset at {args.data} ({metrics['n_sequences']} sequences, "
+                       f"{metrics['n_subjects']} subjects)")
+    label = {"accuracy": "held-out-subject accuracy", "mae": "held-out-subject age MAE (years)"}[metric]
+    card = ModelCard(
+        title=f"fdin-{args.target}" + ("" if args.model == "fdin" else f"-{args.model}"),
+        summary=(f"FDIN ({args.model}) estimating {args.target} from facial landmark dynamics, with a "
+                 "relational importance matrix over region pairs. A reimplementation of the ideas of Kim & Ro "
+                 "(ECCV 2018); architecture, regions and training recipe are fdin's own choices."),
+        trained_on=trained_on, synthetic_training_data=synthetic,
+        metrics={f"{label} ({metrics['folds']}-fold CV mean)": round(metrics[metric]["mean"], 4),
+                 "per-fold": ", ".join(f"{v:.4f}" for v in metrics[metric]["per_fold"]),
+                 "top relation (mean importance)": (" – ".join(importance["top_relations"][0]["regions"])
+                                                    if importance["top_relations"] else "n/a")},
+        training_command=command, tags=("facial-dynamics", args.target),
+        paper="Kim & Ro, Facial Dynamics Interpreter Network, ECCV 2018 (arXiv 1711.10688)")
+    model_dir = args.model_dir or (args.out / "model")
+    return save_pretrained(model, model_dir, architecture=VARIANT_ARCHITECTURE[args.model],
+                           model_args=model_args, card=card,
+                           extra_config={"target": args.target, "regions": importance["regions"],
+                                         "cv_metrics": metrics})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
