@@ -170,6 +170,18 @@ def _branch_onnx_for(loaded: Any, branch: Any, tag: str) -> Path:
     return path
 
 
+def face_keypoints(face: Any) -> np.ndarray:
+    """(5, 2) alignment points of a :class:`~fdin.perception.types.Face`: derived from its 68 landmarks
+    (as for the generated training set and AffectNet, so training and inference align alike), or the
+    detector's 5 keypoints when the landmarks are missing/degenerate."""
+    from fdin.alignment import keypoints_from_landmarks68
+
+    landmarks = np.asarray(face.landmarks, np.float64)
+    if landmarks.shape == (68, 2) and np.isfinite(landmarks).all() and np.ptp(landmarks[:, 0]) > 1.0:
+        return keypoints_from_landmarks68(landmarks)
+    return np.asarray(face.keypoints, np.float64)
+
+
 # --- the predictor -------------------------------------------------------------------------------
 class RelationPredictor:
     """Holds the two models (and their ONNX sessions); no per-request state.
@@ -205,7 +217,10 @@ class RelationPredictor:
                 self._onnx["relation"] = OnnxBranch(_branch_onnx_for(relation, relation.model.branch, "relation-branch"),
                                                     threads=threads)
             except ImportError:
-                log.info("onnxruntime is not installed; running the branches in PyTorch")
+                log.info("onnxruntime/onnx is not installed; running the branches in PyTorch")
+                self._onnx.clear()
+            except (RuntimeError, OSError) as error:  # export or session creation failed: PyTorch still works
+                log.warning("ONNX branch unavailable (%s); running the branches in PyTorch", error)
                 self._onnx.clear()
 
     @classmethod
@@ -299,11 +314,12 @@ class RelationPredictor:
         step(0.3, "aligning faces")
         crops, rolls, rel_crops = [], [], []
         for k, face, _ in found:
-            crop, roll = align_face(images[k], np.asarray(face.keypoints, np.float64), self.spec)
+            points = face_keypoints(face)
+            crop, roll = align_face(images[k], points, self.spec)
             crops.append(crop)
             rolls.append(roll)
             rel_crops.append(crop if self.relation_spec == self.spec
-                             else align_face(images[k], np.asarray(face.keypoints, np.float64), self.relation_spec)[0])
+                             else align_face(images[k], points, self.relation_spec)[0])
         step(0.5, "expression and attributes")
         attr = self.run_branch("expression", np.stack(crops))
         emb = self.run_branch("relation", np.stack(rel_crops))["embedding"]
@@ -356,4 +372,4 @@ class RelationPredictor:
 
 
 __all__ = ["FaceAttributes", "OnnxBranch", "PairTraits", "RelationPredictor", "RelationResult",
-           "export_branch_onnx"]
+           "export_branch_onnx", "face_keypoints"]

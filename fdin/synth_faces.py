@@ -15,7 +15,8 @@ scaled by :data:`EXPRESSION_GAIN` times a random intensity in [0.8, 1.3]) plus r
 variation (feature groups rescaled and shifted, :func:`_shape_jitter`) and a small random "yaw
 nudge" (central landmarks shifted sideways), and warps the local image with
 :func:`fdin.warp.warp_face`. Labels: expression = the pattern;
-gender / age = the source face's appearance estimate; pose = the source pose plus the nudge. To
+gender / age = the source face's appearance estimate; yaw / pitch = the source pose (yaw plus the
+nudge); roll = the angle of the deformed landmarks' eye line (clockwise positive). To
 exercise missing labels and attribute propagation, each training sample belongs to one of three
 pseudo-datasets (:data:`PSEUDO_DATASETS`) that hide some heads; validation samples keep all labels.
 
@@ -48,7 +49,7 @@ from fdin.models.relation import TRAITS
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 #: global strength of the expression patterns (1.0 = the values in EXPRESSION_PATTERNS).
 EXPRESSION_GAIN = 1.6
 #: pseudo-dataset name -> heads it labels (training split only).
@@ -256,7 +257,9 @@ def face_samples(n: int, *, seed: int = 0, backend: str | None = None, sources: 
         out["expression"].append(expr)
         out["p_female"].append(np.nan if src.p_female is None else src.p_female)
         out["age"].append(np.nan if src.age is None else src.age)
-        out["pose"].append([src.pose[0] + yaw, src.pose[1], src.pose[2]])
+        eyes = keypoints_from_landmarks68(lm)[:2]
+        roll = float(np.degrees(np.arctan2(eyes[1, 1] - eyes[0, 1], eyes[1, 0] - eyes[0, 0])))
+        out["pose"].append([src.pose[0] + yaw, src.pose[1], roll])
         out["identity"].append(src.identity)
     arrays = {k: np.asarray(v) for k, v in out.items()}
     arrays["pose"] = arrays["pose"].astype(np.float32)

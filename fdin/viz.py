@@ -246,7 +246,7 @@ def draw_regions_and_relations(image: np.ndarray, landmarks: np.ndarray, regions
                                top_relations: Sequence[Any], *,
                                region_points: Mapping[str, Sequence[int]] | None = None,
                                colours: Mapping[str, str | Sequence[int]] | None = None,
-                               max_width: int = 10) -> np.ndarray:
+                               max_width: int = 8) -> np.ndarray:
     """Region overlay plus the most important region pairs drawn on the face.
 
     Each region is drawn as the convex hull of its landmarks in its colour, with its centre marked;
@@ -291,12 +291,12 @@ def draw_regions_and_relations(image: np.ndarray, landmarks: np.ndarray, regions
         top = max(w for _, _, w in relations) or 1.0
         for a, b, w in sorted(relations, key=lambda r: r[2]):
             width = max(1, round(max_width * s * w / top))
-            pa, pb = (tuple(int(round(v)) for v in centres[n]) for n in (a, b))
+            pa, pb = (tuple(int(v) for v in np.rint(centres[n])) for n in (a, b))
             cv2.line(out, pa, pb, (255, 255, 255), width + 2, cv2.LINE_AA)
             cv2.line(out, pa, pb, RELATION_COLOUR, width, cv2.LINE_AA)
     for k, name in enumerate(wanted):
         colour = hex_to_rgb(colours.get(name, _palette(k)))
-        c = tuple(int(round(v)) for v in centres[name])
+        c = tuple(int(v) for v in np.rint(centres[name]))
         cv2.circle(out, c, max(2, round(4 * s)), colour, -1, cv2.LINE_AA)
         cv2.circle(out, c, max(2, round(4 * s)), (255, 255, 255), 1, cv2.LINE_AA)
     return out
@@ -314,6 +314,12 @@ def _relation_tuple(item: Any) -> tuple[str, str, float]:
 
 
 __all__ = [
-    "draw_faces", "draw_regions_and_relations", "importance_heatmap", "region_centres", "region_dynamics",
-    "hex_to_rgb", "relation_matrix", "trait_bars",
+    "draw_faces",
+    "draw_regions_and_relations",
+    "hex_to_rgb",
+    "importance_heatmap",
+    "region_centres",
+    "region_dynamics",
+    "relation_matrix",
+    "trait_bars",
 ]

@@ -156,3 +156,53 @@ def test_training_smoke_with_propagation(tmp_path, synthetic_faces_cached):
     assert loaded.config["preprocess"]["alignment"]["size"] == SIZE
     assert "only exercise" in (out / "model" / "README.md").read_text() or \
         "exercise the full pipeline" in (out / "model" / "README.md").read_text()
+
+
+def _fake_source():
+    from fdin.synth_faces import SourceFace
+
+    rng = np.random.default_rng(0)
+    lm = np.zeros((68, 2))
+    lm[0:17] = np.c_[np.linspace(40, 104, 17), 60 + 40 * np.sin(np.linspace(0, np.pi, 17))]
+    lm[17:27] = np.c_[np.linspace(45, 99, 10), np.full(10, 50.0)]
+    lm[27:36] = np.c_[np.full(9, 72.0), np.linspace(55, 85, 9)]
+    lm[36:42] = np.c_[np.linspace(50, 64, 6), np.full(6, 60.0)]
+    lm[42:48] = np.c_[np.linspace(80, 94, 6), np.full(6, 60.0)]
+    lm[48:68] = np.c_[np.linspace(58, 86, 20), np.full(20, 95.0)]
+    lm += rng.normal(0, 0.3, lm.shape)
+    image = rng.integers(0, 255, (144, 144, 3), dtype=np.uint8)
+    return SourceFace(identity="fake", image=image, landmarks=lm, pose=(5.0, 0.0, 0.0), p_female=1.0, age=30.0)
+
+
+def test_generated_expressions_move_the_right_landmarks():
+    from fdin.synth_faces import EXPRESSION_PATTERNS, deform
+
+    src = _fake_source()
+    for name in EXPRESSION_PATTERNS:
+        image, lm, yaw = deform(src, name, np.random.default_rng(1))
+        assert image.shape == src.image.shape and lm.shape == (68, 2) and abs(yaw) <= 18.0 + 1e-6
+    _, happy, _ = deform(src, "happy", np.random.default_rng(2))
+    _, neutral, _ = deform(src, "neutral", np.random.default_rng(2))
+    # mouth corners go up (smaller y) relative to the same shape jitter without the pattern
+    assert (happy[[48, 54], 1] < neutral[[48, 54], 1]).all()
+    _, surprise, _ = deform(src, "surprise", np.random.default_rng(2))
+    assert surprise[8, 1] > neutral[8, 1] + 5  # jaw drop
+
+
+def test_generated_records_hide_labels_per_pseudo_dataset():
+    from fdin.synth_faces import PSEUDO_DATASETS, VAL_IDENTITIES
+    from train.datasets import synth_face_records
+
+    n = 60
+    ids = np.array([VAL_IDENTITIES[0] if i % 6 == 0 else f"id{i % 5}" for i in range(n)])
+    samples = {"images": np.zeros((n, 8, 8, 3), np.uint8), "landmarks": np.tile(_fake_source().landmarks, (n, 1, 1)),
+               "expression": np.arange(n) % 7, "p_female": np.ones(n), "age": np.full(n, 30.0),
+               "pose": np.zeros((n, 3)), "identity": ids}
+    train, val = synth_face_records(samples)
+    assert not {r.identity for r in train} & set(VAL_IDENTITIES)
+    assert all(r.expression is not None and r.age is not None for r in val)
+    for r in train:
+        heads = PSEUDO_DATASETS[r.dataset]
+        assert (r.expression is not None) == ("expression" in heads)
+        assert (r.gender is not None) == ("gender" in heads)
+        assert set(r.meta["hidden"]) == {"expression", "gender", "age"} - set(heads)

@@ -62,7 +62,7 @@ def test_resample_and_fit_length():
     assert short.shape == (100, 12, 4) and valid == 30
     long = np.zeros((300, 12, 4))
     long[200] = 1
-    cropped, valid, start = dynamics.fit_length(long, 100)
+    _cropped, valid, start = dynamics.fit_length(long, 100)
     assert valid == 100 and start <= 200 < start + 100
 
 
@@ -108,10 +108,11 @@ def test_synthetic_relation_is_planted_only_in_the_pair():
 
 def test_write_dataset_format(tmp_path):
     out = synth.write_dataset(tmp_path / "d", n_sequences=7, seed=3, sequences_per_subject=3)
-    rows = list(csv.DictReader(open(out / "labels.csv")))
+    with open(out / "labels.csv") as handle:
+        rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["id", "subject", "gender", "age"] and len(rows) == 7
     assert len({r["subject"] for r in rows}) == 3
-    z = np.load(out / "sequences" / f"{rows[0]['id']}.npz")
+    z = np.load(out / "sequences" / f"{rows[0]['id']}.npz", allow_pickle=False)
     assert z["landmarks"].dtype == np.float32 and z["landmarks"].shape[1:] == (68, 2) and float(z["fps"]) > 0
 
 
@@ -123,7 +124,7 @@ def test_warp_face_identity_and_motion():
     same = warp_face(img, src, src)
     assert same.shape == img.shape and same.dtype == np.uint8
     assert np.abs(same.astype(int) - img).mean() < 1.0
-    moved = warp_face(img, src, src + [5, 0])
+    moved = warp_face(img, src, src + np.array([5.0, 0.0]))
     assert (moved[45:75, 68:102] == 255).all(axis=-1).mean() > 0.9
 
 

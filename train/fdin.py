@@ -125,7 +125,7 @@ def load_dataset(data_dir: Path, dyn_config: Any, *, progress: bool = False) -> 
         raise SystemExit(f"{data_dir}/labels.csv lacks columns: {', '.join(sorted(missing))}")
     records = []
     for row in tqdm(rows, desc="dynamics", disable=not progress, leave=False):
-        with np.load(data_dir / "sequences" / f"{row['id']}.npz") as z:
+        with np.load(data_dir / "sequences" / f"{row['id']}.npz", allow_pickle=False) as z:
             landmarks, fps = z["landmarks"], float(z["fps"])
         dyn = compute_dynamics(landmarks, fps=fps, config=dyn_config, check=False)
         gender = row["gender"].strip().lower()
@@ -144,7 +144,7 @@ def augment(traj: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarr
     """
     t = len(traj)
     speed = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
-    new_t = max(2, int(round(t / speed)))
+    new_t = max(2, round(t / speed))
     src = np.linspace(0, t - 1, new_t)
     i0 = np.floor(src).astype(int)
     i1 = np.minimum(i0 + 1, t - 1)
@@ -316,7 +316,7 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
 def split_val(subjects: np.ndarray, fraction: float, seed: int) -> tuple[set, set]:
     s = np.array(sorted(subjects))
     np.random.default_rng(seed + 7).shuffle(s)
-    n_val = max(1, int(round(len(s) * fraction)))
+    n_val = max(1, round(len(s) * fraction))
     return set(s[n_val:]), set(s[:n_val])
 
 

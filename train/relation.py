@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--lr", type=float, default=2e-3)
     optim.add_argument("--branch-lr-scale", type=float, default=0.1, help="0 freezes the branch")
     optim.add_argument("--weight-decay", type=float, default=0.02)
+    optim.add_argument("--no-balance", dest="balance", action="store_false",
+                       help="do not weight positives by the negative/positive ratio per trait")
     optim.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     optim.add_argument("--workers", type=int, default=0)
     optim.add_argument("--seed", type=int, default=0)
@@ -169,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     total_steps = max(1, args.epochs * len(loader))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups],
                                                     total_steps=total_steps, pct_start=0.15)
+    labels_all = np.stack([r.labels for r in train_records]) if train_records else np.zeros((0, len(TRAITS)))
+    pos = np.nansum(labels_all, 0)
+    neg = np.sum(np.isfinite(labels_all), 0) - pos
+    # per-trait positive weight = negatives / positives (clipped): balanced accuracy is the metric
+    pos_weight = torch.tensor(np.clip(neg / np.maximum(pos, 1), 0.2, 5.0) if args.balance else np.ones(len(TRAITS)),
+                              dtype=torch.float32)
     history = []
     for epoch in range(args.epochs):
         net.train()
@@ -179,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         bar = common.progress(loader, info=info, quiet=args.quiet, desc=f"epoch {epoch + 1}/{args.epochs}")
         for face_a, face_b, box_a, box_b, wh, labels, mask in bar:
             logits = net(face_a, face_b, box_a, box_b, wh)
-            per = F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask
+            per = F.binary_cross_entropy_with_logits(logits, labels, reduction="none", pos_weight=pos_weight) * mask
             loss = per.sum() / mask.sum().clamp_min(1.0)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

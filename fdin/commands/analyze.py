@@ -1,0 +1,97 @@
+"""``python -m fdin analyze VIDEO... [--json OUT]``: FDIN gender/age + relational importance.
+
+One video: the JSON goes to ``--json OUT`` (or stdout). Several videos or a folder: one JSON per
+video in ``--out-dir`` plus ``summary.csv``, with a progress bar; a video that fails (no face, bad
+file) is recorded in the summary and the run continues (exit 2 if every video failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from fdin.errors import FdinError, MediaError
+
+HELP = "gender and age from facial dynamics (FDIN) with the relational importance matrix"
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="video files or folders")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the JSON here (one video)")
+    parser.add_argument("--out-dir", type=Path, default=Path("fdin-analyze"),
+                        help="per-video JSON and summary.csv when several videos are given")
+    parser.add_argument("--arrays", action="store_true", help="include trajectories and landmarks in the JSON")
+    parser.add_argument("--gender-weights", default="fdin-gender", help="model folder, weights/ name or Hub id")
+    parser.add_argument("--age-weights", default="fdin-age", help="model folder, weights/ name or Hub id")
+    parser.add_argument("--revision", help="40-hex Hub commit for Hub weights")
+    parser.add_argument("--backend", help="face backend name (default: fdin.perception's default)")
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES)
+        else:
+            out.append(p)
+    if not out:
+        raise MediaError("No video files were found in the given folder(s).")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from fdin.analyze import SYNTHETIC_NOTE, DynamicsAnalyzer
+
+    quiet = getattr(args, "quiet", False)
+    videos = _expand(args.videos)
+    analyzer = DynamicsAnalyzer(gender_weights=args.gender_weights, age_weights=args.age_weights,
+                                revision=args.revision, backend=args.backend)
+    if not quiet and any(m.get("synthetic_training_data") for m in analyzer.provenance()):
+        print(SYNTHETIC_NOTE, file=sys.stderr)
+
+    if len(videos) == 1 and not args.videos[0].is_dir():
+        result = analyzer.analyze(videos[0])
+        text = json.dumps(result.to_json_dict(include_arrays=args.arrays), indent=2)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(text + "\n")
+        else:
+            print(text)
+        return 0
+
+    from tqdm import tqdm
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    rows, ok = [], 0
+    for i, video in enumerate(tqdm(videos, desc="analyze", unit="video", disable=quiet)):
+        row = {"video": str(video), "status": "ok", "message": "", "json": "", "frames_analyzed": "",
+               "face_found": "", "gender": "", "p_female": "", "age_years": "", "age_std": "",
+               "top_relation": "", "total_ms": ""}
+        try:
+            result = analyzer.analyze(video)
+        except FdinError as error:
+            row.update(status="error", message=str(error))
+        else:
+            ok += 1
+            out = args.out_dir / f"{i:04d}_{video.stem}.json"
+            out.write_text(json.dumps(result.to_json_dict(include_arrays=args.arrays), indent=2) + "\n")
+            d = result.dynamics
+            row.update(json=str(out), frames_analyzed=result.frames_analyzed, face_found=result.face_track["found"],
+                       gender=d["gender"]["label"], p_female=d["gender"]["p_female"], age_years=d["age"]["years"],
+                       age_std=d["age"]["std"], total_ms=result.timings_ms["total"],
+                       top_relation=" - ".join(result.top_relations[0]["regions"]) if result.top_relations else "")
+        rows.append(row)
+    summary = args.out_dir / "summary.csv"
+    with open(summary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if not quiet:
+        print(f"{ok}/{len(videos)} videos analysed; summary: {summary}", file=sys.stderr)
+    if ok == 0:
+        raise FdinError(f"None of the {len(videos)} videos could be analysed; see {summary}.")
+    return 0

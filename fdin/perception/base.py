@@ -1,0 +1,238 @@
+"""The face backend contract, the backend registry and :func:`get_backend`.
+
+A backend is insightface's task-model pipeline made explicit and typed: a detector
+(:meth:`FaceBackend.detect_boxes`), a 68-point landmark fit on any face box
+(:meth:`FaceBackend.landmarks_for_box`, what tracking uses between detections), head pose, and an
+appearance (apparent gender/age) head run on a batch of faces (:meth:`FaceBackend.appearance`).
+:meth:`FaceBackend.detect` chains them into :class:`~fdin.perception.types.Face` records.
+
+Backends are registered by name in :data:`BACKENDS` (no guessing from file shapes) and built lazily,
+once per process, by :func:`get_backend`. A backend holds only read-only models: no per-request
+state, so one instance serves concurrent requests.
+
+Nothing heavy is imported here: model libraries load inside the builders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fdin.errors import ModelUnavailableError
+from fdin.perception.types import Appearance, Face
+
+log = logging.getLogger(__name__)
+
+#: Files that make a directory a usable insightface buffalo_l pack for fdin.
+INSIGHTFACE_REQUIRED = ("det_10g.onnx",)
+INSIGHTFACE_HINT = (
+    "put the insightface buffalo_l pack (det_10g.onnx, 1k3d68.onnx, 2d106det.onnx, genderage.onnx) in "
+    "weights/insightface/buffalo_l or ~/.insightface/models/buffalo_l, or point FDIN_INSIGHTFACE_DIR at it; "
+    "its models are for non-commercial research only")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detector hit. ``bbox``: (4,) float32 xyxy pixels in the input image; ``score`` in [0, 1];
+    ``keypoints``: the detector's own (5, 2) points (insightface order) or None."""
+
+    bbox: np.ndarray
+    score: float
+    keypoints: np.ndarray | None = None
+
+
+class FaceBackend(ABC):
+    """Detector + 68-point landmarks + pose + appearance, on ``(H, W, 3) uint8`` RGB images.
+
+    Subclasses implement :meth:`detect_boxes`, :meth:`landmarks_for_box` and :meth:`appearance`;
+    :meth:`face_for_box` (landmarks, keypoints, pose for one box) and :meth:`detect` have defaults.
+    """
+
+    name: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def models(self) -> dict[str, str]:
+        """Which model produces each :class:`Face` field (copied into ``Face.models``)."""
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready description: ``{"name", "models"}``."""
+        return {"name": self.name, "models": dict(self.models)}
+
+    @abstractmethod
+    def detect_boxes(self, image: np.ndarray) -> list[Detection]:
+        """Faces found by the detector alone, in detector order."""
+
+    @abstractmethod
+    def landmarks_for_box(self, image: np.ndarray, bbox: np.ndarray) -> np.ndarray:
+        """(68, 2) float32 pixel landmarks (iBUG order) fitted inside a detector-style xyxy box."""
+
+    @abstractmethod
+    def appearance(self, image: np.ndarray, faces: Sequence[Face]) -> list[Appearance | None]:
+        """Apparent gender/age for each face of one image (one batched model call), in order."""
+
+    def face_for_box(self, image: np.ndarray, bbox: np.ndarray, *, score: float) -> Face:
+        """Landmarks, keypoints and head pose for one detector-style box (no appearance).
+
+        Keypoints are always derived from the 68 landmarks (eye centres, nose tip 30, mouth corners
+        48/54; :func:`fdin.alignment.keypoints_from_landmarks68`), so they exist on tracked frames
+        too and relation alignment sees the same points in training and inference.
+        """
+        from fdin.alignment import keypoints_from_landmarks68
+        from fdin.perception.pose import head_pose
+
+        landmarks = self.landmarks_for_box(image, bbox)
+        return Face(bbox=np.asarray(bbox, dtype=np.float32), score=float(score), landmarks=landmarks,
+                    keypoints=keypoints_from_landmarks68(landmarks).astype(np.float32),
+                    pose=head_pose(landmarks, (image.shape[1], image.shape[0])), models=dict(self.models))
+
+    def detect(self, image: np.ndarray, *, with_appearance: bool = True) -> list[Face]:
+        """Full pipeline on one image, faces in detector order."""
+        image = as_rgb(image)
+        faces = [self.face_for_box(image, d.bbox, score=d.score) for d in self.detect_boxes(image)]
+        if with_appearance and faces:
+            faces = with_appearances(faces, self.appearance(image, faces))
+        return faces
+
+
+def with_appearances(faces: Sequence[Face], appearances: Sequence[Appearance | None]) -> list[Face]:
+    """Copies of ``faces`` with their ``appearance`` set (Face is frozen)."""
+    from dataclasses import replace
+
+    return [replace(f, appearance=a) for f, a in zip(faces, appearances, strict=True)]
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """C-contiguous ``(H, W, 3) uint8`` view/copy of an RGB image (grey/RGBA/float are normalised)."""
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    from fdin.media import ensure_rgb_uint8
+
+    return np.ascontiguousarray(ensure_rgb_uint8(arr))
+
+
+# --- insightface model directory ------------------------------------------------------------------
+def insightface_candidates(models_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Where buffalo_l is looked for, in order: ``models_dir``, ``FDIN_INSIGHTFACE_DIR``,
+    ``<weights>/insightface/buffalo_l`` (``FDIN_WEIGHTS_DIR`` or the repo's ``weights/``),
+    ``~/.insightface/models/buffalo_l``."""
+    from fdin.weights import weights_dir
+
+    out = [Path(models_dir)] if models_dir else []
+    if os.environ.get("FDIN_INSIGHTFACE_DIR"):
+        out.append(Path(os.environ["FDIN_INSIGHTFACE_DIR"]))
+    out += [weights_dir() / "insightface" / "buffalo_l", Path("~/.insightface/models/buffalo_l")]
+    return [p.expanduser() for p in out]
+
+
+def find_insightface_dir(models_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The first candidate directory holding :data:`INSIGHTFACE_REQUIRED`, else None. An explicit
+    ``models_dir`` that is not usable returns None (it is not silently replaced by another one)."""
+    candidates = insightface_candidates(models_dir)
+    if models_dir:
+        candidates = candidates[:1]
+    for path in candidates:
+        if path.is_dir() and all((path / f).is_file() for f in INSIGHTFACE_REQUIRED):
+            return path.resolve()
+    return None
+
+
+# --- registry -------------------------------------------------------------------------------------
+def _build_offline(*, models_dir: str | os.PathLike[str] | None = None) -> FaceBackend:
+    from fdin.perception.offline import OfflineBackend
+
+    if models_dir:
+        log.warning("--models-dir is ignored by the offline backend (its models ship in PyPI packages)")
+    return OfflineBackend()
+
+
+def _build_insightface(*, models_dir: str | os.PathLike[str] | None = None) -> FaceBackend:
+    from fdin.perception.insightface_backend import InsightFaceBackend
+
+    path = find_insightface_dir(models_dir)
+    if path is None:
+        where = f"{models_dir} does not hold det_10g.onnx" if models_dir else "buffalo_l was not found"
+        raise ModelUnavailableError(f"The insightface backend is unavailable: {where}; {INSIGHTFACE_HINT}.")
+    return InsightFaceBackend(path)
+
+
+#: Backend builders by name. ``get_backend(None)`` / ``"auto"`` picks insightface when its models are
+#: on disk, else offline.
+BACKENDS: dict[str, Callable[..., FaceBackend]] = {
+    "offline": _build_offline,
+    "insightface": _build_insightface,
+}
+
+_CACHE: dict[tuple[str, str | None], FaceBackend] = {}
+_LOCK = threading.Lock()
+_AUTO_NOTED = False
+
+
+def list_backends() -> list[str]:
+    return sorted(BACKENDS)
+
+
+def register_backend(name: str, builder: Callable[..., FaceBackend]) -> None:
+    """Add a backend builder (``builder(*, models_dir=None) -> FaceBackend``) under ``name``."""
+    if name in ("auto", ""):
+        raise ValueError(f"{name!r} is reserved")
+    BACKENDS[name] = builder
+
+
+def resolve_backend_name(name: str | None = None, *, models_dir: str | os.PathLike[str] | None = None) -> str:
+    """``None``/``"auto"`` → ``"insightface"`` when buffalo_l is on disk, else ``"offline"``."""
+    global _AUTO_NOTED
+    key = (name or "auto").strip().lower()
+    if key != "auto":
+        if key not in BACKENDS:
+            raise ModelUnavailableError(
+                f"Unknown face backend {name!r}; choose one of: auto, {', '.join(list_backends())}.")
+        return key
+    if find_insightface_dir(models_dir) is not None:
+        return "insightface"
+    if not _AUTO_NOTED:
+        _AUTO_NOTED = True
+        log.info("Using the offline face backend (yuface + dlib + Cydral); for insightface, %s.", INSIGHTFACE_HINT)
+    return "offline"
+
+
+def get_backend(name: str | None = None, *, models_dir: str | os.PathLike[str] | None = None) -> FaceBackend:
+    """The process-wide backend ``name`` (``None``/``"auto"``: see :func:`resolve_backend_name`).
+
+    Built on first use and cached per (name, models_dir); thread-safe.
+
+    Raises:
+        ModelUnavailableError: unknown name, or the backend's models/packages are missing.
+    """
+    resolved = resolve_backend_name(name, models_dir=models_dir)
+    key = (resolved, str(Path(models_dir).expanduser().resolve()) if models_dir else None)
+    with _LOCK:
+        backend = _CACHE.get(key)
+        if backend is None:
+            backend = BACKENDS[resolved](models_dir=models_dir)
+            _CACHE[key] = backend
+        return backend
+
+
+def _backend_of(backend: FaceBackend | str | None) -> FaceBackend:
+    return backend if isinstance(backend, FaceBackend) else get_backend(backend)
+
+
+def detect_faces(image: np.ndarray, backend: FaceBackend | str | None = None, *,
+                 with_appearance: bool = True) -> list[Face]:
+    """All faces in one ``(H, W, 3) uint8`` RGB image, sorted left to right (by box centre x).
+
+    ``backend``: an instance, a registered name, or None for the default (:func:`get_backend`).
+    An image without faces gives ``[]`` (callers decide whether that is an error).
+    """
+    faces = _backend_of(backend).detect(as_rgb(image), with_appearance=with_appearance)
+    return sorted(faces, key=lambda f: float(f.bbox[0] + f.bbox[2]))
