@@ -192,14 +192,22 @@ def measure_decode(clip: Path, repeats: int, model_fps: float) -> dict[str, Any]
     return out
 
 
+def facemesh_available() -> bool:
+    return BENCH_PYTHON.is_file()
+
+
 def measure_facemesh(clip: Path, repeats: int) -> dict[str, Any]:
-    if not BENCH_PYTHON.is_file():
+    """``repeats`` FaceMesh passes (after one warm-up pass) in one ``.venv-bench`` subprocess."""
+    if not facemesh_available():
         return {"skipped": f"peer not measured: {BENCH_VENV.name} is missing; create it with {BENCH_VENV_HINT}"}
     proc = subprocess.run([str(BENCH_PYTHON), str(FACEMESH_SCRIPT), str(clip), "--repeats", str(repeats)],
                           capture_output=True, text=True, timeout=1800, env={**_env(), "PYTHONPATH": ""})
     if proc.returncode != 0:
         return {"error": f"FaceMesh subprocess failed ({proc.returncode}): {proc.stderr.strip()[-600:]}"}
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    return summarise_facemesh(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def summarise_facemesh(data: dict[str, Any]) -> dict[str, Any]:
     runs, frames = data["runs"], data["frames"]
     wall = [r["wall_s"] for r in runs]
     mesh = [r["facemesh_s"] for r in runs]
@@ -276,14 +284,11 @@ def instrument_analyzer(analyzer: Any) -> _Accumulator:
 
     acc = _Accumulator()
     backend = analyzer.backend
-    for name in dir(type(backend)):
+    import inspect
+
+    for name, _member in inspect.getmembers(type(backend), inspect.isfunction):  # methods only
         stage = _backend_stage(name)
-        if stage and callable(getattr(backend, name, None)):
-            acc.wrap(backend, name, stage)
-    for name in vars(backend):  # callables stored on the instance (e.g. model objects)
-        stage = _backend_stage(name)
-        value = getattr(backend, name)
-        if stage and callable(value) and not isinstance(value, type):
+        if stage:
             acc.wrap(backend, name, stage)
     if hasattr(analyze_mod, "compute_dynamics"):
         acc.wrap(analyze_mod, "compute_dynamics", "dynamics")
@@ -312,7 +317,10 @@ def _stage_breakdown(timings_ms: dict[str, float], acc: _Accumulator, wall_s: fl
     return stages
 
 
-def measure_analyze(clip: Path, repeats: int, source_frames: int, *, profile: bool) -> dict[str, Any]:
+def measure_analyze(clip: Path, repeats: int, source_frames: int, *, profile: bool,
+                    before_each: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Warm analyzer on ``clip``; ``before_each()`` runs before every timed run (the peer pass, so
+    both are measured under the same machine load, interleaved)."""
     from fdin.analyze import DynamicsAnalyzer
 
     t0 = time.perf_counter()
@@ -326,6 +334,8 @@ def measure_analyze(clip: Path, repeats: int, source_frames: int, *, profile: bo
         first_s = time.perf_counter() - t0
         runs = []
         for _ in range(repeats):
+            if before_each is not None:
+                before_each()
             acc.reset()
             c0, t0 = time.process_time(), time.perf_counter()
             result = analyzer.analyze(clip)
@@ -679,6 +689,10 @@ def render_markdown(results: dict[str, Any], svg_name: str | None) -> str:
         lines.append(f"| fdin analyze | {an.get('error', an.get('skipped', 'not measured'))} | | |")
     lines += ["", "The target ratio compares like with like: both passes include decoding the same file. "
               "The stricter landmarks-only FaceMesh rate (decode excluded) is shown too."]
+    if fm.get("paired_ratios"):
+        pr = fm["paired_ratios"]
+        lines += ["", f"FaceMesh and fdin runs were interleaved (one FaceMesh pass before each analyze run); "
+                  f"per-pair throughput ratios: {', '.join(f'{x:.2f}' for x in pr)} (median {median(pr):.2f})."]
     if "stages_ms" in an:
         total = sum(an["stages_ms"].values())
         lines += ["", "## fdin analyze by stage", ""]
@@ -793,8 +807,31 @@ def main(argv: list[str] | None = None) -> int:
     results["clip"] = results["decode"].get("clip", {})
     frames = int(results["clip"].get("frames") or 0)
     duration = float(results["clip"].get("duration_s") or 0.0)
-    step("facemesh", lambda: measure_facemesh(clip, max(repeats, 1)))
-    step("analyze", lambda: measure_analyze(clip, repeats, frames, profile=not (args.quick or args.no_profile)))
+    profile = not (args.quick or args.no_profile)
+    if facemesh_available() and not {"facemesh", "analyze"} & skip:
+        # interleaved: one FaceMesh pass (own subprocess, own warm-up) before each timed analyze run
+        peer_runs: list[dict[str, Any]] = []
+
+        def peer_once() -> None:
+            peer_runs.append(measure_facemesh(clip, 1))
+
+        step("analyze", lambda: measure_analyze(clip, repeats, frames, profile=profile, before_each=peer_once))
+        failed = [r for r in peer_runs if "runs" not in r]
+        if failed or not peer_runs:
+            results["facemesh"] = failed[0] if failed else {"error": "no FaceMesh run"}
+        else:
+            merged = {**peer_runs[0], "runs": [x for r in peer_runs for x in r["runs"]],
+                      "init_s": [x for r in peer_runs for x in r["init_s"]]}
+            results["facemesh"] = summarise_facemesh(merged)
+            an = results["analyze"]
+            if "runs" in an:
+                ratios = [(frames / a["wall_s"]) / (frames / f["wall_s"])
+                          for a, f in zip(an["runs"], results["facemesh"]["runs"], strict=False)]
+                results["facemesh"]["paired_ratios"] = ratios
+        log(f"facemesh: {_summary(results['facemesh'])}")
+    else:
+        step("facemesh", lambda: measure_facemesh(clip, max(repeats, 1)))
+        step("analyze", lambda: measure_analyze(clip, repeats, frames, profile=profile))
     step("relate", lambda: measure_relate(3 if args.quick else 10))
     step("cli", lambda: measure_cli(clip, repeats, duration))
     step("app", lambda: measure_app(1 if args.quick else 3))

@@ -423,8 +423,8 @@ def _matrix_plot(payload: dict[str, Any] | None, trait: str) -> Any:
     from fdin import viz
 
     if not payload or len(payload.get("faces", [])) < 3:
-        return gr.Plot(value=None, visible=False)
-    return gr.Plot(value=viz.relation_matrix(len(payload["faces"]), payload["pairs"], trait), visible=True)
+        return None
+    return viz.relation_matrix(len(payload["faces"]), payload["pairs"], trait)
 
 
 def _trait_names() -> list[str]:
@@ -613,12 +613,13 @@ def build_demo(*, examples: str | None = None) -> gr.Blocks:
                 with gr.Column(scale=1):
                     video_in = RawVideo(label="Video of one face (a smile works best; first 20 s used)",
                                         sources=["upload", "webcam"], include_audio=False,
-                                        webcam_options=gr.WebcamOptions(mirror=False), height=360)
+                                        webcam_options=gr.WebcamOptions(mirror=False), height=360,
+                                        elem_id="video-in")
                     analyze_btn = gr.Button("Analyse video", variant="primary", interactive=False,
                                             elem_id="analyze-btn")
                     buttons.append(analyze_btn)
                     summary = gr.Markdown(elem_id="analysis-summary")
-                    json_file = gr.File(label="Download the JSON", interactive=False)
+                    json_file = gr.File(label="Download the JSON", interactive=False, height=90)
                 with gr.Column(scale=1):
                     clip_out = gr.Video(label="Annotated playback (landmarks, regions, top relations)",
                                         interactive=False, height=360)
@@ -647,9 +648,9 @@ def build_demo(*, examples: str | None = None) -> gr.Blocks:
                 with gr.Column(scale=1):
                     with gr.Row():
                         photo_a = RawImage(label="Group photo, or first photo", sources=["upload", "webcam"],
-                                           type="filepath", height=300)
+                                           type="filepath", height=300, elem_id="photo-a")
                         photo_b = RawImage(label="Second photo (optional)", sources=["upload", "webcam"],
-                                           type="filepath", height=300)
+                                           type="filepath", height=300, elem_id="photo-b")
                     trait_in = gr.Dropdown(choices=traits, value="warm" if "warm" in traits else traits[0],
                                            label="Trait for the relation matrix (3+ faces)")
                     relate_btn = gr.Button("Relate faces", variant="primary", interactive=False,
@@ -659,7 +660,8 @@ def build_demo(*, examples: str | None = None) -> gr.Blocks:
                     relate_image = gr.Image(label="Faces (numbered left to right)", interactive=False, height=360)
             faces_table = gr.Dataframe(headers=FACE_COLUMNS, label="Per face", interactive=False)
             trait_chart = gr.Plot(label="Relation traits per pair", elem_id="trait-chart")
-            matrix_plot = gr.Plot(label="Relation matrix", visible=False, elem_id="relation-matrix")
+            matrix_plot = gr.Plot(label="Relation matrix across all pairs (group photos with 3+ faces)",
+                                  elem_id="relation-matrix")
             with gr.Accordion("JSON (same as `python -m fdin relate`)", open=False):
                 relate_json = gr.JSON(label="relations")
             relate_outputs = [relate_json, relate_image, faces_table, trait_chart, matrix_plot]
@@ -668,15 +670,16 @@ def build_demo(*, examples: str | None = None) -> gr.Blocks:
             trait_in.change(_rerender_matrix, inputs=[relate_json, trait_in], outputs=matrix_plot,
                             api_visibility="private", queue=False)
             if photos:
-                gr.Examples([[photos["group"], None, "warm"]] if "group" in photos else [],
-                            inputs=[photo_a, photo_b, trait_in], outputs=relate_outputs, fn=relate_photos,
+                gr.Examples([[photos["group"]]] if "group" in photos else [],
+                            inputs=[photo_a], outputs=relate_outputs, fn=relate_photos,
                             cache_examples=True, cache_mode=mode, api_visibility="private",
                             label="Example: a group photo shipped with insightface")
 
         with gr.Tab("Faces", id="faces"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    faces_in = RawImage(label="Photo", sources=["upload", "webcam"], type="filepath", height=360)
+                    faces_in = RawImage(label="Photo", sources=["upload", "webcam"], type="filepath", height=360,
+                                        elem_id="faces-in")
                     faces_btn = gr.Button("Detect faces", variant="primary", interactive=False,
                                           elem_id="faces-btn")
                     buttons.append(faces_btn)

@@ -17,8 +17,21 @@ import numpy as np
 
 from fdin.weights import weights_dir
 
-HAVE_FDIN_WEIGHTS = (weights_dir() / "fdin-gender").is_dir() and (weights_dir() / "fdin-age").is_dir()
-NO_FDIN_WEIGHTS = "the shipped FDIN weights (weights/fdin-gender, weights/fdin-age) are not present"
+
+
+def _have_fdin_weights() -> bool:
+    """The gender and age FDIN models the app would use (``weights/`` or ``FDIN_*_REPO``) exist."""
+    from fdin.errors import FdinError
+    from fdin.ui import _resolved
+
+    try:
+        return bool(_resolved("gender") and _resolved("age"))
+    except FdinError:
+        return False
+
+
+HAVE_FDIN_WEIGHTS = _have_fdin_weights()
+NO_FDIN_WEIGHTS = f"the FDIN gender/age weights are not present (looked in {weights_dir()})"
 
 
 def free_port() -> int:

@@ -68,9 +68,7 @@ def test_analyze_clip_in_process(analyzer, smile_mp4):
     assert mouth > nose
 
 
-def test_cli_analyze_json_keys_and_no_face_exit(tmp_path, smile_mp4):
-    from tests.clips import no_face_clip
-
+def test_cli_analyze_json_keys(tmp_path, smile_mp4):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = tmp_path / "r.json"
     proc = subprocess.run([sys.executable, "-m", "fdin", "analyze", str(smile_mp4), "--json", str(out)],
@@ -89,22 +87,24 @@ def test_cli_analyze_json_keys_and_no_face_exit(tmp_path, smile_mp4):
     assert all({"name", "weights", "trained_on", "licence"} <= set(m) for m in data["models"])
     assert "total" in data["timings_ms"]
 
-    # a folder with the clip and a no-face video: one JSON per analysed video + summary.csv
+
+def test_cli_batch_folder_and_no_face_exit(tmp_path, smile_mp4, capsys):
+    """In-process ``fdin.cli.main``: a folder → one JSON per video + summary.csv; no face → exit 2."""
+    from fdin.cli import main as cli_main
+    from tests.clips import no_face_clip
+
     folder = tmp_path / "videos"
     folder.mkdir()
     (folder / "a_smile.mp4").write_bytes(smile_mp4.read_bytes())
     no_face = no_face_clip(folder / "b_noface.mp4")
-    proc = subprocess.run([sys.executable, "-m", "fdin", "-q", "analyze", str(folder), "--out-dir",
-                           str(tmp_path / "batch")], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    assert cli_main(["-q", "analyze", str(folder), "--out-dir", str(tmp_path / "batch")]) == 0
     summary = (tmp_path / "batch" / "summary.csv").read_text().splitlines()
     assert len(summary) == 3 and ",ok," in summary[1] and ",error," in summary[2]
-
-    proc = subprocess.run([sys.executable, "-m", "fdin", "analyze", str(no_face)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert "face" in proc.stderr.lower() and "Traceback" not in proc.stderr
+    assert len(list((tmp_path / "batch").glob("*.json"))) == 1
+    capsys.readouterr()
+    assert cli_main(["analyze", str(no_face)]) == 2
+    err = capsys.readouterr().err
+    assert "face" in err.lower() and "Traceback" not in err
 
 
 def test_analyze_pipeline_with_a_fake_tracker(analyzer, tmp_path, monkeypatch):
@@ -116,7 +116,7 @@ def test_analyze_pipeline_with_a_fake_tracker(analyzer, tmp_path, monkeypatch):
     lm = smile_sequence(seed=2, fps=25)
     video = write_video(np.full((len(lm), 96, 128, 3), 120, np.uint8), 25.0, tmp_path / "v.mp4")
 
-    def fake_track(frames, backend, *, detect_every=5, progress=None):
+    def fake_track(frames, backend, *, detect_every=5, progress=None, **kwargs):
         keep = [i for i in range(len(frames)) if i % 10 != 3]  # a few lost frames
         faces = [Face(bbox=np.array([0, 0, 10, 10], np.float32), score=1.0, landmarks=lm[i],
                       keypoints=np.zeros((5, 2), np.float32), pose=Pose(0, 0, 0)) for i in keep]

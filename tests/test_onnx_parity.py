@@ -125,6 +125,9 @@ def test_shipped_fdin_weights(name):
     loaded = load_pretrained(folder)
     predictor = load_fdin(folder)
     assert predictor.backend == "onnxruntime"
+    if ONNX_NAME in read_checksums(folder):  # a shipped export must belong to the shipped weights
+        assert predictor.onnx_path == folder / ONNX_NAME, (
+            f"weights/{name}/{ONNX_NAME} is stale: python -m fdin.models.fdin_onnx weights/{name}")
     x = _x(2, int(predictor.dynamics_config.length))
     _assert_close(predictor(x), _torch_out(loaded.model, x), KEYS[predictor.target])
 

@@ -427,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                                             np.flatnonzero(np.isin(subj_arr, list(va_s))), desc="final",
                                             rank=rank, world=world)
         if rank == 0:
+            (args.out / "final_history.json").write_text(json.dumps(history, indent=2) + "\n")
             model_dir = save_final(args, model, margs, metrics, importance, resolved["command"])
             log.info("saved %s", model_dir)
             if args.push_to_hub:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 ONNX_NAME = "model.onnx"
 SHA_KEY = "fdin_weights_sha256"
 GEOMETRY_ARCHITECTURES = ("fdin", "fdin_uniform", "fdin_baseline")
+FDIN_ARCHITECTURES = (*GEOMETRY_ARCHITECTURES, "fdin_appearance")
 
 
 def output_names(target: str) -> tuple[str, ...]:
@@ -187,7 +188,10 @@ class FdinPredictor:
     _model: Any = field(default=None, repr=False)
 
     @property
-    def target(self) -> str:
+    def target(self) -> str | None:
+        """"gender" or "age" for an FDIN model (the builders' default is gender), else None."""
+        if self.config.get("architecture") not in FDIN_ARCHITECTURES:
+            return None
         return str(self.config.get("model_args", {}).get("target", "gender"))
 
     @property
@@ -299,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+__all__ = ["ONNX_NAME", "FdinPredictor", "add_onnx_to_weights", "export_fdin_onnx", "load_fdin", "output_names"]
+
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-__all__ = ["ONNX_NAME", "FdinPredictor", "add_onnx_to_weights", "export_fdin_onnx", "load_fdin", "output_names"]

@@ -113,10 +113,12 @@ class OneEuro:
     """One-Euro filter (Casiez et al., CHI 2012) for an array signal sampled at ``fps``.
 
     ``min_cutoff`` (Hz) sets the smoothing at rest, ``beta`` (per px/s) how fast the cutoff rises
-    with speed, so slow jitter is removed while fast motion keeps little lag.
+    with speed, so slow jitter is removed while fast motion keeps little lag. With the defaults at
+    30 fps: 1 px of per-frame jitter on a still face drops to ~0.17 px of frame-to-frame change, and
+    a landmark moving 150 px/s lags ~2 px (``tests/test_tracking.py``).
     """
 
-    def __init__(self, fps: float, *, min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0) -> None:
+    def __init__(self, fps: float, *, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0) -> None:
         self.dt, self.min_cutoff, self.beta, self.d_cutoff = 1.0 / fps, min_cutoff, beta, d_cutoff
         self.x: np.ndarray | None = None
         self.dx: np.ndarray | None = None

@@ -110,8 +110,10 @@ class Face:
 class FaceTrack:
     """One face followed through a video.
 
-    ``faces[i]`` is the face in frame ``frame_indices[i]``; frames in ``lost_frames`` lie inside the
-    track's span but the face could not be found there. Nothing is interpolated or invented.
+    ``faces[i]`` is the face in frame ``frame_indices[i]``; ``lost_frames`` are the frames after the
+    track started in which the face was searched for but not found: gaps inside its span, and, after
+    its last sighting, the frames until tracking gave up on it (see :mod:`fdin.perception.tracking`).
+    Nothing is interpolated or invented.
     """
 
     track_id: int

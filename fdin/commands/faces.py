@@ -1,0 +1,124 @@
+"""``python -m fdin faces IMAGE_OR_VIDEO [--json OUT]``: faces, landmarks, pose, apparent gender/age.
+
+The input is read as a photo when its first bytes are an image format's (JPEG, PNG, WebP, GIF, BMP,
+TIFF; HEIC gets a clear refusal), otherwise as a video. A photo gives every face
+(``{"faces", "backend", "image"}``); a video gives face tracks (``{"tracks", "primary_track",
+"frames", "backend"}``) with per-track frame ranges, lost frames and an appearance summary.
+
+Without ``--json`` the JSON goes to stdout (indented for a photo, compact for a video). With ``--json OUT`` it is written to OUT and a one-line
+summary goes to stdout. A photo without faces is a valid answer (``"faces": []``, exit 0); a file
+that cannot be read exits with code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+HELP = "detect faces (68 landmarks, head pose, apparent gender/age) in a photo, or track them in a video"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, metavar="IMAGE_OR_VIDEO", help="a photo or a video file")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the JSON here (stdout gets a summary)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "offline", "insightface"],
+                        help="face backend (auto: insightface when buffalo_l is on disk, else offline)")
+    parser.add_argument("--models-dir", type=Path, metavar="DIR",
+                        help="insightface buffalo_l directory (default: FDIN_INSIGHTFACE_DIR, weights/insightface/"
+                             "buffalo_l, ~/.insightface/models/buffalo_l)")
+    parser.add_argument("--detect-every", type=_positive_int, default=5, metavar="N",
+                        help="video: run the detector every N frames, fit landmarks in between (default 5)")
+    parser.add_argument("--smooth", action="store_true", help="video: One-Euro smoothing of the landmarks")
+
+
+def is_image_file(path: Path) -> bool:
+    """True when the file starts with the bytes of an image format fdin.media knows."""
+    from fdin.media import _IMAGE_KINDS, _SNIFF_BYTES, _sniff
+
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError:  # missing/unreadable: let the loader the name suggests say so in plain words
+        return path.suffix.lower() in IMAGE_SUFFIXES
+    return _sniff(head) in _IMAGE_KINDS
+
+
+def faces_of_image(path: Path, backend: Any) -> dict[str, Any]:
+    from fdin.media import load_image
+    from fdin.perception import detect_faces
+
+    image = load_image(path)
+    faces = detect_faces(image, backend)
+    return {"faces": [f.to_json_dict() for f in faces], "backend": backend.info(),
+            "image": {"width": int(image.shape[1]), "height": int(image.shape[0])}}
+
+
+def tracks_of_video(path: Path, backend: Any, *, detect_every: int, smooth: bool, quiet: bool) -> dict[str, Any]:
+    from fdin.media import read_video
+    from fdin.perception import primary_track, track_appearance, track_faces
+
+    video = read_video(path)
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(video), desc="faces", unit="frame", file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        tracks = track_faces(video, backend, detect_every=detect_every, smooth=smooth, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    primary = primary_track(tracks)
+    out_tracks = []
+    for t in tracks:
+        summary = track_appearance(t)
+        out_tracks.append({**t.to_json_dict(), "appearance": summary.to_json_dict() if summary else None})
+    return {
+        "tracks": out_tracks,
+        "primary_track": primary.track_id if primary else None,
+        "frames": {"count": len(video), "fps": round(float(video.fps), 3), "width": video.width,
+                   "height": video.height, "duration_s": round(video.duration, 3), "truncated": video.truncated,
+                   "notes": list(video.notes), "detect_every": detect_every, "smoothed": smooth,
+                   "timestamps_s": [round(float(t), 4) for t in video.timestamps]},
+        "backend": backend.info(),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from fdin.perception import get_backend
+
+    backend = get_backend(args.backend, models_dir=args.models_dir)
+    quiet = getattr(args, "quiet", False)
+    if is_image_file(args.input):
+        result = faces_of_image(args.input, backend)
+        summary = f"{len(result['faces'])} face(s) in {args.input.name} ({backend.name} backend)"
+    else:
+        result = tracks_of_video(args.input, backend, detect_every=args.detect_every, smooth=args.smooth,
+                                 quiet=quiet)
+        summary = (f"{len(result['tracks'])} face track(s) in {result['frames']['count']} frames of "
+                   f"{args.input.name} ({backend.name} backend)")
+    # photos: indented; videos: compact (68 landmarks per face per frame add up)
+    text = json.dumps(result, indent=2) if "faces" in result else json.dumps(result, separators=(",", ":"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+        print(f"{summary} -> {args.json}")
+    else:
+        print(text)
+    return 0

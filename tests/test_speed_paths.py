@@ -1,0 +1,121 @@
+"""The fast paths behind the speed targets keep results: torch-free FDIN inference in analyze, model-rate
+sampling, detection on a downscaled copy while tracking, the scipy-free single-track assignment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fdin.weights import weights_dir
+
+REPO = Path(__file__).resolve().parent.parent
+HAVE_FDIN_WEIGHTS = (weights_dir() / "fdin-gender").is_dir() and (weights_dir() / "fdin-age").is_dir()
+
+
+def test_single_row_or_column_assignment_matches_hungarian():
+    pytest.importorskip("scipy")
+    from scipy.optimize import linear_sum_assignment
+
+    from fdin.perception import tracking
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n_t, n_d = (1, int(rng.integers(1, 5))) if rng.random() < 0.5 else (int(rng.integers(1, 5)), 1)
+        boxes_t = [np.r_[xy, xy + rng.uniform(20, 60, 2)] for xy in rng.uniform(0, 100, (n_t, 2))]
+        boxes_d = [np.r_[xy, xy + rng.uniform(20, 60, 2)] for xy in rng.uniform(0, 100, (n_d, 2))]
+        iou = np.array([[tracking._iou(t, d) for d in boxes_d] for t in boxes_t])
+        rows, cols = linear_sum_assignment(-iou)
+        expected = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= tracking.MIN_IOU]
+        assert tracking._assign(boxes_t, boxes_d) == expected
+
+
+@dataclass(frozen=True)
+class _Det:
+    bbox: np.ndarray
+    score: float
+    keypoints: np.ndarray | None = None
+
+
+class _FakeBackend:
+    """Detector that reports a box at fixed *fractions* of whatever image it is given."""
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+
+    def detect_boxes(self, image):
+        h, w = image.shape[:2]
+        self.sizes.append((w, h))
+        return [_Det(bbox=np.float32([0.25 * w, 0.2 * h, 0.5 * w, 0.7 * h]), score=0.9,
+                     keypoints=np.float32([[0.3 * w, 0.4 * h]] * 5))]
+
+
+def test_detect_on_downscaled_copy_maps_boxes_back():
+    from fdin.perception.tracking import _detect
+
+    be = _FakeBackend()
+    image = np.zeros((360, 640, 3), np.uint8)
+    full = _detect(be, image, 1.0)[0]
+    half = _detect(be, image, 0.5)[0]
+    assert be.sizes == [(640, 360), (320, 180)]
+    np.testing.assert_allclose(half.bbox, full.bbox, atol=1e-3)
+    np.testing.assert_allclose(half.keypoints, full.keypoints, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_downscaled_detection_tracks_the_same_face():
+    clips = pytest.importorskip("tests.clips")
+    from fdin.perception import get_backend, primary_track, track_faces
+
+    frames = clips.smile_frames(fps=25.0, head_motion=True)
+    be = get_backend("offline")
+    full = primary_track(track_faces(frames, be, detect_every=5, appearance_frames=0))
+    fast = primary_track(track_faces(frames, be, detect_every=10, detect_downscale=0.5, appearance_frames=0))
+    assert len(fast) >= 0.95 * len(frames) and len(full) >= 0.95 * len(frames)
+    common = sorted(set(full.frame_indices) & set(fast.frame_indices))
+    a = np.stack([full.faces[full.frame_indices.index(i)].landmarks for i in common])
+    b = np.stack([fast.faces[fast.frame_indices.index(i)].landmarks for i in common])
+    iod = np.linalg.norm(a[:, 42:48].mean(1) - a[:, 36:42].mean(1), axis=-1)
+    assert np.median(np.linalg.norm(a - b, axis=-1).mean(1) / iod) < 0.03
+
+
+@pytest.mark.skipif(not HAVE_FDIN_WEIGHTS, reason="shipped FDIN weights are not present")
+def test_analyzer_predicts_without_importing_torch(tmp_path):
+    code = (
+        "import sys, numpy as np\n"
+        "from fdin.analyze import DynamicsAnalyzer\n"
+        "from fdin.synth import smile_sequence\n"
+        "a = DynamicsAnalyzer()\n"
+        "lm = smile_sequence(seed=1, fps=30)\n"
+        "p = a.predict_landmarks(lm, np.arange(len(lm)) / 30)\n"
+        "print(a.gender.backend, a.age.backend, 'torch' in sys.modules, p['gender']['p_female'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FDIN_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=300) for _ in range(2)]  # the first may export ONNX into the cache
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    backend_g, backend_a, torch_loaded, p_first = runs[0].stdout.split()
+    assert (backend_g, backend_a) == ("onnxruntime", "onnxruntime")
+    assert runs[1].stdout.split()[2] == "False", "analysis imported torch although an ONNX export exists"
+    assert runs[1].stdout.split()[3] == p_first
+
+
+@pytest.mark.skipif(not HAVE_FDIN_WEIGHTS, reason="shipped FDIN weights are not present")
+def test_onnx_and_torch_analyzers_agree():
+    from fdin.analyze import DynamicsAnalyzer
+    from fdin.synth import smile_sequence
+
+    lm = smile_sequence(seed=2, fps=30, head_motion=True, noise_px=0.3)
+    t = np.arange(len(lm)) / 30
+    fast = DynamicsAnalyzer().predict_landmarks(lm, t)
+    slow = DynamicsAnalyzer(use_onnx=False).predict_landmarks(lm, t)
+    assert abs(fast["gender"]["p_female"] - slow["gender"]["p_female"]) <= 1e-4
+    assert abs(fast["age"]["years"] - slow["age"]["years"]) <= 0.1
+    np.testing.assert_allclose(fast["importance_gender"], slow["importance_gender"], atol=1e-5)
+    np.testing.assert_allclose(fast["importance_age"], slow["importance_age"], atol=1e-5)
