@@ -78,19 +78,34 @@ class DynamicsAnalyzer:
             ``revision``); defaults are the shipped synthetic-data weights.
         backend: perception backend name for :func:`fdin.perception.get_backend` (None = default);
             created lazily on the first video, so landmark-only use needs no face models.
-        detect_every: run the detector every N frames while tracking.
+        detect_every: run the detector every N (decoded) frames while tracking; landmarks are
+            fitted on every frame. Default 10 = 0.4 s at the 25/s model rate (tracking checks every fit
+            in between, see :mod:`fdin.perception.tracking`).
+        detect_downscale: while the face is followed, the detector sees a copy scaled by this (0.5:
+            a 640x360 frame is searched at 320x180, ~4x cheaper); with no face followed, the full frame.
+        sample_to_model_rate: decode only the frames nearest to the FDIN dynamics rate
+            (``DynamicsConfig.fps``, 25/s) instead of every frame: the dynamics are resampled to that
+            rate anyway, so a 30 fps clip costs 5/6 of the tracking work (False: every frame).
+        use_onnx: run FDIN in ONNX Runtime (:mod:`fdin.models.fdin_onnx`: a verified ``model.onnx``
+            in the weights folder, else one exported once into the cache), so analysis does not
+            import torch (~5 s and ~0.6 GB); False: PyTorch.
+
+    Speed choices are measured in ``docs/benchmarks/speed.md`` (``python -m fdin.bench``).
     """
 
     def __init__(self, *, gender_weights: str | Path = "fdin-gender", age_weights: str | Path = "fdin-age",
-                 revision: str | None = None, backend: str | None = None, detect_every: int = 5) -> None:
-        from fdin.weights import load_pretrained
+                 revision: str | None = None, backend: str | None = None, detect_every: int = 10,
+                 detect_downscale: float = 0.5, sample_to_model_rate: bool = True, use_onnx: bool = True) -> None:
+        from fdin.models.fdin_onnx import load_fdin
 
-        self.gender = load_pretrained(gender_weights, revision=revision)
-        self.age = load_pretrained(age_weights, revision=revision)
+        self.gender = load_fdin(gender_weights, revision=revision, use_onnx=use_onnx)
+        self.age = load_fdin(age_weights, revision=revision, use_onnx=use_onnx)
         for loaded, target in ((self.gender, "gender"), (self.age, "age")):
-            if getattr(loaded.model, "target", None) != target:
+            if loaded.target != target:
                 raise ValueError(f"{loaded.source} is not an FDIN {target} model")
-        self.dyn_config = self.gender.model.dynamics_config
+        self.dyn_config = self.gender.dynamics_config
+        self.detect_downscale = detect_downscale
+        self.sample_to_model_rate = sample_to_model_rate
         self.backend_name = backend
         self.detect_every = detect_every
         self._backend = None
@@ -108,21 +123,26 @@ class DynamicsAnalyzer:
 
     # --- the dynamics part, usable without video (datasets, tests) ------------------------------
     def predict_landmarks(self, landmarks: np.ndarray, timestamps: np.ndarray) -> dict[str, Any]:
-        """(N, 68, 2) pixel landmarks at ``timestamps`` (s) → dynamics, predictions and importance."""
-        import torch
+        """(N, 68, 2) pixel landmarks at ``timestamps`` (s) → dynamics, predictions and importance.
 
+        ``timings_ms`` in the result: ``dynamics`` (alignment, resampling, trajectories) and ``fdin``
+        (both models' forward passes).
+        """
+        t0 = time.perf_counter()
         dyn = compute_dynamics(landmarks, timestamps=timestamps, config=self.dyn_config)
-        x = torch.from_numpy(np.ascontiguousarray(dyn.model_input))[None]
-        with torch.inference_mode():
-            g = self.gender.model(x)
-            a = self.age.model(x)
-        p_female = float(torch.sigmoid(g["output"][0, 0]))
+        x = np.ascontiguousarray(dyn.model_input, dtype=np.float32)[None]
+        t1 = time.perf_counter()
+        g = self.gender(x)
+        a = self.age(x)
+        t2 = time.perf_counter()
+        p_female = float(1.0 / (1.0 + np.exp(-float(g["output"][0, 0]))))
         return {
             "dynamics": dyn,
             "gender": {"label": "female" if p_female >= 0.5 else "male", "p_female": round(p_female, 4)},
             "age": {"years": round(float(a["age_years"][0]), 1), "std": round(float(a["age_std_years"][0]), 1)},
-            "importance_gender": g["importance"][0].numpy().astype(np.float64),
-            "importance_age": a["importance"][0].numpy().astype(np.float64),
+            "importance_gender": np.asarray(g["importance"][0], dtype=np.float64),
+            "importance_age": np.asarray(a["importance"][0], dtype=np.float64),
+            "timings_ms": {"dynamics": (t1 - t0) * 1000, "fdin": (t2 - t1) * 1000},
         }
 
     def analyze(self, video_or_path: Any, *, progress: Progress | None = None) -> TraitResult:
@@ -144,7 +164,8 @@ class DynamicsAnalyzer:
         if isinstance(video_or_path, (str, Path)):
             from fdin.media import read_video
 
-            video = read_video(video_or_path)
+            video = read_video(video_or_path,
+                               target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
             source = str(video_or_path)
         else:
             video, source = video_or_path, getattr(video_or_path, "path", "") or ""
@@ -154,7 +175,7 @@ class DynamicsAnalyzer:
 
         t0 = time.perf_counter()
         tracks = track_faces(frames, self.backend, detect_every=self.detect_every, fps=float(video.fps),
-                             progress=(lambda done, total: report("track", done, total)))
+                             detect_downscale=self.detect_downscale, progress=(lambda done, total: report("track", done, total)))
         track = primary_track(tracks)
         timings["track"] = (time.perf_counter() - t0) * 1000
         if track is None or len(track) == 0:
@@ -166,7 +187,7 @@ class DynamicsAnalyzer:
         t0 = time.perf_counter()
         report("dynamics", 0, 1)
         pred = self.predict_landmarks(landmarks, timestamps[idx])
-        timings["dynamics_and_fdin"] = (time.perf_counter() - t0) * 1000
+        timings.update(pred["timings_ms"])
         report("dynamics", 1, 1)
 
         t0 = time.perf_counter()

@@ -242,9 +242,10 @@ def detect_faces(image_path: str | None) -> tuple[dict[str, Any], np.ndarray]:
     from fdin.perception import detect_faces as detect
 
     image = _load_image(_need(image_path, "a photo"))
-    faces = detect(image)
-    payload = {"image_size": [int(image.shape[1]), int(image.shape[0])], "num_faces": len(faces),
-               "faces": [f.to_json_dict() for f in faces]}
+    backend = MODELS.backend()
+    faces = detect(image, backend)
+    payload = {"faces": [f.to_json_dict() for f in faces], "backend": backend.info(),
+               "image": {"width": int(image.shape[1]), "height": int(image.shape[0])}}
     return payload, viz.draw_faces(image, faces)
 
 
@@ -505,7 +506,7 @@ Every tab is an API endpoint (`/detect_faces`, `/analyze_video`, `/relate_photos
 from gradio_client import Client, handle_file
 
 client = Client("http://127.0.0.1:7860/")          # or "<org>/<space>" on Hugging Face
-faces = client.predict(handle_file("photo.jpg"), api_name="/detect_faces")[0]   # JSON, annotated image
+faces = client.predict(handle_file("photo.jpg"), api_name="/detect_faces")[0]   # the CLI faces JSON
 analysis = client.predict(handle_file("clip.mp4"), api_name="/analyze_video")[0]   # the CLI's analyze JSON
 relation = client.predict(handle_file("a.jpg"), handle_file("b.jpg"), api_name="/relate_photos")[0]
 group = client.predict(handle_file("group.jpg"), None, "warm", api_name="/relate_photos")[0]

@@ -18,7 +18,6 @@ import numpy as np
 from fdin.weights import weights_dir
 
 
-
 def _have_fdin_weights() -> bool:
     """The gender and age FDIN models the app would use (``weights/`` or ``FDIN_*_REPO``) exist."""
     from fdin.errors import FdinError

@@ -100,7 +100,7 @@ def test_analyzer_predicts_without_importing_torch(tmp_path):
                            timeout=300) for _ in range(2)]  # the first may export ONNX into the cache
     for run in runs:
         assert run.returncode == 0, run.stderr
-    backend_g, backend_a, torch_loaded, p_first = runs[0].stdout.split()
+    backend_g, backend_a, _torch_loaded, p_first = runs[0].stdout.split()
     assert (backend_g, backend_a) == ("onnxruntime", "onnxruntime")
     assert runs[1].stdout.split()[2] == "False", "analysis imported torch although an ONNX export exists"
     assert runs[1].stdout.split()[3] == p_first

@@ -187,7 +187,7 @@ def test_faces_tab(page) -> None:
     page.set_input_files("#faces-in input[type=file]", str(group_photo()))
     page.locator("#faces-in img").first.wait_for(timeout=30_000)
     page.click("#faces-btn")
-    page.get_by_text('"num_faces"').first.wait_for(timeout=MODEL_TIMEOUT_MS)
+    page.get_by_text('"backend"').first.wait_for(timeout=MODEL_TIMEOUT_MS)
     _shot(page, "faces")
 
 
@@ -207,7 +207,7 @@ def test_bad_file_shows_a_friendly_toast(page, media) -> None:
     page.set_input_files("#faces-in input[type=file]", str(astronaut_photo()))
     page.wait_for_timeout(1000)
     page.click("#faces-btn")
-    page.get_by_text('"num_faces": 1').first.wait_for(timeout=MODEL_TIMEOUT_MS)
+    page.get_by_text('"landmarks"').first.wait_for(timeout=MODEL_TIMEOUT_MS)
 
 
 def test_models_tab(page) -> None:
