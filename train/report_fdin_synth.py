@@ -28,7 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", type=int, nargs="+", default=[300, 600, 1200])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--target", choices=("gender", "age"), default="gender")
-    p.add_argument("--age-size", type=int, default=600, help="also run fdin vs baseline on age at this size (0 = skip)")
+    p.add_argument("--age-size", type=int, default=0,
+                   help="also run fdin vs baseline on age at this size (0 = skip; the shipped age model's "
+                        "cross-validation is reported instead)")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
@@ -163,6 +165,19 @@ def main(argv: list[str] | None = None) -> int:
                          + ", ".join(f"{x:.2f}" for x in m["per_fold"]) + " |")
         lines += ["", "Predicting the training mean gives an MAE of about 17 years on ages uniform in 8–76.", ""]
 
+    shipped_age = REPO / "weights" / "fdin-age" / "config.json"
+    if not args.age_size and shipped_age.exists():
+        cv = json.loads(shipped_age.read_text()).get("cv_metrics", {})
+        if "mae" in cv:
+            lines += ["## Age (the shipped `weights/fdin-age`)", "",
+                      f"Held-out-subject MAE of the full model over {cv['folds']} subject-disjoint folds of "
+                      f"{cv['n_sequences']} sequences ({cv['n_subjects']} subjects): **{cv['mae']['mean']:.2f} ± "
+                      f"{cv['mae']['std']:.2f} years** (per fold "
+                      + ", ".join(f"{x:.2f}" for x in cv["mae"]["per_fold"])
+                      + "). Predicting the training mean gives about 15–17 years on ages uniform in 8–76. "
+                      "Top pair of its mean importance over the test predictions: "
+                      f"`{json.loads(shipped_age.read_text())['metrics'].get('top relation (mean importance)', '?')}`"
+                      f" (planted: `{AGE_PAIR[0]} – {AGE_PAIR[1]}`). Command: see `weights/fdin-age/README.md`.", ""]
     lines += ["## Is the planted pair recovered?", "",
               "Rank of the planted pair in the mean importance over all test predictions (66 pairs; "
               "1 = top; uniform share = 1/66 = 0.015).", "",
