@@ -55,6 +55,7 @@ TARGETS = {
     "peak_rss_gb": ("peak RSS of `python -m fdin analyze` (GB)", "<=", 2.0),
 }
 STAGES = ("decode", "detect", "landmarks", "dynamics", "fdin", "appearance", "other")
+STAGE_LABELS = {"landmarks": "track/landmarks"}  # landmark fits + tracking checks + pose per frame
 STAGE_COLOURS = {"decode": "#1f77b4", "detect": "#d62728", "landmarks": "#ff7f0e", "dynamics": "#2ca02c",
                  "fdin": "#9467bd", "appearance": "#8c564b", "other": "#7f7f7f",
                  "facemesh": "#17becf"}
@@ -627,7 +628,8 @@ def stage_svg(results: dict[str, Any]) -> str:
             if w <= 0:
                 continue
             parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" '
-                         f'fill="{STAGE_COLOURS[stage]}"><title>{stage}: {ms:.0f} ms</title></rect>')
+                         f'fill="{STAGE_COLOURS[stage]}"><title>{STAGE_LABELS.get(stage, stage)}: {ms:.0f} ms'
+                         '</title></rect>')
             if w > 34:
                 parts.append(f'<text x="{x + w / 2:.1f}" y="{y + bar_h * 0.68:.1f}" text-anchor="middle" '
                              f'fill="white" font-size="10">{ms:.0f}</text>')
@@ -637,8 +639,9 @@ def stage_svg(results: dict[str, Any]) -> str:
     x = float(left)
     for stage in (*STAGES, "facemesh"):
         parts.append(f'<rect x="{x:.1f}" y="{y}" width="12" height="12" fill="{STAGE_COLOURS[stage]}"/>')
-        parts.append(f'<text x="{x + 16:.1f}" y="{y + 10}">{stage}</text>')
-        x += 16 + 8 * len(stage) + 14
+        label = STAGE_LABELS.get(stage, stage)
+        parts.append(f'<text x="{x + 16:.1f}" y="{y + 10}">{label}</text>')
+        x += 16 + 7 * len(label) + 14
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -702,7 +705,8 @@ def render_markdown(results: dict[str, Any], svg_name: str | None) -> str:
         frames = max(an.get("source_frames", 1), 1)
         for s in STAGES:
             v = an["stages_ms"][s]
-            lines.append(f"| {s} | {v:.0f} | {v / frames:.2f} | {100 * v / total:.0f} % | {_bar(v, total)} |")
+            lines.append(f"| {STAGE_LABELS.get(s, s)} | {v:.0f} | {v / frames:.2f} | {100 * v / total:.0f} % "
+                         f"| {_bar(v, total)} |")
         lines += ["", f"Face backend `{an.get('backend')}`; FDIN runs in `{an.get('fdin_backend')}`; "
                   f"{an.get('frames_analyzed')} frames analysed of {an.get('source_frames')} decoded, face found in "
                   f"{an.get('face_found')}; instrumented calls per run: {an.get('calls')}. "
@@ -765,7 +769,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", type=Path, help="use this video instead of the generated clip")
     parser.add_argument("--skip", default="", help="comma list of: facemesh,analyze,relate,cli,app,grid")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only re-render the report (markdown + SVG at --out) from a saved results JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads(args.render.read_text())
+        results["targets"] = evaluate(results)
+        write_report(results, args.out)
+        print(_console_table(results))
+        return 0
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     repeats = args.repeats or (1 if args.quick else 5)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -842,7 +854,13 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["load_after"] = _load()
     results["targets"] = evaluate(results)
 
-    out = args.out
+    write_report(results, args.out)
+    print(_console_table(results))
+    return 0
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    """``out`` (markdown), ``<stem>-stages.svg`` and ``<stem>.json`` (all samples)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     svg = stage_svg(results)
     svg_name = None
@@ -850,10 +868,10 @@ def main(argv: list[str] | None = None) -> int:
         svg_name = out.with_name(out.stem + "-stages.svg").name
         (out.parent / svg_name).write_text(svg)
     out.write_text(render_markdown(results, svg_name))
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(_console_table(results))
-    print(f"wrote {out}" + (f", {out.parent / svg_name}" if svg_name else "") + f", {out.with_suffix('.json')}")
-    return 0
+    json_path = out.with_suffix(".json")
+    if not json_path.exists() or json.loads(json_path.read_text()) != results:
+        json_path.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(f"wrote {out}" + (f", {out.parent / svg_name}" if svg_name else "") + f", {json_path}")
 
 
 def _cpu_name() -> str:

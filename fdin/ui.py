@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import html
+import inspect
 import json
 import logging
 import os
@@ -61,6 +62,9 @@ VIDEO_MAX_SIDE = 720                # decoded frames are downscaled to this long
 IMAGE_TIMEOUT_S = 30.0
 TOP_RELATIONS = 5
 GENERIC_ERROR = "Something went wrong processing this file. Please try another file."
+RATE_LIMIT_REQUESTS = 30            # per client (IP): a burst of this many model requests ...
+RATE_LIMIT_WINDOW_S = 60.0          # ... refilled evenly over this many seconds (env FDIN_RATE_LIMIT="30/60")
+RATE_LIMITED = "Too many requests from your connection. Please wait a minute and try again."
 
 MODEL_ENV = {  # model role -> (env var with a Hub repo id, default folder in weights/)
     "gender": ("FDIN_GENDER_REPO", "fdin-gender"),
@@ -151,13 +155,80 @@ class Models:
 MODELS = Models()
 
 
+# --- per-client rate limit (R-08) -----------------------------------------------------------------
+class RateLimiter:
+    """Token bucket per client key: ``capacity`` requests at once, refilled at ``capacity / window_s``
+    per second. ``capacity <= 0`` disables it. Thread-safe; idle buckets are dropped (bounded memory)."""
+
+    def __init__(self, capacity: int, window_s: float, *, max_clients: int = 10_000) -> None:
+        self.capacity, self.window_s, self.max_clients = int(capacity), float(window_s), max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last update, monotonic)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> RateLimiter:
+        """``FDIN_RATE_LIMIT="N/SECONDS"`` (e.g. ``"30/60"``; ``"0"`` disables), else the defaults."""
+        text = os.environ.get("FDIN_RATE_LIMIT", "").strip()
+        try:
+            n, _, window = text.partition("/")
+            return cls(int(n), float(window or RATE_LIMIT_WINDOW_S)) if text else cls(RATE_LIMIT_REQUESTS,
+                                                                                       RATE_LIMIT_WINDOW_S)
+        except ValueError:
+            log.warning("ignoring malformed FDIN_RATE_LIMIT; using %d/%g", RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S)
+            return cls(RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S)
+
+    def allow(self, key: str) -> bool:
+        if self.capacity <= 0:
+            return True
+        rate = self.capacity / max(self.window_s, 1e-9)
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.capacity), now))
+            tokens = min(float(self.capacity), tokens + (now - last) * rate)
+            allowed = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+            if len(self._buckets) > self.max_clients:  # drop full (idle) buckets first
+                full = [k for k, (t, at) in self._buckets.items() if t + (now - at) * rate >= self.capacity]
+                for k in full or list(self._buckets)[: len(self._buckets) // 2]:
+                    self._buckets.pop(k, None)
+            return allowed
+
+
+RATE_LIMITER = RateLimiter.from_env()
+
+
+def client_key(request: Any) -> str | None:
+    """The rate-limit key of a request: the client's IP (on a Hugging Face Space, or with
+    ``FDIN_TRUST_PROXY=1``, the right-most ``X-Forwarded-For`` entry, i.e. the one the proxy added);
+    ``None`` for direct Python calls (no request)."""
+    if request is None:
+        return None
+    if os.environ.get("SPACE_ID") or os.environ.get("FDIN_TRUST_PROXY") == "1":
+        forwarded = (getattr(request, "headers", None) or {}).get("x-forwarded-for", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops:
+            return hops[-1]
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", None) or "unknown")
+
+
 # --- helpers ---------------------------------------------------------------------------------------
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn every failure into a ``gr.Error`` with fixed, escaped text (no tracebacks to users)."""
 
+    signature = inspect.signature(fn)
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
+        try:  # gradio passes gr.Request positionally, Python callers by keyword (or not at all)
+            request = signature.bind_partial(*args, **kwargs).arguments.get("request")
+        except TypeError:
+            request = None
+        key = client_key(request)
+        if key is not None and not RATE_LIMITER.allow(key):
+            log.info("%s: rate limited", fn.__name__)  # no client address in the logs (R-31)
+            raise gr.Error(RATE_LIMITED, title="Too many requests", print_exception=False)
         try:
             out = fn(*args, **kwargs)
         except gr.Error:
@@ -236,7 +307,7 @@ class RawVideo(gr.Video):
 
 # --- faces -----------------------------------------------------------------------------------------
 @_friendly
-def detect_faces(image_path: str | None) -> tuple[dict[str, Any], np.ndarray]:
+def detect_faces(image_path: str | None, request: gr.Request | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """Photo -> (the JSON of ``python -m fdin faces``, annotated image)."""
     from fdin import viz
     from fdin.perception import detect_faces as detect
@@ -346,7 +417,8 @@ def _bbox_of(landmarks: np.ndarray) -> list[float]:
 
 
 @_friendly
-def analyze_video(video_path: str | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+def analyze_video(video_path: str | None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                  request: gr.Request | None = None) -> tuple[Any, ...]:
     """Video -> (analyze JSON, summary, annotated clip, keyframe, heatmap gender, heatmap age, dynamics,
     JSON file)."""
     from fdin import viz
@@ -439,7 +511,8 @@ def _trait_names() -> list[str]:
 
 @_friendly
 def relate_photos(image_a: str | None, image_b: str | None = None, trait: str = "warm",
-                  progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+                  progress: gr.Progress = gr.Progress(),  # noqa: B008
+                  request: gr.Request | None = None) -> tuple[Any, ...]:
     """Group photo, or two photos -> (relate JSON, annotated canvas, face table, trait chart, relation
     matrix for ``trait`` (shown for 3+ faces), JSON for the trait selector)."""
     from fdin import viz
@@ -730,5 +803,5 @@ def launch_kwargs(*, host: str = "127.0.0.1", port: int | None = 7860,
     }
 
 
-__all__ = ["MODELS", "Models", "analyze_video", "build_demo", "detect_faces", "launch_kwargs", "model_source",
+__all__ = ["MODELS", "RATE_LIMITER", "Models", "RateLimiter", "analyze_video", "build_demo", "detect_faces", "launch_kwargs", "model_source",
            "models_markdown", "queue_kwargs", "relate_photos"]

@@ -37,7 +37,7 @@ def test_stage_svg_and_markdown_render_from_results():
     svg = stage_svg(results)
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>") and "fdin analyze" in svg
     md = render_markdown(results, "speed-stages.svg")
-    assert "peer not measured" in md and "| decode |" in md and "T = 25" in md
+    assert "peer not measured" in md and "| decode |" in md and "| track/landmarks |" in md and "T = 25" in md
 
 
 def test_long_smile_sequence_is_continuous():

@@ -88,15 +88,22 @@ def moving_face_clip(n: int = 60, *, step: float = 12.0, x_start: float = 40.0, 
 
 
 # --- timing ----------------------------------------------------------------------------------------
-def median_ms(fn: Callable[[], Any], repeat: int) -> float:
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """(median wall ms, median process-CPU ms). On a busy machine the CPU time is the steadier figure
+    for single-threaded stages; both are printed as ``wall (cpu)``."""
     for _ in range(3):
         fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def _fmt(wall_cpu: tuple[float, float], per: int = 1, digits: int = 1) -> str:
+    return f"{wall_cpu[0] / per:.{digits}f} ({wall_cpu[1] / per:.{digits}f})"
 
 
 def _dlib_detectors(mmod: bool) -> dict[str, Callable[[np.ndarray], list]]:
@@ -117,24 +124,23 @@ def _dlib_detectors(mmod: bool) -> dict[str, Callable[[np.ndarray], list]]:
 def detector_table(backends: list[Any], repeat: int, mmod: bool) -> list[str]:
     t1, ast = photo("t1"), photo("astronaut")
     t1_640, ast_640 = at_640x480(t1), at_640x480(ast)
-    rows = ["| detector | t1.jpg (6 faces) | astronaut (1 face) | ms at 640x480 (t1 / astronaut) |",
-            "|---|---|---|---|"]
-    for be in backends:
-        ms = (median_ms(lambda b=be: b.detect_boxes(t1_640), repeat),
-              median_ms(lambda b=be: b.detect_boxes(ast_640), repeat))
-        rows.append(f"| {be.name}: {be.models['bbox']} | {len(be.detect_boxes(t1))} | {len(be.detect_boxes(ast))} "
-                    f"| {ms[0]:.1f} / {ms[1]:.1f} |")
-    for name, fn in _dlib_detectors(mmod).items():
-        reps = 3 if "MMOD" in name else repeat
-        ms = (median_ms(lambda f=fn: f(t1_640), reps), median_ms(lambda f=fn: f(ast_640), reps))
-        rows.append(f"| {name} (comparison) | {len(fn(t1))} | {len(fn(ast))} | {ms[0]:.1f} / {ms[1]:.1f} |")
+    rows = ["| detector | faces found in t1 (6): full size / 640x480 | astronaut (1): full / 640x480 "
+            "| ms at 640x480, wall (cpu): t1 / astronaut |", "|---|---|---|---|"]
+    runs: list[tuple[str, Callable[[np.ndarray], list], int]] = [
+        (f"{be.name}: {be.models['bbox']}", be.detect_boxes, repeat) for be in backends]
+    runs += [(f"{name} (comparison)", fn, 3 if "MMOD" in name else repeat)
+             for name, fn in _dlib_detectors(mmod).items()]
+    for label, fn, reps in runs:
+        ms = (timed(lambda f=fn: f(t1_640), reps), timed(lambda f=fn: f(ast_640), reps))
+        rows.append(f"| {label} | {len(fn(t1))} / {len(fn(t1_640))} | {len(fn(ast))} / {len(fn(ast_640))} "
+                    f"| {_fmt(ms[0])} / {_fmt(ms[1])} |")
     return rows
 
 
 def stage_table(be: Any, repeat: int) -> list[str]:
     from fdin.perception.pose import head_pose
 
-    rows = [f"Backend `{be.name}`, one 640x480 image, median of {repeat} runs:", "",
+    rows = [f"Backend `{be.name}`, one 640x480 image, median of {repeat} runs, ms wall (cpu):", "",
             "| stage | t1 640x480 (6 faces) | astronaut 640x480 (1 face) |", "|---|---|---|"]
     cells: dict[str, list[str]] = {k: [] for k in ("detection", "landmarks (per face)", "pose (per face)",
                                                     "appearance (all faces, one batch)", "full detect()")}
@@ -143,25 +149,26 @@ def stage_table(be: Any, repeat: int) -> list[str]:
         faces = be.detect(image, with_appearance=False)
         size = (image.shape[1], image.shape[0])
         n = max(len(dets), 1)
-        cells["detection"].append(f"{median_ms(lambda im=image: be.detect_boxes(im), repeat):.1f} ms ({len(dets)} found)")
-        lm_ms = median_ms(lambda im=image, ds=dets: [be.landmarks_for_box(im, d.bbox) for d in ds], repeat)
-        cells["landmarks (per face)"].append(f"{lm_ms / n:.2f} ms")
-        pose_ms = median_ms(lambda fs=faces, s=size: [head_pose(f.landmarks, s) for f in fs], repeat)
-        cells["pose (per face)"].append(f"{pose_ms / n:.2f} ms")
-        app_ms = median_ms(lambda im=image, fs=faces: be.appearance(im, fs), repeat)
-        cells["appearance (all faces, one batch)"].append(f"{app_ms:.1f} ms ({app_ms / n:.1f} per face)")
-        cells["full detect()"].append(f"{median_ms(lambda im=image: be.detect(im), repeat):.1f} ms")
+        cells["detection"].append(f"{_fmt(timed(lambda im=image: be.detect_boxes(im), repeat))}, "
+                                  f"{len(dets)} found")
+        lm = timed(lambda im=image, ds=dets: [be.landmarks_for_box(im, d.bbox) for d in ds], repeat)
+        cells["landmarks (per face)"].append(_fmt(lm, n, 2))
+        pose = timed(lambda fs=faces, s=size: [head_pose(f.landmarks, s) for f in fs], repeat)
+        cells["pose (per face)"].append(_fmt(pose, n, 2))
+        app = timed(lambda im=image, fs=faces: be.appearance(im, fs), repeat)
+        cells["appearance (all faces, one batch)"].append(f"{_fmt(app)}; per face {_fmt(app, n)}")
+        cells["full detect()"].append(_fmt(timed(lambda im=image: be.detect(im), repeat)))
     rows += [f"| {k} | {v[0]} | {v[1]} |" for k, v in cells.items()]
     return rows
 
 
-def tracking_table(be: Any, repeats: int = 2) -> list[str]:
+def tracking_table(be: Any, repeats: int = 3) -> list[str]:
     from fdin.perception.tracking import primary_track, track_faces
 
     frames, _ = moving_face_clip()
     rows = [f"Generated 640x480 clip, {len(frames)} frames (the astronaut's face crosses the frame and leaves it "
             "at frame ~40), appearance on 5 frames per track:", "",
-            "| detect_every | detector calls | ms per frame | frames per second | found / lost frames |",
+            "| detect_every | detector calls | ms per frame, wall (cpu) | frames per second (wall) | found / lost frames |",
             "|---|---|---|---|---|"]
     calls = [0]
     original = be.detect_boxes
@@ -173,18 +180,19 @@ def tracking_table(be: Any, repeats: int = 2) -> list[str]:
     for every in (1, 5, 10):
         be.detect_boxes = counting
         try:
-            times = []
+            times, cpu = [], []
             for _ in range(repeats):
                 calls[0] = 0
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 tracks = track_faces(frames, be, detect_every=every)
                 times.append((time.perf_counter() - t0) * 1000 / len(frames))
+                cpu.append((time.process_time() - c0) * 1000 / len(frames))
         finally:
             del be.detect_boxes
         ms = min(times)
         track = primary_track(tracks)
         found, lost = (len(track), len(track.lost_frames)) if track else (0, 0)
-        rows.append(f"| {every} | {calls[0]} | {ms:.1f} | {1000 / ms:.0f} | {found} / {lost} |")
+        rows.append(f"| {every} | {calls[0]} | {ms:.1f} ({min(cpu):.1f}) | {1000 / ms:.0f} | {found} / {lost} |")
     return rows
 
 

@@ -99,6 +99,27 @@ def _inside_fraction(bbox: np.ndarray, width: int, height: int) -> float:
     return ix * iy / area
 
 
+def _grey_around(image: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Full-size grey frame in which only the pixels the patch warp ``m`` can sample (its footprint
+    + 2 px) are converted; the rest is 0 and never read. ``warpAffine`` then gives exactly the patch
+    of a fully converted frame, without converting (and pulling through the cache) the whole frame
+    on every tracked frame (~1 ms of ~3 ms per frame at 640x360 under load)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    corners = np.array([[0, 0, 1], [_PATCH, 0, 1], [0, _PATCH, 1], [_PATCH, _PATCH, 1]], np.float64)
+    pts = corners @ cv2.invertAffineTransform(m).T
+    if not np.isfinite(pts).all():
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in pts.min(0))
+    x1, y1 = (int(np.ceil(v)) + 3 for v in pts.max(0))
+    x1, y1 = min(x1, width), min(y1, height)
+    grey = np.zeros((height, width), np.uint8)
+    if x1 > x0 and y1 > y0:
+        grey[y0:y1, x0:x1] = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    return grey
+
+
 def face_patch(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """(32, 32) float32 zero-mean, unit-norm grey patch aligned on the eye centres and mouth centre."""
     import cv2
@@ -106,7 +127,7 @@ def face_patch(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     src = np.float32([landmarks[36:42].mean(0), landmarks[42:48].mean(0), landmarks[[48, 54]].mean(0)])
     dst = np.float32([[9, 11], [23, 11], [16, 25]])
     m = cv2.getAffineTransform(src, dst)
-    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    grey = _grey_around(image, m)
     patch = cv2.warpAffine(grey, m, (_PATCH, _PATCH), flags=cv2.INTER_AREA,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float32)
     patch -= patch.mean()
