@@ -13,13 +13,14 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test venv dev-venv system-test-deps lint bench weights clean help
+.PHONY: demo test venv dev-venv system-test-deps lint audit bench clean help
 
 help:
 	@echo "make demo   - create .venv, install, launch the app on http://$(HOST):$(PORT) (offline default)"
 	@echo "make test   - create .venv with dev requirements, install test system packages, run the suite"
 	@echo "make lint   - ruff over the project"
 	@echo "make bench  - speed benchmark (writes docs/benchmarks/speed.md)"
+	@echo "make audit  - pip-audit of requirements.txt (needs PyPI's advisory API; see docs/reliability.md)"
 
 $(VENV)/.runtime-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,12 @@ test: dev-venv system-test-deps
 
 lint: dev-venv
 	$(VENV)/bin/ruff check fdin train tests app.py
+
+# pip-audit needs PyPI's JSON advisory API (or OSV), which this workplace's mirror does not serve:
+# here it reports every package as "not found"; --strict turns that into a failure instead of a pass.
+audit: dev-venv
+	$(PIP) install --quiet pip-audit
+	$(VENV)/bin/pip-audit -r requirements.txt --strict --desc
 
 bench: dev-venv
 	$(PIP) install --quiet "mediapipe==0.10.14"
