@@ -213,7 +213,9 @@ def summarise_facemesh(data: dict[str, Any]) -> dict[str, Any]:
     wall = [r["wall_s"] for r in runs]
     mesh = [r["facemesh_s"] for r in runs]
     dec = [r["decode_s"] for r in runs]
+    cpu = [r["cpu_s"] for r in runs if "cpu_s" in r]
     return {**data, "median_wall_s": median(wall), "median_facemesh_s": median(mesh), "median_decode_s": median(dec),
+            "median_cpu_s": median(cpu) if cpu else None,
             "pass_fps": frames / median(wall), "facemesh_only_fps": frames / median(mesh),
             "faces_found_fraction": runs[-1]["faces"] / max(frames, 1)}
 
@@ -403,13 +405,28 @@ def measure_relate(repeats: int) -> dict[str, Any]:
             "onnx": bool(getattr(predictor, "uses_onnx", False)), "images": [list(a.shape), list(b.shape)]}
 
 
+def _vm_hwm(pid: int) -> int:
+    """Peak resident bytes (``VmHWM``) of the process image now running as ``pid`` (0 if unknown)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def _run_child(cmd: list[str], *, timeout: float, cwd: Path = REPO) -> tuple[float, int, int, str]:
-    """Run ``cmd``; returns (wall s, exit code, peak RSS bytes of it and its children, stderr tail)."""
+    """Run ``cmd``; returns (wall s, exit code, peak RSS bytes, stderr tail).
+
+    Peak RSS is the child's ``VmHWM`` polled from /proc until it exits: ``wait4``'s ``ru_maxrss``
+    would also count the benchmark process's own pages, which the child shares between fork and
+    exec (it reported this 1 GB process's size for every child). Falls back to ``ru_maxrss``."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=err)
         deadline = t0 + timeout
+        hwm = 0
         while True:
+            hwm = max(hwm, _vm_hwm(proc.pid))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -422,7 +439,7 @@ def _run_child(cmd: list[str], *, timeout: float, cwd: Path = REPO) -> tuple[flo
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read().decode(errors="replace").strip()[-800:]
-    return wall, proc.returncode, int(usage.ru_maxrss) * 1024, tail
+    return wall, proc.returncode, hwm or int(usage.ru_maxrss) * 1024, tail
 
 
 def measure_cli(clip: Path, repeats: int, duration_s: float) -> dict[str, Any]:
@@ -692,6 +709,10 @@ def render_markdown(results: dict[str, Any], svg_name: str | None) -> str:
         lines.append(f"| fdin analyze | {an.get('error', an.get('skipped', 'not measured'))} | | |")
     lines += ["", "The target ratio compares like with like: both passes include decoding the same file. "
               "The stricter landmarks-only FaceMesh rate (decode excluded) is shown too."]
+    if fm.get("median_cpu_s") and an.get("median_cpu_s"):
+        lines += ["", f"CPU time (all threads) per pass: FaceMesh {fm['median_cpu_s']:.2f} s, fdin analyze "
+                  f"{an['median_cpu_s']:.2f} s (ratio {fm['median_cpu_s'] / an['median_cpu_s']:.2f}; less sensitive "
+                  "to the other jobs on the machine than wall time)."]
     if fm.get("paired_ratios"):
         pr = fm["paired_ratios"]
         lines += ["", f"FaceMesh and fdin runs were interleaved (one FaceMesh pass before each analyze run); "

