@@ -1,14 +1,17 @@
 """End to end in real headless Chromium (Debian's package, driven by Playwright): the consent gate,
 upload a video and see the importance heatmap render, record from a fake webcam fed by a generated
 ``.y4m`` clip and analyse it, two photos on the Relations tab, a bad file's friendly toast.
-Screenshots of each tab are written to ``docs/screenshots/`` (committed as documentation).
+Screenshots of each tab are written to a temporary folder, or to ``docs/screenshots/`` (committed as
+documentation) when ``FDIN_UPDATE_SCREENSHOTS=1`` is set, so a test run does not modify the checkout.
 
 Skips (with the reason) only when no chromium executable is installed; ``make test`` installs it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,7 +35,9 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (make test installs Debian's chromium)"),
 ]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = (Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+               if os.environ.get("FDIN_UPDATE_SCREENSHOTS") == "1"
+               else Path(tempfile.gettempdir()) / "fdin-screenshots")
 MODEL_TIMEOUT_MS = 180_000
 VIEWPORT = {"width": 1400, "height": 1000}
 
