@@ -60,9 +60,16 @@ audit: dev-venv
 	$(PIP) install --quiet pip-audit
 	$(VENV)/bin/pip-audit -r requirements.txt --strict --desc
 
-bench: dev-venv
-	$(PIP) install --quiet "mediapipe==0.10.14"
+BENCH_VENV ?= .venv-bench
+# MediaPipe (the peer reference) lives in its own venv: its opencv/protobuf builds must not touch .venv.
+$(BENCH_VENV)/.bench-installed: requirements-bench.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: dev-venv $(BENCH_VENV)/.bench-installed
 	$(PY) -m fdin.bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .hypothesis
