@@ -464,10 +464,15 @@ def save_final(args, model, model_args: dict, metrics: dict, importance: dict, c
         training_command=command, tags=("facial-dynamics", args.target),
         paper="Kim & Ro, Facial Dynamics Interpreter Network, ECCV 2018 (arXiv 1711.10688)")
     model_dir = args.model_dir or (args.out / "model")
-    return save_pretrained(model, model_dir, architecture=VARIANT_ARCHITECTURE[args.model],
-                           model_args=model_args, card=card,
-                           extra_config={"target": args.target, "regions": importance["regions"],
-                                         "cv_metrics": metrics})
+    saved = save_pretrained(model, model_dir, architecture=VARIANT_ARCHITECTURE[args.model],
+                            model_args=model_args, card=card,
+                            extra_config={"target": args.target, "regions": importance["regions"],
+                                          "cv_metrics": metrics})
+    # Ship the ONNX export beside the weights (covered by SHA256SUMS) so analysis never needs torch.
+    from fdin.models.fdin_onnx import add_onnx_to_weights
+
+    add_onnx_to_weights(saved)
+    return saved
 
 
 if __name__ == "__main__":
