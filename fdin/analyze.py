@@ -168,6 +168,14 @@ class DynamicsAnalyzer:
         """Analyse one video (a path, bytes-free :class:`fdin.media.Video`, or anything with
         ``frames``/``timestamps``/``fps``).
 
+        A path is decoded in a producer thread (:func:`fdin.media.open_video_stream`, same checks and
+        limits as :func:`fdin.media.read_video`) while tracking consumes the frames, so on two or
+        more cores decoding and tracking overlap: ``timings_ms["decode"]`` is the producer's own
+        decode time, ``track`` the tracking wall time (it includes any wait for frames), and the
+        stages overlap, so they can add up to more than ``total`` (the wall time of the call). A
+        :class:`~fdin.media.Video` (e.g. decoded in an isolated child by the app) is used as is and
+        ``decode`` is 0.
+
         Raises:
             NoFaceError: no face track, or one shorter than :data:`fdin.dynamics.MIN_DURATION_S`.
             MediaError: the file cannot be used as a video.
@@ -178,28 +186,42 @@ class DynamicsAnalyzer:
         t_total = time.perf_counter()
         report = progress or (lambda stage, done, total: None)
 
-        t0 = time.perf_counter()
         report("decode", 0, 1)
         loading = self._load_backend_in_background()
+        prefetch: _Prefetch | None = None
         if isinstance(video_or_path, (str, Path)):
-            from fdin.media import read_video
+            from fdin.media import open_video_stream
 
-            video = read_video(video_or_path,
-                               target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
-            source = str(video_or_path)
+            # Up-front checks (size, type, whitelist, declared size) raise here, before any thread.
+            stream = open_video_stream(video_or_path,
+                                       target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
+            prefetch = _Prefetch(stream)
+            source, frames_in, fps_hint = str(video_or_path), prefetch, stream.nominal_fps
         else:
             video, source = video_or_path, getattr(video_or_path, "path", "") or ""
-        frames, timestamps = video.frames, np.asarray(video.timestamps, dtype=np.float64)
-        timings["decode"] = (time.perf_counter() - t0) * 1000
-        report("decode", 1, 1)
-        if loading is not None:
-            t0 = time.perf_counter()
-            loading.join()
-            timings["load_models"] = (time.perf_counter() - t0) * 1000
+            frames_in, fps_hint = video.frames, float(video.fps)
+            timings["decode"] = 0.0
+            report("decode", 1, 1)
+        try:
+            if loading is not None:
+                t0 = time.perf_counter()
+                loading.join()
+                timings["load_models"] = (time.perf_counter() - t0) * 1000
 
-        t0 = time.perf_counter()
-        tracks = track_faces(frames, self.backend, detect_every=self.detect_every, fps=float(video.fps),
-                             detect_downscale=self.detect_downscale, progress=(lambda done, total: report("track", done, total)))
+            t0 = time.perf_counter()
+            tracks = track_faces(frames_in, self.backend, detect_every=self.detect_every, fps=fps_hint,
+                                 detect_downscale=self.detect_downscale,
+                                 progress=(lambda done, total: report("track", done, total)))
+            if prefetch is not None:
+                len(prefetch)  # read to the end (a tracker may stop early); raises a decode error
+        finally:
+            if prefetch is not None:
+                prefetch.close()
+        if prefetch is not None:
+            video = prefetch.video()  # re-raises a decode error; same Video as read_video
+            timings["decode"] = prefetch.decode_s * 1000
+            report("decode", 1, 1)
+        frames, timestamps = video.frames, np.asarray(video.timestamps, dtype=np.float64)
         track = primary_track(tracks)
         timings["track"] = (time.perf_counter() - t0) * 1000
         if track is None or len(track) == 0:
@@ -237,6 +259,107 @@ class DynamicsAnalyzer:
             source=source, time=dyn.time, trajectories=dyn.trajectories, landmarks=landmarks,
             frame_indices=idx,
         )
+
+
+_END = object()
+
+
+class _Prefetch:
+    """Runs a :class:`fdin.media.VideoStream` in a producer thread into a bounded queue.
+
+    Consumed by one thread: iterating yields the frames in order as they arrive; ``len()`` and
+    indexing also work (they wait for the frames they need; ``len()`` for the end of the video).
+    A decode error is re-raised in the consumer (from iteration/``len``/indexing, or from
+    :meth:`video` if the consumer stopped early). :meth:`close` stops the producer.
+    """
+
+    def __init__(self, stream: Any, maxsize: int = 32) -> None:
+        import queue
+        import threading
+
+        self._stream = stream
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._frames: list[np.ndarray] = []
+        self._ended = False
+        self.decode_s = 0.0
+        self._thread = threading.Thread(target=self._produce, name="fdin-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            with self._stream:
+                it = iter(self._stream)
+                while True:
+                    t0 = time.perf_counter()
+                    try:
+                        frame = next(it)
+                    except StopIteration:
+                        self.decode_s += time.perf_counter() - t0
+                        break
+                    self.decode_s += time.perf_counter() - t0
+                    if not self._put(frame):
+                        return
+        except BaseException as exc:  # handed to the consumer
+            self._error = exc
+        self._put(_END)
+
+    def _fill(self, count: int | None) -> None:
+        """Take frames from the queue until ``count`` are held (None: until the end)."""
+        while not self._ended and (count is None or len(self._frames) < count):
+            item = self._queue.get()
+            if item is _END:
+                self._ended = True
+            else:
+                self._frames.append(item)
+        if self._ended and self._error is not None:
+            raise self._error
+
+    def __iter__(self) -> Any:
+        index = 0
+        while True:
+            self._fill(index + 1)
+            if index >= len(self._frames):
+                return
+            yield self._frames[index]
+            index += 1
+
+    def __len__(self) -> int:
+        self._fill(None)
+        return len(self._frames)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if index < 0:
+            self._fill(None)
+        else:
+            self._fill(index + 1)
+        return self._frames[index]
+
+    def __length_hint__(self) -> int:
+        return self._stream.__length_hint__()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def video(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        if self._stream.video is None:
+            raise RuntimeError("the video stream was not read to the end")
+        return self._stream.video
 
 
 __all__ = ["SYNTHETIC_NOTE", "DynamicsAnalyzer", "TraitResult"]

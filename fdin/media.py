@@ -57,7 +57,7 @@ from fdin.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Generator, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,10 @@ __all__ = [
     "VIDEO_DEMUXERS",
     "Video",
     "VideoInfo",
+    "VideoStream",
     "ensure_rgb_uint8",
     "load_image",
+    "open_video_stream",
     "probe_video",
     "read_video",
     "write_video",
@@ -667,6 +669,91 @@ def read_video(
         EmptyMediaError, TruncatedMediaError, UnsupportedMediaError, NoVideoStreamError,
         MediaLimitError (all :class:`~fdin.errors.MediaError`), ProcessingTimeoutError.
     """
+    with open_video_stream(path, max_duration=max_duration, max_frames=max_frames, max_side=max_side,
+                           max_input_side=max_input_side, target_fps=target_fps, on_limit=on_limit,
+                           max_bytes=max_bytes, max_output_bytes=max_output_bytes, deadline_s=deadline_s) as stream:
+        for _ in stream:
+            pass
+    assert stream.video is not None
+    return stream.video
+
+
+class VideoStream:
+    """Frames of a video as they are decoded: what :func:`read_video` returns, one frame at a time.
+
+    Made by :func:`open_video_stream`, which does every up-front check (arguments, file size, type
+    from the bytes, demuxer whitelist, video track, declared size) before returning, so those errors
+    are raised before the first frame. Iterating yields each kept frame (``(H, W, 3) uint8`` RGB,
+    upright, bounded; after resampling to ``target_fps``) as soon as it is decoded, in order; the
+    arrays are read-only-by-convention views into one buffer that is never overwritten, so a consumer
+    may keep them. :attr:`timestamps` grows with each yielded frame. When the iteration ends normally
+    :attr:`video` holds the same :class:`Video` that :func:`read_video` returns (its ``frames`` is that
+    buffer); decode errors and ``on_limit="error"`` raise from the iteration exactly as from
+    :func:`read_video` (at the same point: after the frames read so far). Limits and the deadline are
+    the same; note the deadline is wall time, so time the consumer spends between frames counts too.
+    Use as a context manager (or call :meth:`close`) to release the demuxer; one pass only.
+    """
+
+    def __init__(self, container: Any, stream: Any, **kwargs: Any) -> None:
+        self._container = container
+        self.timestamps: list[float] = []
+        self.video: Video | None = None
+        rate = stream.average_rate or stream.guessed_rate
+        target = kwargs.get("target_fps")
+        self.nominal_fps = float(rate) if rate and float(rate) > 0 else 30.0
+        if target:
+            self.nominal_fps = min(self.nominal_fps, float(target))
+        declared = container.duration / 1e6 if container.duration else None
+        self._expected = (round(min(declared, kwargs["max_duration"]) * self.nominal_fps)
+                          if declared and math.isfinite(declared) and declared > 0 else 0)
+        self._gen = _decode_video(container, stream, self.timestamps, **kwargs)
+        self._iterating = False
+
+    def __iter__(self) -> Any:
+        if self._iterating:
+            raise RuntimeError("a VideoStream can be iterated only once")
+        self._iterating = True
+        return self._run()
+
+    def _run(self) -> Any:
+        try:
+            self.video = yield from self._gen
+        finally:
+            self.close()
+
+    def __length_hint__(self) -> int:
+        """Frames expected from the (untrusted) header; for progress bars only."""
+        return self._expected
+
+    def close(self) -> None:
+        self._gen.close()
+        self._container.close()
+
+    def __enter__(self) -> VideoStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_video_stream(
+    path: str | os.PathLike[str],
+    *,
+    max_duration: float = DEFAULT_MAX_DURATION_S,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_input_side: int = DEFAULT_MAX_INPUT_SIDE,
+    target_fps: float | None = None,
+    on_limit: Literal["cut", "error"] = "cut",
+    max_bytes: int = DEFAULT_MAX_VIDEO_BYTES,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    deadline_s: float | None = None,
+) -> VideoStream:
+    """Open a video for streaming decode (see :class:`VideoStream`); arguments as :func:`read_video`.
+
+    Raises the up-front errors of :func:`read_video` (bad arguments, size, type, no video track,
+    declared size) here; decode-time errors are raised while iterating.
+    """
     if on_limit not in ("cut", "error"):
         raise ValueError("on_limit must be 'cut' or 'error'")
     if max_duration <= 0 or max_frames <= 0 or max_side <= 0 or max_input_side <= 0:
@@ -678,21 +765,23 @@ def read_video(
     _stat_regular_file(path, max_bytes, "video")
     container = _open_container(path)
     try:
-        return _decode_video(container, max_duration=max_duration, max_frames=max_frames, max_side=max_side,
-                             max_input_side=max_input_side, target_fps=target_fps, on_limit=on_limit,
-                             max_output_bytes=max_output_bytes,
-                             deadline=None if deadline_s is None else started + deadline_s)
-    finally:
+        stream = _pick_video_stream(container)
+        _declared_size(stream, max_input_side)
+        return VideoStream(container, stream, max_duration=max_duration, max_frames=max_frames,
+                           max_side=max_side, max_input_side=max_input_side, target_fps=target_fps,
+                           on_limit=on_limit, max_output_bytes=max_output_bytes,
+                           deadline=None if deadline_s is None else started + deadline_s)
+    except BaseException:
         container.close()
+        raise
 
 
-def _decode_video(container: Any, *, max_duration: float, max_frames: int, max_side: int,
-                  max_input_side: int, target_fps: float | None, on_limit: str, max_output_bytes: int,
-                  deadline: float | None) -> Video:
+def _decode_video(container: Any, stream: Any, times_out: list[float], *, max_duration: float,
+                  max_frames: int, max_side: int, max_input_side: int, target_fps: float | None, on_limit: str,
+                  max_output_bytes: int, deadline: float | None) -> Generator[np.ndarray, None, Video]:
+    """Generator behind :class:`VideoStream`: yields each kept frame, returns the :class:`Video`."""
     import av
 
-    stream = _pick_video_stream(container)
-    _declared_size(stream, max_input_side)
     ctx = stream.codec_context
     ctx.options = {"max_pixels": str(max_input_side * max_input_side)}
     ctx.thread_type = "AUTO"
@@ -704,7 +793,6 @@ def _decode_video(container: Any, *, max_duration: float, max_frames: int, max_s
 
     resampler = _Resampler(target_fps)
     frames: np.ndarray | None = None
-    times_out: list[float] = []
     times_all: list[float] = []
     orientation = _Orientation()
     scaled_wh: tuple[int, int] = (0, 0)
@@ -797,6 +885,8 @@ def _decode_video(container: Any, *, max_duration: float, max_frames: int, max_s
                                       "only its beginning was used.")
                         stop = True
                         break
+                    assert frames is not None
+                    yield frames[len(times_out) - 1]
                 if stop:
                     break
             if stop:
@@ -826,7 +916,9 @@ def _decode_video(container: Any, *, max_duration: float, max_frames: int, max_s
     if limit_kind == "duration":
         t_end = min(t_end, max_duration)
     for chosen, ct in resampler.finish(t_end):
-        keep(chosen, ct)
+        if keep(chosen, ct):
+            assert frames is not None
+            yield frames[len(times_out) - 1]
     assert frames is not None
     n = len(times_out)
     timestamps = np.asarray(times_out, dtype=np.float64)

@@ -43,15 +43,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def is_image_file(path: Path) -> bool:
-    """True when the file starts with the bytes of an image format fdin.media knows."""
-    from fdin.media import _IMAGE_KINDS, _SNIFF_BYTES, _sniff
+    """True when the bytes say image; when they say neither image nor video (text, SVG, empty), the
+    file name decides, so a broken ``.jpg`` is reported in words about photos."""
+    from fdin.media import _IMAGE_KINDS, _SNIFF_BYTES, _VIDEO_KINDS, _sniff
 
     try:
         with path.open("rb") as fh:
             head = fh.read(_SNIFF_BYTES)
     except OSError:  # missing/unreadable: let the loader the name suggests say so in plain words
         return path.suffix.lower() in IMAGE_SUFFIXES
-    return _sniff(head) in _IMAGE_KINDS
+    kind = _sniff(head)
+    if kind in _IMAGE_KINDS:
+        return True
+    if kind in _VIDEO_KINDS:
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def faces_of_image(path: Path, backend: Any) -> dict[str, Any]:

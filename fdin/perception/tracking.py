@@ -37,6 +37,7 @@ summarised by :func:`track_appearance`.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -206,8 +207,12 @@ def track_faces(
     detect_downscale: float = 1.0,
     progress: ProgressFn | None = None,
 ) -> list[FaceTrack]:
-    """Tracks of every face in ``frames`` (``(N, H, W, 3) uint8`` RGB, a list of frames, or a
-    :class:`fdin.media.Video`), ordered by first frame. See the module docstring for the method.
+    """Tracks of every face in ``frames`` (``(N, H, W, 3) uint8`` RGB, a list of frames, a
+    :class:`fdin.media.Video`, or any iterable of frames, e.g. a :class:`fdin.media.VideoStream`),
+    ordered by first frame. See the module docstring for the method. An iterable is consumed as
+    frames arrive (so decoding can overlap tracking) and its frames are kept for the appearance step;
+    anything that is not an array or a ``Sequence`` is treated so; its ``total`` for ``progress``
+    is its ``__length_hint__`` (at least the frames done so far).
 
     Args:
         backend: instance, registered name, or None for :func:`~fdin.perception.get_backend`'s default.
@@ -228,7 +233,13 @@ def track_faces(
     fps = float(fps or getattr(frames, "fps", 0) or 30.0)
     frames = getattr(frames, "frames", frames)
     be = _backend_of(backend)
-    total = len(frames)
+    sized = isinstance(frames, (np.ndarray, Sequence))
+    if sized:
+        total = len(frames)
+    else:  # an iterable: never len() (a lazy sequence may wait for its end), only a cheap hint
+        hint = getattr(frames, "__length_hint__", None)
+        total = int(hint()) if hint is not None else operator.length_hint(frames)
+    seen: list[np.ndarray] = []
     active: list[_Active] = []
     done: list[FaceTrack] = []
     next_id = 0
@@ -258,8 +269,11 @@ def track_faces(
         a.track.lost_frames.append(index)
         a.smoother = OneEuro(fps) if smooth else None  # restart after a gap
 
-    for index in range(total):
-        image = np.ascontiguousarray(frames[index])
+    source = (frames[i] for i in range(total)) if sized else iter(frames)
+    for index, raw in enumerate(source):
+        if not sized:
+            seen.append(raw)
+        image = np.ascontiguousarray(raw)
         height, width = image.shape[:2]
         if index % detect_every == 0:
             following = any(a.lost == 0 for a in active)
@@ -318,13 +332,13 @@ def track_faces(
                 keep.append(a)
         active = keep
         if progress is not None:
-            progress(index + 1, total)
+            progress(index + 1, total if sized else max(total, index + 1))
     done += [a.track for a in active]
     tracks = sorted((t for t in done if t.faces), key=lambda t: (t.first_frame, t.track_id))
     for new_id, t in enumerate(tracks):
         t.track_id = new_id
     if appearance_frames > 0:
-        _estimate_appearance(tracks, frames, be, appearance_frames)
+        _estimate_appearance(tracks, frames if sized else seen, be, appearance_frames)
     return tracks
 
 
