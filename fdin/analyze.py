@@ -91,13 +91,19 @@ class DynamicsAnalyzer:
         use_onnx: run FDIN in ONNX Runtime (:mod:`fdin.models.fdin_onnx`: a verified ``model.onnx``
             in the weights folder, else one exported once into the cache), so analysis does not
             import torch (~5 s and ~0.6 GB); False: PyTorch.
+        stream_decode: decode a path in a producer thread (:func:`fdin.media.open_video_stream`)
+            while tracking consumes its frames, instead of decoding it first. Off by default: on 2
+            cores the two threads contend for the GIL (PyAV re-takes it several times per frame while
+            tracking runs Python), so decoding stretches over the whole tracking time and the landmark
+            fits slow down; the sequential path was faster on the benchmark clip.
 
     Speed choices are measured in ``docs/benchmarks/speed.md`` (``python -m fdin.bench``).
     """
 
     def __init__(self, *, gender_weights: str | Path = "fdin-gender", age_weights: str | Path = "fdin-age",
                  revision: str | None = None, backend: str | None = None, detect_every: int = 10,
-                 detect_downscale: float = 0.5, sample_to_model_rate: bool = True, use_onnx: bool = True) -> None:
+                 detect_downscale: float = 0.5, sample_to_model_rate: bool = True, use_onnx: bool = True,
+                 stream_decode: bool = False) -> None:
         from fdin.models.fdin_onnx import load_fdin
 
         self.gender = load_fdin(gender_weights, revision=revision, use_onnx=use_onnx)
@@ -108,6 +114,7 @@ class DynamicsAnalyzer:
         self.dyn_config = self.gender.dynamics_config
         self.detect_downscale = detect_downscale
         self.sample_to_model_rate = sample_to_model_rate
+        self.stream_decode = stream_decode
         self.backend_name = backend
         self.detect_every = detect_every
         self._backend = None
@@ -168,13 +175,15 @@ class DynamicsAnalyzer:
         """Analyse one video (a path, bytes-free :class:`fdin.media.Video`, or anything with
         ``frames``/``timestamps``/``fps``).
 
-        A path is decoded in a producer thread (:func:`fdin.media.open_video_stream`, same checks and
+        A path is decoded first (:func:`fdin.media.read_video`), then tracked. With
+        ``stream_decode=True`` it is instead decoded in a producer thread (:func:`fdin.media.open_video_stream`, same checks and
         limits as :func:`fdin.media.read_video`) while tracking consumes the frames, so on two or
         more cores decoding and tracking overlap: ``timings_ms["decode"]`` is the producer's own
         decode time, ``track`` the tracking wall time (it includes any wait for frames), and the
         stages overlap, so they can add up to more than ``total`` (the wall time of the call). A
         :class:`~fdin.media.Video` (e.g. decoded in an isolated child by the app) is used as is and
-        ``decode`` is 0.
+        ``decode`` is 0. (Measured in ``docs/benchmarks/speed.md``: the overlap does not pay on two
+        cores, because the decoder thread and tracking contend for the GIL and the CPU.)
 
         Raises:
             NoFaceError: no face track, or one shorter than :data:`fdin.dynamics.MIN_DURATION_S`.
@@ -189,7 +198,16 @@ class DynamicsAnalyzer:
         report("decode", 0, 1)
         loading = self._load_backend_in_background()
         prefetch: _Prefetch | None = None
-        if isinstance(video_or_path, (str, Path)):
+        if isinstance(video_or_path, (str, Path)) and not self.stream_decode:
+            from fdin.media import read_video
+
+            t0 = time.perf_counter()
+            video = read_video(video_or_path,
+                               target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
+            timings["decode"] = (time.perf_counter() - t0) * 1000
+            source, frames_in, fps_hint = str(video_or_path), video.frames, float(video.fps)
+            report("decode", 1, 1)
+        elif isinstance(video_or_path, (str, Path)):
             from fdin.media import open_video_stream
 
             # Up-front checks (size, type, whitelist, declared size) raise here, before any thread.

@@ -806,6 +806,10 @@ def _decode_video(container: Any, stream: Any, times_out: list[float], *, max_du
     errors = 0
 
     first_wh = (0, 0)
+    # One scaler for the whole video, single-threaded: ``frame.reformat`` builds a new SwsContext per
+    # frame with automatic threads (a thread pool per frame), ~2x slower alone and much slower while
+    # the decoder threads and a consumer (tracking) use the cores.
+    reformatter = av.video.reformatter.VideoReformatter()
 
     def keep(frame: Any, t: float) -> bool:
         """Convert and store one selected frame; False when the output budget is full."""
@@ -814,9 +818,9 @@ def _decode_video(container: Any, stream: Any, times_out: list[float], *, max_du
             return False
         if (frame.width, frame.height) != first_wh:
             size_changed = True
-        rgb = frame.reformat(width=scaled_wh[0], height=scaled_wh[1], format="rgb24",
-                             interpolation="AREA" if scaled_wh[0] < frame.width else "BILINEAR",
-                             src_color_range=frame.color_range or None).to_ndarray()
+        rgb = reformatter.reformat(frame, width=scaled_wh[0], height=scaled_wh[1], format="rgb24",
+                                   interpolation="AREA" if scaled_wh[0] < frame.width else "BILINEAR",
+                                   src_color_range=frame.color_range or None, threads=1).to_ndarray()
         assert frames is not None
         frames[len(times_out)] = orientation.apply(rgb)
         times_out.append(t)
