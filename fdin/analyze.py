@@ -75,7 +75,8 @@ class DynamicsAnalyzer:
 
     Args:
         gender_weights / age_weights: a folder, a ``weights/`` name, or a Hub repo id (with
-            ``revision``); defaults are the shipped synthetic-data weights.
+            ``revision``, or per model ``gender_revision``/``age_revision``); defaults are the shipped
+            synthetic-data weights.
         backend: perception backend name for :func:`fdin.perception.get_backend` (None = default);
             created lazily on the first video, so landmark-only use needs no face models.
         detect_every: run the detector every N (decoded) frames while tracking; landmarks are
@@ -101,13 +102,14 @@ class DynamicsAnalyzer:
     """
 
     def __init__(self, *, gender_weights: str | Path = "fdin-gender", age_weights: str | Path = "fdin-age",
-                 revision: str | None = None, backend: str | None = None, detect_every: int = 10,
+                 revision: str | None = None, gender_revision: str | None = None,
+                 age_revision: str | None = None, backend: str | None = None, detect_every: int = 10,
                  detect_downscale: float = 0.5, sample_to_model_rate: bool = True, use_onnx: bool = True,
                  stream_decode: bool = False) -> None:
         from fdin.models.fdin_onnx import load_fdin
 
-        self.gender = load_fdin(gender_weights, revision=revision, use_onnx=use_onnx)
-        self.age = load_fdin(age_weights, revision=revision, use_onnx=use_onnx)
+        self.gender = load_fdin(gender_weights, revision=gender_revision or revision, use_onnx=use_onnx)
+        self.age = load_fdin(age_weights, revision=age_revision or revision, use_onnx=use_onnx)
         for loaded, target in ((self.gender, "gender"), (self.age, "age")):
             if loaded.target != target:
                 raise ValueError(f"{loaded.source} is not an FDIN {target} model")

@@ -137,7 +137,9 @@ class Models:
                 from fdin.analyze import DynamicsAnalyzer
 
                 t0 = time.perf_counter()
-                self._analyzer = DynamicsAnalyzer(gender_weights=_resolved("gender"), age_weights=_resolved("age"))
+                (gender, gender_rev), (age, age_rev) = model_source("gender"), model_source("age")
+                self._analyzer = DynamicsAnalyzer(gender_weights=gender, gender_revision=gender_rev,
+                                                  age_weights=age, age_revision=age_rev)
                 log.info("FDIN models loaded in %.1f s", time.perf_counter() - t0)
             return self._analyzer
 
@@ -147,7 +149,10 @@ class Models:
                 from fdin.relate import RelationPredictor
 
                 t0 = time.perf_counter()
-                self._relation = RelationPredictor.from_pretrained(_resolved("expression"), _resolved("relation"))
+                (expression, expression_rev), (relation, relation_rev) = (model_source("expression"),
+                                                                          model_source("relation"))
+                self._relation = RelationPredictor.from_pretrained(
+                    expression, relation, expression_revision=expression_rev, relation_revision=relation_rev)
                 log.info("relation models loaded in %.1f s", time.perf_counter() - t0)
             return self._relation
 
