@@ -173,13 +173,18 @@ class LoadedModel:
 
     def provenance(self) -> dict[str, Any]:
         """The ``models`` entry the CLI/app report for this model."""
-        return {
-            "name": self.config.get("name", self.config.get("architecture")),
-            "weights": self.source,
-            "trained_on": self.trained_on,
-            "synthetic_training_data": bool(self.config.get("synthetic_training_data", False)),
-            "licence": self.config.get("licence", "unknown"),
-        }
+        return provenance_of(self.config, self.source)
+
+
+def provenance_of(config: dict[str, Any], source: str) -> dict[str, Any]:
+    """The ``models`` entry (name, weights, trained_on, licence) for a model config and its source."""
+    return {
+        "name": config.get("name", config.get("architecture")),
+        "weights": source,
+        "trained_on": str(config.get("trained_on", "unknown")),
+        "synthetic_training_data": bool(config.get("synthetic_training_data", False)),
+        "licence": config.get("licence", "unknown"),
+    }
 
 
 def save_pretrained(model: Any, out_dir: str | os.PathLike[str], *, architecture: str,
@@ -314,7 +319,7 @@ def card_from_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "LoadedModel", "ModelCard", "card_from_config", "load_pretrained", "push_to_hub", "read_checksums",
+    "LoadedModel", "ModelCard", "card_from_config", "load_pretrained", "provenance_of", "push_to_hub", "read_checksums",
     "resolve_weights", "save_pretrained", "sha256_file", "stage_for_hub", "verify_weights_dir",
     "weights_dir", "write_checksums",
 ]

@@ -213,13 +213,9 @@ class FdinPredictor:
         return str(self.config.get("trained_on", "unknown"))
 
     def provenance(self) -> dict[str, Any]:
-        return {
-            "name": self.config.get("name", self.config.get("architecture")),
-            "weights": self.source,
-            "trained_on": self.trained_on,
-            "synthetic_training_data": bool(self.config.get("synthetic_training_data", False)),
-            "licence": self.config.get("licence", "unknown"),
-        }
+        from fdin.weights import provenance_of
+
+        return provenance_of(self.config, self.source)
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
