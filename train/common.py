@@ -2,7 +2,9 @@
 
 * :func:`setup_distributed` / :func:`cleanup_distributed`: DDP on CPU with the ``gloo`` backend when
   launched by ``torchrun`` (``WORLD_SIZE`` > 1); a no-op otherwise.
+* :func:`start_run`: logging, DDP, torch threads and seeds for a script's ``main``.
 * :func:`make_loader`: a DataLoader with a ``DistributedSampler`` under DDP.
+* :func:`train_one_epoch`: the optimisation loop shared by the image-model scripts.
 * :func:`progress`: a tqdm bar on rank 0 only (disabled with ``quiet``).
 * :func:`write_json`: resolved configs and ``metrics.json``.
 * :func:`balanced_accuracy`: mean of true-positive and true-negative rates of a binary label.
@@ -83,6 +85,38 @@ def set_epoch(loader: Any, dataset: Any, epoch: int) -> None:
         loader.sampler.set_epoch(epoch)
     if hasattr(dataset, "epoch"):
         dataset.epoch = epoch
+
+
+def start_run(*, threads: int, seed: int) -> DistInfo:
+    """Common start of a training ``main``: INFO logging, DDP when under torchrun, ``threads`` torch
+    intra-op threads, and seeds (``seed + rank``: each rank draws its own augmentations)."""
+    import logging
+
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    info = setup_distributed()
+    torch.set_num_threads(max(1, threads))
+    seed_everything(seed + info.rank)
+    return info
+
+
+def train_one_epoch(net: Any, loader: Any, optimizer: Any, scheduler: Any, loss_of_batch: Any, *,
+                    info: DistInfo, quiet: bool, desc: str) -> float:
+    """One pass over ``loader``: ``loss_of_batch(batch) -> (loss, batch_size)``, backward, optimizer and
+    per-step scheduler; returns the mean training loss (shown live on the progress bar)."""
+    running, seen = 0.0, 0
+    bar = progress(loader, info=info, quiet=quiet, desc=desc)
+    for batch in bar:
+        loss, size = loss_of_batch(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        running += loss.item() * size
+        seen += size
+        bar.set_postfix(loss=f"{running / max(seen, 1):.3f}")
+    return running / max(seen, 1)
 
 
 def progress(iterable: Iterable, *, info: DistInfo, quiet: bool, **kwargs: Any):

@@ -217,10 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.datasets import FaceAttributeDataset
 
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    info = common.setup_distributed()
-    torch.set_num_threads(max(1, args.threads))
-    common.seed_everything(args.seed + info.rank)
+    info = common.start_run(threads=args.threads, seed=args.seed)
     out_dir = Path(args.out)
     started = time.perf_counter()
 
@@ -255,19 +252,14 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("epoch %d propagation: %s", epoch, stats)
         net.train()
         common.set_epoch(loader, train_set, epoch)
-        running, seen = 0.0, 0
-        bar = common.progress(loader, info=info, quiet=args.quiet, desc=f"epoch {epoch + 1}/{args.epochs}")
-        for images, targets, weights in bar:
-            outputs = net(images)
-            loss, _ = masked_multitask_loss(outputs, targets, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += loss.item() * len(images)
-            seen += len(images)
-            bar.set_postfix(loss=f"{running / max(seen, 1):.3f}")
-        history.append({"epoch": epoch + 1, "train_loss": running / max(seen, 1)})
+
+        def loss_of_batch(batch):
+            images, targets, weights = batch
+            return masked_multitask_loss(net(images), targets, weights)[0], len(images)
+
+        train_loss = common.train_one_epoch(net, loader, optimizer, scheduler, loss_of_batch, info=info,
+                                            quiet=args.quiet, desc=f"epoch {epoch + 1}/{args.epochs}")
+        history.append({"epoch": epoch + 1, "train_loss": train_loss})
 
     train_seconds = time.perf_counter() - started
     if info.is_main:

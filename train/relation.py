@@ -142,10 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.datasets import PairDataset
 
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    info = common.setup_distributed()
-    torch.set_num_threads(max(1, args.threads))
-    common.seed_everything(args.seed + info.rank)
+    info = common.start_run(threads=args.threads, seed=args.seed)
     out_dir = Path(args.out)
     started = time.perf_counter()
 
@@ -183,20 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.branch_lr_scale <= 0:
             model.branch.eval()  # frozen: keep BatchNorm statistics too
         common.set_epoch(loader, train_set, epoch)
-        running, seen = 0.0, 0
-        bar = common.progress(loader, info=info, quiet=args.quiet, desc=f"epoch {epoch + 1}/{args.epochs}")
-        for face_a, face_b, box_a, box_b, wh, labels, mask in bar:
+
+        def loss_of_batch(batch):
+            face_a, face_b, box_a, box_b, wh, labels, mask = batch
             logits = net(face_a, face_b, box_a, box_b, wh)
             per = F.binary_cross_entropy_with_logits(logits, labels, reduction="none", pos_weight=pos_weight) * mask
-            loss = per.sum() / mask.sum().clamp_min(1.0)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += loss.item() * len(face_a)
-            seen += len(face_a)
-            bar.set_postfix(loss=f"{running / max(seen, 1):.3f}")
-        history.append({"epoch": epoch + 1, "train_loss": running / max(seen, 1)})
+            return per.sum() / mask.sum().clamp_min(1.0), len(face_a)
+
+        train_loss = common.train_one_epoch(net, loader, optimizer, scheduler, loss_of_batch, info=info,
+                                            quiet=args.quiet, desc=f"epoch {epoch + 1}/{args.epochs}")
+        history.append({"epoch": epoch + 1, "train_loss": train_loss})
 
     train_seconds = time.perf_counter() - started
     if info.is_main:
