@@ -69,7 +69,7 @@ $(BENCH_VENV)/.bench-installed: requirements-bench.txt
 	touch $@
 
 bench: dev-venv $(BENCH_VENV)/.bench-installed
-	$(PY) -m fdin.bench
+	$(PY) -m benchmarks.speed
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .hypothesis

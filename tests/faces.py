@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fdin.perception.measure import background, moving_face_clip, photo
+from benchmarks.perception import background, moving_face_clip, photo
 
 __all__ = ["astronaut", "background", "make_fake_buffalo_l", "moving_face_frames", "t1", "tom_hanks"]
 
@@ -37,7 +37,7 @@ def astronaut() -> np.ndarray:
 
 
 def moving_face_frames(n: int = 60, **kwargs) -> tuple[np.ndarray, np.ndarray]:
-    """See :func:`fdin.perception.measure.moving_face_clip` (the clip the docs' speed table uses)."""
+    """See :func:`benchmarks.perception.moving_face_clip` (the clip the docs' speed table uses)."""
     return moving_face_clip(n, **kwargs)
 
 

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_stage_svg_and_markdown_render_from_results():
-    from fdin.bench import STAGES, evaluate, render_markdown, stage_svg
+    from benchmarks.speed import STAGES, evaluate, render_markdown, stage_svg
 
     results = {
-        "command": "python -m fdin.bench --quick", "date": "today", "fdin_version": "0",
+        "command": "python -m benchmarks.speed --quick", "date": "today", "fdin_version": "0",
         "machine": {"cpus": 2, "cpu": "cpu", "python": "3", "load_before": [1.0], "load_after": [1.0]},
         "clip": {"frames": 100, "width": 64, "height": 36, "fps": 25.0, "duration_s": 4.0, "codec": "h264"},
         "decode": {"all_frames": {"median_s": 0.1, "fps": 1000.0}, "model_rate": {"median_s": 0.1, "fps": 1000.0}},
@@ -41,7 +41,7 @@ def test_stage_svg_and_markdown_render_from_results():
 
 
 def test_long_smile_sequence_is_continuous():
-    from fdin.bench import long_smile_sequence
+    from benchmarks.speed import long_smile_sequence
 
     seq = long_smile_sequence(12.0, 30.0)
     assert seq.shape == (360, 68, 2) and np.isfinite(seq).all()
@@ -53,7 +53,7 @@ def test_long_smile_sequence_is_continuous():
 @pytest.mark.slow
 def test_quick_bench_runs_end_to_end(tmp_path):
     out = tmp_path / "speed.md"
-    proc = subprocess.run([sys.executable, "-m", "fdin.bench", "--quick", "--out", str(out)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--quick", "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=850,
                           env={**__import__("os").environ, "FDIN_CACHE_DIR": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -15,7 +15,7 @@ from relation_helpers import ensure_synthetic_faces  # noqa: E402
 from fdin.alignment import AlignmentSpec, align_face, keypoints_from_landmarks68, similarity_transform  # noqa: E402
 from fdin.models.expression import EXPRESSION_LABELS, masked_multitask_loss  # noqa: E402
 from fdin.models.registry import create_model, list_models  # noqa: E402
-from fdin.propagation import knn_graph, propagate_categorical, propagate_numeric  # noqa: E402
+from train.propagation import knn_graph, propagate_categorical, propagate_numeric  # noqa: E402
 
 torch.set_num_threads(1)
 SIZE = 64  # small crops keep the tests fast; the shipped models use 112
@@ -159,7 +159,7 @@ def test_training_smoke_with_propagation(tmp_path, synthetic_faces_cached):
 
 
 def _fake_source():
-    from fdin.synth_faces import SourceFace
+    from train.synth_faces import SourceFace
 
     rng = np.random.default_rng(0)
     lm = np.zeros((68, 2))
@@ -175,7 +175,7 @@ def _fake_source():
 
 
 def test_generated_expressions_move_the_right_landmarks():
-    from fdin.synth_faces import EXPRESSION_PATTERNS, deform
+    from train.synth_faces import EXPRESSION_PATTERNS, deform
 
     src = _fake_source()
     for name in EXPRESSION_PATTERNS:
@@ -190,7 +190,7 @@ def test_generated_expressions_move_the_right_landmarks():
 
 
 def test_generated_records_hide_labels_per_pseudo_dataset():
-    from fdin.synth_faces import PSEUDO_DATASETS, VAL_IDENTITIES
+    from train.synth_faces import PSEUDO_DATASETS, VAL_IDENTITIES
     from train.datasets import synth_face_records
 
     n = 60

@@ -110,7 +110,7 @@ def test_onnx_branch_matches_pytorch(model, tmp_path):
 
 
 def test_trait_rules_symmetric():
-    from fdin.synth_faces import trait_rules
+    from train.synth_faces import trait_rules
 
     rng = np.random.default_rng(0)
     labels = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fdin import synth_faces as synth
+from train import synth_faces as synth
 from fdin.alignment import AlignmentSpec, align_face, box_to_keypoints, keypoints_from_landmarks68
 from fdin.models.expression import EXPRESSION_LABELS
 from fdin.models.relation import TRAITS
@@ -387,12 +387,12 @@ class PairDataset:
                 torch.from_numpy(mask.astype(np.float32)))
 
 
-# --- the generated set (fdin.synth_faces) -------------------------------------------------------
+# --- the generated set (train.synth_faces) -------------------------------------------------------
 def synth_face_records(samples: dict, *, seed: int = 0) -> tuple[list, list]:
     """``(train, val)`` :class:`FaceRecord` lists. Validation = every sample of the held-out identities
-    (identity-disjoint, the headline numbers) plus :data:`fdin.synth_faces.SEEN_VAL_SHARE` of the
+    (identity-disjoint, the headline numbers) plus :data:`train.synth_faces.SEEN_VAL_SHARE` of the
     other identities' samples (``meta["seen_identity"]``, reported separately). Training samples are
-    spread over :data:`fdin.synth_faces.PSEUDO_DATASETS`, each hiding the heads it does not label."""
+    spread over :data:`train.synth_faces.PSEUDO_DATASETS`, each hiding the heads it does not label."""
     rng = np.random.default_rng(seed + 1)
     names = list(synth.PSEUDO_DATASETS)
     train, val = [], []

@@ -1,10 +1,10 @@
 """Train the expression/attribute network: ``python -m train.expression [options]``.
 
 Data: any mix of the real datasets (adapters in :mod:`train.datasets`, layouts in docs/relations.md)
-or, with none given, fdin's generated face set (:mod:`fdin.synth_faces`; it only exercises the
+or, with none given, fdin's generated face set (:mod:`train.synth_faces`; it only exercises the
 pipeline). Each sample trains only the heads it is labelled for (masked losses). With
 ``--propagate-every E`` the script alternates training with attribute propagation
-(:mod:`fdin.propagation`, fdin's own reading of the IJCV paper): every E epochs it embeds the
+(:mod:`train.propagation`, fdin's own reading of the IJCV paper): every E epochs it embeds the
 training set, spreads each attribute's labels over a cross-dataset k-NN graph and trains the missing
 heads on confidence-weighted pseudo-labels.
 
@@ -100,11 +100,11 @@ def load_records(args: argparse.Namespace) -> tuple[list, list, str]:
             records = [records[i] for i in sorted(rng.permutation(len(records))[: args.limit])]
         train, val = ds.identity_split(records, val_fraction=args.val_fraction, seed=args.seed)
         return train, val, ", ".join(names)
-    from fdin import synth_faces
+    from train import synth_faces
 
     samples = synth_faces.face_samples(args.synthetic or 1200, seed=args.seed)
     train, val = ds.synth_face_records(samples, seed=args.seed)
-    return train, val, "fdin generated face set (fdin.synth_faces; only exercises the pipeline)"
+    return train, val, "fdin generated face set (train.synth_faces; only exercises the pipeline)"
 
 
 def embed_all(model: Any, dataset: Any, *, batch_size: int = 64):
@@ -125,7 +125,7 @@ def embed_all(model: Any, dataset: Any, *, batch_size: int = 64):
 def propagate(model: Any, dataset: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Fill missing labels of ``dataset.records`` by attribute propagation; returns statistics."""
     from fdin.models.expression import EXPRESSION_LABELS
-    from fdin.propagation import knn_graph, propagate_categorical, propagate_numeric
+    from train.propagation import knn_graph, propagate_categorical, propagate_numeric
 
     plain = type(dataset)(dataset.records, dataset.spec, augment=False)
     emb = embed_all(model, plain)["embedding"]

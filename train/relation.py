@@ -4,7 +4,7 @@ The shared branch starts from a trained expression/attribute model (``--branch-w
 the shipped ``weights/expression``) and is fine-tuned at ``--branch-lr-scale`` times the head's
 learning rate (0 freezes it). Data: the Interpersonal Relation Dataset in fdin's CSV layout
 (``--relation-csv``, see :func:`train.datasets.read_relation_csv`) or, by default, fdin's generated
-pairs (:func:`fdin.synth_faces.pair_samples`; only exercises the pipeline). Splits are
+pairs (:func:`train.synth_faces.pair_samples`; only exercises the pipeline). Splits are
 identity-disjoint for generated pairs (held-out source identities) and image-disjoint for the CSV
 (unless it has a ``split`` column). Metric: per-trait balanced accuracy on the validation split.
 
@@ -68,12 +68,12 @@ def load_records(args: argparse.Namespace) -> tuple[list, list, str]:
         records = ds.read_relation_csv(args.relation_csv, args.relation_images)
         train, val = ds.identity_split(records, val_fraction=args.val_fraction, seed=args.seed)
         return train, val, f"Interpersonal Relation Dataset ({Path(args.relation_csv).name})"
-    from fdin import synth_faces
+    from train import synth_faces
 
     faces = synth_faces.face_samples(args.synthetic_faces, seed=args.seed)
     pairs = synth_faces.pair_samples(args.synthetic or 800, seed=args.seed, faces=faces)
     train, val = ds.synth_pair_records(pairs)
-    return train, val, "fdin generated face pairs (fdin.synth_faces; only exercises the pipeline)"
+    return train, val, "fdin generated face pairs (train.synth_faces; only exercises the pipeline)"
 
 
 def build_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:

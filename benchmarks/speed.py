@@ -1,4 +1,4 @@
-"""Speed benchmark: ``python -m fdin.bench [--quick] [--out docs/benchmarks/speed.md]``.
+"""Speed benchmark: ``python -m benchmarks.speed [--quick] [--out docs/benchmarks/speed.md]``.
 
 One run, one clip (a real face photo animated by a synthetic smile with head motion, 640x360 at
 30 fps, 20 s; generated at run time into the cache folder, never committed), measures:
@@ -43,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 BENCH_VENV = REPO / ".venv-bench"
 BENCH_PYTHON = BENCH_VENV / "bin" / "python"
-FACEMESH_SCRIPT = Path(__file__).resolve().parent / "_bench_facemesh.py"
+FACEMESH_SCRIPT = Path(__file__).resolve().parent / "facemesh_peer.py"
 BENCH_VENV_HINT = ("make bench  (or: python3 -m venv .venv-bench && .venv-bench/bin/pip install "
                    "-r requirements-bench.txt)")
 CLIP_VERSION = 2
@@ -771,7 +771,7 @@ def render_markdown(results: dict[str, Any], svg_name: str | None) -> str:
                 cells.append(f"{_fmt(x['onnx_ms'], 2)} / {_fmt(x['torch_ms'], 2)}")
             lines.append(f"| {r} ({r * (r - 1) // 2}) | " + " | ".join(cells) + " |")
     lines += ["", "## Method", "",
-              "* `python -m fdin.bench` (`--quick` for a short smoke run). FaceMesh runs under `.venv-bench` "
+              "* `python -m benchmarks.speed` (`--quick` for a short smoke run). FaceMesh runs under `.venv-bench` "
               "(`requirements-bench.txt`, `make bench`), never in the runtime venv.",
               "* Throughput = source video frames / wall time of the whole pass (decode included for both).",
               "* Stage times: the analyzer's own `timings_ms`, split further by timing the face backend's "
@@ -788,7 +788,7 @@ def render_markdown(results: dict[str, Any], svg_name: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fdin.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short clip, one repeat: checks the harness")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "speed.md")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (default 5, quick 1)")
@@ -813,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_fps = DynamicsConfig().fps
     results: dict[str, Any] = {
-        "command": "python -m fdin.bench" + (" --quick" if args.quick else ""),
+        "command": "python -m benchmarks.speed" + (" --quick" if args.quick else ""),
         "date": time.strftime("%Y-%m-%d %H:%M"), "fdin_version": __version__,
         "machine": {"cpus": os.cpu_count(), "cpu": _cpu_name(), "python": platform.python_version(),
                     "load_before": _load()},

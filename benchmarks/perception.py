@@ -1,4 +1,4 @@
-"""Regenerate the measured tables of ``docs/perception.md``: ``python -m fdin.perception.measure``.
+"""Regenerate the measured tables of ``docs/perception.md``: ``python -m benchmarks.perception``.
 
 Prints Markdown: faces found on the packaged test photos, per-stage latency at 640x480 (median of
 ``--repeat`` runs after 3 warm-ups, one process), tracking speed on a generated 640x480 clip, and the
@@ -258,7 +258,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fdin.perception.measure", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.perception", description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per number (median)")
     parser.add_argument("--mmod", action="store_true", help="include dlib's MMOD CNN detector (slow)")
     parser.add_argument("--calibrate", action="store_true", help="also refit the offline box calibration")
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if find_insightface_dir() is not None:
         backends.append(get_backend("insightface"))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    out = [f"Measured with `python -m fdin.perception.measure` ({os.cpu_count()} CPUs, load average "
+    out = [f"Measured with `python -m benchmarks.perception` ({os.cpu_count()} CPUs, load average "
            f"{load:.1f} at start, Python {sys.version.split()[0]}).", "", "### Detectors", ""]
     out += detector_table(backends, args.repeat, args.mmod)
     for be in backends:

@@ -1,10 +1,10 @@
-"""Peer reference for ``fdin.bench``: MediaPipe FaceMesh landmark-only pass over a video, as JSON.
+"""Peer reference for ``benchmarks.speed``: MediaPipe FaceMesh landmark-only pass over a video, as JSON.
 
 Self-contained on purpose: it imports only mediapipe, av and numpy (never fdin), because it runs
 under the bench-only venv ``.venv-bench`` (``requirements-bench.txt``); mediapipe must never be
 installed into the runtime venv. Run as a *script*::
 
-    .venv-bench/bin/python fdin/_bench_facemesh.py CLIP.mp4 --repeats 5
+    .venv-bench/bin/python fdin/facemesh_peer.py CLIP.mp4 --repeats 5
 
 Each repeat decodes the clip with PyAV (threaded, ``thread_type="AUTO"``, RGB ndarrays like
 ``fdin.media.read_video``) and feeds every frame to a fresh
