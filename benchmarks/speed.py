@@ -160,7 +160,9 @@ def make_clip(path: str | Path, *, seconds: float = 20.0, fps: float = 30.0, wid
 
 
 def cached_clip(*, seconds: float, fps: float, width: int, height: int, seed: int = 0) -> Path:
-    cache = Path(os.environ.get("FDIN_CACHE_DIR", Path(tempfile.gettempdir()) / "fdin-cache")) / "bench"
+    from fdin.config import cache_dir
+
+    cache = cache_dir("bench")
     path = cache / f"clip-v{CLIP_VERSION}-{seconds:g}s-{fps:g}fps-{width}x{height}-s{seed}.mp4"
     if not path.is_file():
         cache.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ with a typed :class:`RelationResult`.
   ``(W1 + W2) x max(H1, H2)``); boxes of the second photo are shifted by ``W1``. This is fdin's
   convention: the cue is only as meaningful as that placement.
 
-Traits (:data:`fdin.models.relation.TRAITS`): for the seven symmetric traits ``traits[t]`` is the
+Traits (:data:`fdin.labels.TRAITS`): for the seven symmetric traits ``traits[t]`` is the
 model's probability for the pair (identical for either order). ``dominant`` is directed (face a
 over face b): ``directed.dominant`` gives both directions and ``traits.dominant`` their maximum,
 i.e. "one of the two dominates the other".
@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,18 +33,22 @@ from typing import Any
 import numpy as np
 
 from fdin.errors import NoFaceError
+from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
+from fdin.perception.types import Appearance, Pose
+from fdin.progress import ProgressFn
+from fdin.results import AgeEstimate, GenderEstimate, ModelProvenance
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str], None]
 _BRANCH_OUTPUTS = ("embedding", "expression", "gender", "age", "pose")
 
 
 @dataclass(frozen=True)
 class FaceAttributes:
     """One face. ``bbox``: (4,) xyxy pixels in its own photo (``image`` 0 or 1); ``canvas_bbox``: in the
-    frame the spatial cue uses. ``expression``: label -> probability. ``pose``: degrees (fdin's
-    conventions, :mod:`fdin.perception.types`). ``appearance``: the perception backend's own estimate."""
+    frame the spatial cue uses. ``expression``: label -> probability. ``gender``/``age``/``pose``: the
+    expression model's heads (pose in degrees, fdin's conventions, :mod:`fdin.perception.types`).
+    ``appearance`` and ``detector_pose``: the perception backend's own estimates."""
 
     index: int
     image: int
@@ -54,22 +56,30 @@ class FaceAttributes:
     canvas_bbox: np.ndarray
     score: float
     expression: dict[str, float]
-    p_female: float
-    age_years: float
-    pose: tuple[float, float, float]
-    appearance: dict[str, Any] | None = None
+    gender: GenderEstimate
+    age: AgeEstimate
+    pose: Pose
+    appearance: Appearance | None = None
+    detector_pose: Pose | None = None
+
+    @property
+    def top_expression(self) -> tuple[str, float]:
+        return max(self.expression.items(), key=lambda kv: kv[1])
 
     def to_json_dict(self) -> dict[str, Any]:
+        appearance = self.appearance.to_json_dict() if self.appearance is not None else {}
+        if self.detector_pose is not None:
+            appearance["pose"] = self.detector_pose.to_json_dict()
         return {
             "index": self.index,
             "image": self.image,
             "bbox": [round(float(v), 1) for v in self.bbox],
             "score": round(float(self.score), 4),
             "expression": {k: round(float(v), 4) for k, v in self.expression.items()},
-            "gender": {"label": "female" if self.p_female >= 0.5 else "male", "p_female": round(float(self.p_female), 4)},
-            "age": {"years": round(float(self.age_years), 1)},
-            "pose": {"yaw": round(self.pose[0], 1), "pitch": round(self.pose[1], 1), "roll": round(self.pose[2], 1)},
-            "appearance": self.appearance or {},
+            "gender": self.gender.to_json_dict(),
+            "age": self.age.to_json_dict(),
+            "pose": {k: round(float(getattr(self.pose, k)), 1) for k in ("yaw", "pitch", "roll")},
+            "appearance": appearance,
         }
 
 
@@ -91,7 +101,7 @@ class PairTraits:
 class RelationResult:
     faces: list[FaceAttributes]
     pairs: list[PairTraits]
-    models: list[dict[str, Any]]
+    models: list[ModelProvenance]
     canvas_size: tuple[int, int]
     mode: str  # "group" (one photo) or "two_photos"
     notes: list[str] = field(default_factory=list)
@@ -99,7 +109,7 @@ class RelationResult:
     def to_json_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "canvas_size": list(self.canvas_size),
                 "faces": [f.to_json_dict() for f in self.faces], "pairs": [p.to_json_dict() for p in self.pairs],
-                "models": list(self.models), "notes": list(self.notes)}
+                "models": [m.to_json_dict() for m in self.models], "notes": list(self.notes)}
 
 
 # --- ONNX ----------------------------------------------------------------------------------------
@@ -154,7 +164,9 @@ class OnnxBranch:
 
 
 def onnx_cache_dir() -> Path:
-    return Path(os.environ.get("FDIN_CACHE_DIR", Path(tempfile.gettempdir()) / "fdin-cache")) / "onnx"
+    from fdin.config import cache_root
+
+    return cache_root() / "onnx"
 
 
 def _branch_onnx_for(loaded: Any, branch: Any, tag: str) -> Path:
@@ -197,7 +209,7 @@ class RelationPredictor:
     def __init__(self, *, expression: Any, relation: Any, backend: str | None = None, use_onnx: bool = True,
                  threads: int | None = None) -> None:
         from fdin.alignment import AlignmentSpec
-        from fdin.models.expression import EXPRESSION_LABELS
+        from fdin.labels import EXPRESSION_LABELS
 
         self.expression, self.relation, self.backend = expression, relation, backend
         pre = expression.config.get("preprocess") or {}
@@ -240,8 +252,8 @@ class RelationPredictor:
     def synthetic_weights(self) -> bool:
         return any(bool(m.config.get("synthetic_training_data")) for m in (self.expression, self.relation))
 
-    def provenance(self) -> list[dict[str, Any]]:
-        return [self.expression.provenance(), self.relation.provenance()]
+    def provenance(self) -> list[ModelProvenance]:
+        return [ModelProvenance.from_dict(m.provenance()) for m in (self.expression, self.relation)]
 
     # -- building blocks (tensors / arrays in, arrays out) --
     def run_branch(self, which: str, crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -286,9 +298,9 @@ class RelationPredictor:
         from fdin.alignment import align_face
         from fdin.perception import detect_faces
 
-        def step(fraction: float, message: str) -> None:
+        def step(fraction: float, stage: str) -> None:
             if progress is not None:
-                progress(fraction, message)
+                progress(stage, fraction)
 
         step(0.0, "detecting faces")
         images = [image_a] if image_b is None else [image_a, image_b]
@@ -338,10 +350,8 @@ class RelationPredictor:
             results.append(FaceAttributes(
                 index=n, image=k, bbox=box, canvas_bbox=canvas_box, score=float(face.score),
                 expression={label: float(p) for label, p in zip(self.labels, probs[n], strict=True)},
-                p_female=float(p_female[n]), age_years=float(attr["age"][n]),
-                pose=(yaw, pitch, roll_res + rolls[n]),
-                appearance={**face.appearance.to_json_dict(), "pose": face.pose.to_json_dict()}
-                if face.appearance is not None else {"pose": face.pose.to_json_dict()}))
+                gender=GenderEstimate(float(p_female[n])), age=AgeEstimate(float(attr["age"][n])),
+                pose=Pose(yaw, pitch, roll_res + rolls[n]), appearance=face.appearance, detector_pose=face.pose))
 
         step(0.8, "relation traits")
         pairs = [(i, j) for i in range(len(found)) for j in range(i + 1, len(found))]
@@ -360,13 +370,12 @@ class RelationPredictor:
         step(1.0, "done")
         notes = []
         if self.synthetic_weights:
-            notes.append("The shipped weights were trained on fdin's generated face images: they exercise the "
-                         "pipeline; their outputs on real photos are not meaningful estimates.")
+            notes.append(SYNTHETIC_WEIGHTS_NOTE)
         if mode == "two_photos":
             notes.append("Two photos: the spatial cue places the second photo to the right of the first.")
         detector = found[0][1].models if found else {}
-        models = [*self.provenance(), {"name": "face detection and landmarks", "weights": dict(detector),
-                                       "trained_on": "see fdin.perception", "licence": "see README"}]
+        models = [*self.provenance(), ModelProvenance(name="face detection and landmarks", weights=dict(detector),
+                                                      trained_on="see fdin.perception", licence="see README")]
         return RelationResult(faces=results, pairs=pair_results, models=models, canvas_size=canvas, mode=mode,
                               notes=notes)
 

@@ -39,7 +39,7 @@ def _go():
     return go
 
 
-def _pretty(name: str) -> str:
+def pretty_name(name: str) -> str:
     """Display label of a region or trait name (``fdin.regions`` labels for regions)."""
     from fdin.regions import REGIONS
 
@@ -68,7 +68,7 @@ def importance_heatmap(regions: Sequence[str], matrix: np.ndarray, *, title: str
     """
     go = _go()
     m = np.asarray(matrix, dtype=float)
-    names = [_pretty(r) for r in regions]
+    names = [pretty_name(r) for r in regions]
     if m.shape != (len(names), len(names)):
         raise ValueError(f"matrix shape {m.shape} does not match {len(names)} regions")
     fig = go.Figure(go.Heatmap(
@@ -95,7 +95,7 @@ def trait_bars(pairs: Sequence[Mapping[str, Any]], *, height: int = 420) -> Any:
     fig = go.Figure()
     for k, pair in enumerate(pairs):
         traits = dict(pair["traits"])
-        names = [_pretty(t) for t in traits]
+        names = [pretty_name(t) for t in traits]
         values = [float(v) for v in traits.values()]
         label = pair.get("label") or _pair_label(pair, k)
         fig.add_trace(go.Bar(
@@ -139,10 +139,10 @@ def relation_matrix(faces: int | Sequence[str], pairs: Sequence[Mapping[str, Any
     text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z]
     fig = go.Figure(go.Heatmap(
         z=z, x=labels, y=labels, zmin=0.0, zmax=1.0, colorscale="RdBu_r", text=text,
-        texttemplate="%{text}", hovertemplate="%{y} – %{x}<br>" + _pretty(trait) + ": %{z:.2f}<extra></extra>",
+        texttemplate="%{text}", hovertemplate="%{y} – %{x}<br>" + pretty_name(trait) + ": %{z:.2f}<extra></extra>",
         colorbar={"title": {"text": "p"}},
     ))
-    fig.update_layout(title={"text": f"{_pretty(trait).capitalize()} across all pairs"}, height=height,
+    fig.update_layout(title={"text": f"{pretty_name(trait).capitalize()} across all pairs"}, height=height,
                       margin={"l": 10, "r": 10, "t": 50, "b": 10}, yaxis={"autorange": "reversed"})
     return fig
 
@@ -163,8 +163,8 @@ def region_dynamics(times: Sequence[float], trajectories: np.ndarray, regions: S
         raise ValueError(f"trajectories shape {y.shape} does not match ({len(t)}, {len(regions)})")
     fig = go.Figure()
     for r, name in enumerate(regions):
-        fig.add_trace(go.Scatter(x=t, y=y[:, r], mode="lines", name=_pretty(name),
-                                 hovertemplate=f"{_pretty(name)}<br>t=%{{x:.2f}} s<br>%{{y:.3f}}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=t, y=y[:, r], mode="lines", name=pretty_name(name),
+                                 hovertemplate=f"{pretty_name(name)}<br>t=%{{x:.2f}} s<br>%{{y:.3f}}<extra></extra>"))
     fig.update_layout(title={"text": "Region dynamics over time"}, height=height,
                       margin={"l": 10, "r": 10, "t": 50, "b": 10},
                       xaxis={"title": {"text": "time (s)"}}, yaxis={"title": {"text": ylabel}},

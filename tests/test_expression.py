@@ -190,8 +190,8 @@ def test_generated_expressions_move_the_right_landmarks():
 
 
 def test_generated_records_hide_labels_per_pseudo_dataset():
-    from train.synth_faces import PSEUDO_DATASETS, VAL_IDENTITIES
     from train.datasets import synth_face_records
+    from train.synth_faces import PSEUDO_DATASETS, VAL_IDENTITIES
 
     n = 60
     ids = np.array([VAL_IDENTITIES[0] if i % 6 == 0 else f"id{i % 5}" for i in range(n)])

@@ -93,7 +93,7 @@ def test_analyzer_predicts_without_importing_torch(tmp_path):
         "a = DynamicsAnalyzer()\n"
         "lm = smile_sequence(seed=1, fps=30)\n"
         "p = a.predict_landmarks(lm, np.arange(len(lm)) / 30)\n"
-        "print(a.gender.backend, a.age.backend, 'torch' in sys.modules, p['gender']['p_female'])\n"
+        "print(a.gender.backend, a.age.backend, 'torch' in sys.modules, p.estimates.gender.p_female)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "FDIN_CACHE_DIR": str(tmp_path / "cache")}
     runs = [subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
@@ -115,7 +115,7 @@ def test_onnx_and_torch_analyzers_agree():
     t = np.arange(len(lm)) / 30
     fast = DynamicsAnalyzer().predict_landmarks(lm, t)
     slow = DynamicsAnalyzer(use_onnx=False).predict_landmarks(lm, t)
-    assert abs(fast["gender"]["p_female"] - slow["gender"]["p_female"]) <= 1e-4
-    assert abs(fast["age"]["years"] - slow["age"]["years"]) <= 0.1
-    np.testing.assert_allclose(fast["importance_gender"], slow["importance_gender"], atol=1e-5)
-    np.testing.assert_allclose(fast["importance_age"], slow["importance_age"], atol=1e-5)
+    assert abs(fast.estimates.gender.p_female - slow.estimates.gender.p_female) <= 1e-4
+    assert abs(fast.estimates.age.years - slow.estimates.age.years) <= 0.1
+    np.testing.assert_allclose(fast.importance.matrix, slow.importance.matrix, atol=1e-5)
+    np.testing.assert_allclose(fast.importance.by_target["age"], slow.importance.by_target["age"], atol=1e-5)

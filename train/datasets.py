@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from train import synth_faces as synth
 from fdin.alignment import AlignmentSpec, align_face, box_to_keypoints, keypoints_from_landmarks68
-from fdin.models.expression import EXPRESSION_LABELS
-from fdin.models.relation import TRAITS
+from fdin.labels import EXPRESSION_LABELS, TRAITS
+from train import synth_faces as synth
 
 
 @dataclass

@@ -36,16 +36,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fdin.alignment import keypoints_from_landmarks68
-from fdin.models.expression import EXPRESSION_LABELS
-from fdin.models.relation import TRAITS
+from fdin.labels import EXPRESSION_LABELS, TRAITS
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +121,9 @@ class SourceFace:
 
 
 def cache_dir() -> Path:
-    path = Path(os.environ.get("FDIN_CACHE_DIR", Path(tempfile.gettempdir()) / "fdin-cache")) / "synth_faces"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    from fdin.config import cache_dir as shared_cache_dir
+
+    return shared_cache_dir("synth_faces")
 
 
 def source_photos() -> list[tuple[str, np.ndarray]]:

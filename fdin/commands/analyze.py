@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     videos = _expand(args.videos)
     analyzer = DynamicsAnalyzer(gender_weights=args.gender_weights, age_weights=args.age_weights,
                                 revision=args.revision, backend=args.backend)
-    if not quiet and any(m.get("synthetic_training_data") for m in analyzer.provenance()):
+    if not quiet and any(m.synthetic_training_data for m in analyzer.provenance()):
         print(SYNTHETIC_NOTE, file=sys.stderr)
 
     if len(videos) == 1 and not args.videos[0].is_dir():
@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
             out = args.out_dir / f"{i:04d}_{video.stem}.json"
             out.write_text(json.dumps(result.to_json_dict(include_arrays=args.arrays), indent=2) + "\n")
             d = result.dynamics
-            row.update(json=str(out), frames_analyzed=result.frames_analyzed, face_found=result.face_track["found"],
-                       gender=d["gender"]["label"], p_female=d["gender"]["p_female"], age_years=d["age"]["years"],
-                       age_std=d["age"]["std"], total_ms=result.timings_ms["total"],
+            row.update(json=str(out), frames_analyzed=result.frames_analyzed, face_found=result.face_track.found,
+                       gender=d.gender.label, p_female=round(d.gender.p_female, 4), age_years=round(d.age.years, 1),
+                       age_std=round(d.age.std, 1), total_ms=result.timings_ms["total"],
                        top_relation=" - ".join(result.top_relations[0]["regions"]) if result.top_relations else "")
         rows.append(row)
     summary = args.out_dir / "summary.csv"

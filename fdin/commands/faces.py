@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fdin.results import FacesResult
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 HELP = "detect faces (68 landmarks, head pose, apparent gender/age) in a photo, or track them in a video"
 
@@ -60,14 +62,18 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def faces_of_image(path: Path, backend: Any) -> dict[str, Any]:
+def faces_of_image(path: Path, backend: Any) -> FacesResult:
     from fdin.media import load_image
+
+    return faces_in(load_image(path), backend)
+
+
+def faces_in(image: Any, backend: Any) -> FacesResult:
+    """Every face of a decoded photo, as the typed result the CLI and the app's Faces tab share."""
     from fdin.perception import detect_faces
 
-    image = load_image(path)
-    faces = detect_faces(image, backend)
-    return {"faces": [f.to_json_dict() for f in faces], "backend": backend.info(),
-            "image": {"width": int(image.shape[1]), "height": int(image.shape[0])}}
+    return FacesResult(faces=detect_faces(image, backend), backend=backend.info(),
+                       width=int(image.shape[1]), height=int(image.shape[0]))
 
 
 def tracks_of_video(path: Path, backend: Any, *, detect_every: int, smooth: bool, quiet: bool) -> dict[str, Any]:
@@ -112,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend, models_dir=args.models_dir)
     quiet = getattr(args, "quiet", False)
     if is_image_file(args.input):
-        result = faces_of_image(args.input, backend)
-        summary = f"{len(result['faces'])} face(s) in {args.input.name} ({backend.name} backend)"
+        faces = faces_of_image(args.input, backend)
+        result = faces.to_json_dict()
+        summary = f"{len(faces.faces)} face(s) in {args.input.name} ({backend.name} backend)"
     else:
         result = tracks_of_video(args.input, backend, detect_every=args.detect_every, smooth=args.smooth,
                                  quiet=quiet)

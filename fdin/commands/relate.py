@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
     from fdin.media import load_image
     from fdin.relate import RelationPredictor
 
@@ -46,6 +47,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(text)
     if predictor.synthetic_weights and not getattr(args, "quiet", False):
-        print("note: the relation/expression weights were trained on fdin's generated face images; they only "
-              "exercise the pipeline and their outputs are not meaningful estimates.", file=sys.stderr)
+        print("note: " + SYNTHETIC_WEIGHTS_NOTE, file=sys.stderr)
     return 0

@@ -1,0 +1,84 @@
+"""What the app's handlers need from the models, as a small protocol, and the real implementation.
+
+:class:`Predictors` is what :func:`fdin.app.build_demo` and :class:`fdin.app.handlers.Handlers` take:
+an analyzer (video -> :class:`fdin.analyze.TraitResult`), a relation predictor (photos ->
+:class:`fdin.relate.RelationResult`) and a face backend (:class:`fdin.perception.FaceBackend`).
+:class:`LazyPredictors` (the default) loads the real ones on first use, once, thread-safely: building
+the UI imports no torch and loads no weights. Tests pass fakes with the same three methods. No gradio.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fdin.app.settings import model_source
+
+if TYPE_CHECKING:
+    from fdin.analyze import TraitResult
+    from fdin.perception import FaceBackend
+    from fdin.progress import ProgressFn
+    from fdin.relate import RelationResult
+
+log = logging.getLogger(__name__)
+
+
+class Analyzer(Protocol):
+    def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None) -> TraitResult: ...
+
+
+class Relator(Protocol):
+    def relate(self, image_a: Any, image_b: Any = None, *, progress: ProgressFn | None = None) -> RelationResult: ...
+
+
+class Predictors(Protocol):
+    """The three model roles the app serves; each call may load (once) and returns a shared predictor."""
+
+    def analyzer(self) -> Analyzer: ...
+
+    def relation(self) -> Relator: ...
+
+    def backend(self) -> FaceBackend: ...
+
+
+class LazyPredictors:
+    """The real predictors, created on first use from the sources of :func:`fdin.app.settings.model_source`.
+    Thread-safe: the first caller of each loads it once; the predictors hold weights only (no per-request
+    state), so every user shares them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._analyzer: Any = None
+        self._relation: Any = None
+
+    def backend(self) -> Any:
+        from fdin.perception import get_backend
+
+        return get_backend()  # fdin.perception keeps one shared instance per backend
+
+    def analyzer(self) -> Any:
+        with self._lock:
+            if self._analyzer is None:
+                from fdin.analyze import DynamicsAnalyzer
+
+                t0 = time.perf_counter()
+                (gender, gender_rev), (age, age_rev) = model_source("gender"), model_source("age")
+                self._analyzer = DynamicsAnalyzer(gender_weights=gender, gender_revision=gender_rev,
+                                                  age_weights=age, age_revision=age_rev)
+                log.info("FDIN models loaded in %.1f s", time.perf_counter() - t0)
+            return self._analyzer
+
+    def relation(self) -> Any:
+        with self._lock:
+            if self._relation is None:
+                from fdin.relate import RelationPredictor
+
+                t0 = time.perf_counter()
+                (expression, expression_rev), (relation, relation_rev) = (model_source("expression"),
+                                                                          model_source("relation"))
+                self._relation = RelationPredictor.from_pretrained(
+                    expression, relation, expression_revision=expression_rev, relation_revision=relation_rev)
+                log.info("relation models loaded in %.1f s", time.perf_counter() - t0)
+            return self._relation

@@ -1,0 +1,92 @@
+"""The app's settings: limits, model sources (env ``FDIN_*_REPO``), and the launch/queue options.
+
+No gradio here: :func:`server_address` and :func:`launch_kwargs` are plain functions the launcher
+(``app.py``) and the tests call. Reliability items R-01..R-10 and R-30..R-33 (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+MAX_FILE_SIZE = "50mb"              # per uploaded file (HTTP 413 above it)
+QUEUE_MAX_SIZE = 16                 # waiting events beyond the running ones get "queue is full"
+MODEL_CONCURRENCY_ID = "model"      # every model event shares one worker slot (2 CPU cores)
+DELETE_CACHE = (300, 600)           # every 5 min delete cached files older than 10 min: gone within 15 min
+SCRATCH_MAX_AGE_S = 600
+VIDEO_TIMEOUT_S = 90.0              # wall clock for decoding one upload in the child process
+VIDEO_MAX_DURATION_S = 20.0         # seconds of video analysed (longer clips are cut, with a note)
+VIDEO_TARGET_FPS = 15.0             # frames kept for tracking (dynamics are resampled to 25 fps)
+VIDEO_MAX_SIDE = 720                # decoded frames are downscaled to this longer side
+IMAGE_TIMEOUT_S = 30.0
+TOP_RELATIONS = 5
+RATE_LIMIT_REQUESTS = 30            # per client (IP): a burst of this many model requests ...
+RATE_LIMIT_WINDOW_S = 60.0          # ... refilled evenly over this many seconds (env FDIN_RATE_LIMIT="30/60")
+
+LOCAL_HOST, SPACE_HOST, DEFAULT_PORT = "127.0.0.1", "0.0.0.0", 7860
+
+MODEL_ENV = {  # model role -> (env var with a Hub repo id, default folder in weights/)
+    "gender": ("FDIN_GENDER_REPO", "fdin-gender"),
+    "age": ("FDIN_AGE_REPO", "fdin-age"),
+    "expression": ("FDIN_EXPRESSION_REPO", "expression"),
+    "relation": ("FDIN_RELATION_REPO", "relation"),
+}
+
+
+def model_source(role: str) -> tuple[str, str | None]:
+    """``(source, revision)`` of a model role: the Hub repo from its env var (with ``*_REVISION``), else
+    the folder name in ``weights/``."""
+    env, default = MODEL_ENV[role]
+    repo = os.environ.get(env, "").strip()
+    if repo:
+        return repo, (os.environ.get(env.replace("_REPO", "_REVISION"), "").strip() or None)
+    return default, None
+
+
+def resolved_model_dir(role: str) -> str:
+    """A local folder for ``role`` (Hub snapshots must already be in the local cache)."""
+    from fdin.weights import resolve_weights
+
+    source, revision = model_source(role)
+    path, _ = resolve_weights(source, revision=revision)
+    return str(path)
+
+
+def server_address(host: str | None = None, port: int | None = None,
+                   env: Mapping[str, str] | None = None) -> tuple[str, int]:
+    """Where to listen. Command-line values (``host``/``port``) win; else Gradio's own environment
+    (``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT``); else, on a Hugging Face Space (``SPACE_ID``),
+    0.0.0.0:7860; else 127.0.0.1:7860 (loopback only)."""
+    env = os.environ if env is None else env
+    default_host = SPACE_HOST if env.get("SPACE_ID") else LOCAL_HOST
+    host = host or env.get("GRADIO_SERVER_NAME", "").strip() or default_host
+    if port is None:
+        text = env.get("GRADIO_SERVER_PORT", "").strip()
+        port = int(text) if text else DEFAULT_PORT
+    return host, int(port)
+
+
+def queue_kwargs(*, max_size: int = QUEUE_MAX_SIZE) -> dict[str, Any]:
+    return {"max_size": max_size, "default_concurrency_limit": 1}
+
+
+def launch_kwargs(*, host: str = LOCAL_HOST, port: int | None = DEFAULT_PORT,
+                  max_file_size: str | int = MAX_FILE_SIZE) -> dict[str, Any]:
+    """Hardened ``demo.launch`` options (R-02, R-03, R-06, R-07, R-09)."""
+    from fdin.weights import REPO_ROOT, weights_dir
+
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": False,
+        "show_error": False,
+        "max_file_size": max_file_size,
+        "enable_monitoring": False,
+        "ssr_mode": False,
+        "mcp_server": False,
+        "allowed_paths": [],
+        "blocked_paths": [str(weights_dir()), str(REPO_ROOT / ".git"), str(REPO_ROOT / ".venv")],
+        "run_history": False,
+        "strict_cors": True,
+    }

@@ -1,0 +1,172 @@
+"""Typed pieces of fdin's results, each with one ``to_json_dict`` giving its documented JSON.
+
+Used by :class:`fdin.analyze.TraitResult`, :class:`fdin.relate.RelationResult`, :class:`FacesResult`
+(the ``faces`` command and the app's Faces tab); viz, the app and the CLI read their fields by name.
+Bottom layer: numpy and :mod:`fdin.labels` only (perception types are imported for typing only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fdin.labels import gender_label
+
+if TYPE_CHECKING:
+    from fdin.perception.types import Face
+
+
+def _r(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+@dataclass(frozen=True)
+class GenderEstimate:
+    """Apparent (binary) gender: ``p_female`` in [0, 1]; ``std`` its spread over frames when averaged."""
+
+    p_female: float
+    std: float | None = None
+
+    @property
+    def label(self) -> str:
+        return gender_label(self.p_female)
+
+    @property
+    def confidence(self) -> float:
+        return max(self.p_female, 1.0 - self.p_female)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label, "p_female": _r(self.p_female, 4)}
+        if self.std is not None:
+            out["std"] = _r(self.std, 4)
+        return out
+
+
+@dataclass(frozen=True)
+class AgeEstimate:
+    """Apparent age in years; ``std`` the model's uncertainty or the spread over frames, when known."""
+
+    years: float
+    std: float | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"years": _r(self.years, 1)}
+        if self.std is not None:
+            out["std"] = _r(self.std, 1)
+        return out
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Gender and age from one source (FDIN on dynamics, or the appearance model). For the appearance
+    model ``frames`` is how many frames carried an estimate and ``model`` its name; all ``None`` when no
+    frame had one."""
+
+    gender: GenderEstimate | None
+    age: AgeEstimate | None
+    frames: int | None = None
+    model: str | None = None
+
+    @classmethod
+    def from_track_summary(cls, summary: Any) -> Estimates:
+        """From :class:`fdin.perception.AppearanceSummary` (or ``None``: no appearance estimate)."""
+        if summary is None:
+            return cls(None, None)
+        return cls(GenderEstimate(summary.p_female_mean, summary.p_female_std),
+                   AgeEstimate(summary.age_mean, summary.age_std), frames=int(summary.frames), model=summary.model)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"gender": self.gender.to_json_dict() if self.gender else None,
+                               "age": self.age.to_json_dict() if self.age else None}
+        if self.frames is not None:
+            out["frames"] = self.frames
+        if self.model is not None or self.gender is None:
+            out["model"] = self.model
+        return out
+
+
+@dataclass(frozen=True)
+class TrackCount:
+    """Frames of the analysed video where the primary face was found / lost."""
+
+    found: int
+    lost: int
+
+    def to_json_dict(self) -> dict[str, int]:
+        return {"found": int(self.found), "lost": int(self.lost)}
+
+
+@dataclass(frozen=True)
+class Importance:
+    """FDIN's relational importance: one (R, R) matrix per target over ``regions`` (symmetric, zero
+    diagonal, upper triangle sums to 1). ``matrix`` is the primary target's (gender)."""
+
+    regions: tuple[str, ...]
+    by_target: Mapping[str, np.ndarray]
+    primary: str = "gender"
+    normalisation: str = "upper triangle sums to 1 (full matrix sums to 2)"
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.by_target[self.primary])
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"regions": list(self.regions), "matrix": np.round(self.matrix, 5).tolist(),
+                "by_target": {k: np.round(np.asarray(v), 5).tolist() for k, v in self.by_target.items()},
+                "normalisation": self.normalisation}
+
+
+@dataclass(frozen=True)
+class ModelProvenance:
+    """One ``models`` entry: what produced an output, from which weights, trained on what."""
+
+    name: str | None
+    weights: str | Mapping[str, str]
+    trained_on: str
+    licence: str
+    synthetic_training_data: bool | None = None
+    target: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelProvenance:
+        return cls(name=d.get("name"), weights=d.get("weights", ""), trained_on=str(d.get("trained_on", "unknown")),
+                   licence=str(d.get("licence", "unknown")), synthetic_training_data=d.get("synthetic_training_data"),
+                   target=d.get("target"))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name,
+                               "weights": self.weights if isinstance(self.weights, str) else dict(self.weights),
+                               "trained_on": self.trained_on}
+        if self.synthetic_training_data is not None:
+            out["synthetic_training_data"] = bool(self.synthetic_training_data)
+        out["licence"] = self.licence
+        if self.target is not None:
+            out["target"] = self.target
+        return out
+
+
+def any_synthetic(models: Sequence[ModelProvenance]) -> bool:
+    """Whether any of ``models`` was trained on data fdin generated."""
+    return any(bool(m.synthetic_training_data) for m in models)
+
+
+@dataclass(frozen=True)
+class FacesResult:
+    """Every face of one photo (``fdin faces`` on a photo; the app's Faces tab)."""
+
+    faces: list[Face]
+    backend: Mapping[str, Any]
+    width: int
+    height: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"faces": [f.to_json_dict() for f in self.faces], "backend": dict(self.backend),
+                "image": {"width": int(self.width), "height": int(self.height)}}
+
+
+__all__ = ["AgeEstimate", "Estimates", "FacesResult", "GenderEstimate", "Importance", "ModelProvenance",
+           "TrackCount", "any_synthetic"]
