@@ -20,11 +20,11 @@ from fdin.weights import weights_dir
 
 def _have_fdin_weights() -> bool:
     """The gender and age FDIN models the app would use (``weights/`` or ``FDIN_*_REPO``) exist."""
+    from fdin.app.settings import resolved_model_dir
     from fdin.errors import FdinError
-    from fdin.ui import _resolved
 
     try:
-        return bool(_resolved("gender") and _resolved("age"))
+        return bool(resolved_model_dir("gender") and resolved_model_dir("age"))
     except FdinError:
         return False
 
@@ -43,11 +43,11 @@ def free_port() -> int:
 def launched(demo: Any = None, *, queue_max_size: int | None = None, **launch_overrides: Any) -> Iterator[Any]:
     """Launch ``demo`` (default: a fresh ``build_demo(examples="off")``) with the app's hardened
     settings on a free loopback port; yields the demo (``demo.local_url``); closes it afterwards."""
-    from fdin import ui
+    from fdin.app import build_demo, launch_kwargs, queue_kwargs
 
-    demo = demo if demo is not None else ui.build_demo(examples="off")
-    queue = ui.queue_kwargs() if queue_max_size is None else ui.queue_kwargs(max_size=queue_max_size)
-    kwargs = {**ui.launch_kwargs(port=free_port()), "prevent_thread_lock": True, "quiet": True,
+    demo = demo if demo is not None else build_demo(examples="off")
+    queue = queue_kwargs() if queue_max_size is None else queue_kwargs(max_size=queue_max_size)
+    kwargs = {**launch_kwargs(port=free_port()), "prevent_thread_lock": True, "quiet": True,
               **launch_overrides}
     demo.queue(**queue).launch(**kwargs)
     try:
@@ -58,13 +58,13 @@ def launched(demo: Any = None, *, queue_max_size: int | None = None, **launch_ov
 
 def group_photo() -> Path:
     """insightface's ``t1.jpg`` (six faces), copied to the examples folder."""
-    from fdin.ui import example_photos
+    from fdin.app.examples import example_photos
 
     return Path(example_photos()["group"])
 
 
 def astronaut_photo() -> Path:
-    from fdin.ui import example_photos
+    from fdin.app.examples import example_photos
 
     return Path(example_photos()["astronaut"])
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from fdin import ui
+from fdin.app import build_demo, settings
 from tests.app_support import (
     HAVE_FDIN_WEIGHTS,
     NO_FDIN_WEIGHTS,
@@ -126,9 +126,9 @@ def test_no_flagging_and_no_share_and_no_ssr(app) -> None:
 def test_model_events_share_one_slot_and_the_queue_is_bounded(app) -> None:
     named = [fn for fn in app.fns.values() if fn.api_name in {e.strip("/") for e in ENDPOINTS}]
     assert len(named) == 3
-    assert {fn.concurrency_id for fn in named} == {ui.MODEL_CONCURRENCY_ID}
+    assert {fn.concurrency_id for fn in named} == {settings.MODEL_CONCURRENCY_ID}
     assert all(fn.concurrency_limit == 1 for fn in named)
-    assert app._queue.max_size == ui.QUEUE_MAX_SIZE
+    assert app._queue.max_size == settings.QUEUE_MAX_SIZE
 
 
 def test_consent_gates_the_buttons_in_the_ui(app) -> None:
@@ -149,8 +149,8 @@ def test_upload_over_the_size_limit_is_refused(tmp_path) -> None:
 
 
 def test_uploads_are_deleted_by_delete_cache(monkeypatch) -> None:
-    monkeypatch.setattr(ui, "DELETE_CACHE", (1, 1))
-    with launched(ui.build_demo(examples="off")) as demo:
+    monkeypatch.setattr(settings, "DELETE_CACHE", (1, 1))
+    with launched(build_demo(examples="off")) as demo:
         response = httpx.post(demo.local_url + "gradio_api/upload", files={"files": ("x.jpg", b"\xff\xd8" + b"1" * 64)})
         assert response.status_code == 200
         path = Path(response.json()[0])
@@ -165,5 +165,5 @@ def test_uploads_are_deleted_by_delete_cache(monkeypatch) -> None:
 
 
 def test_production_delete_cache_removes_uploads_within_15_minutes() -> None:
-    frequency, age = ui.DELETE_CACHE
+    frequency, age = settings.DELETE_CACHE
     assert frequency + age <= 15 * 60

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from fdin import ui
+from fdin.app import Handlers, LazyPredictors, handlers, settings, texts
 from fdin.errors import MediaError
 from tests.app_support import (
     HAVE_FDIN_WEIGHTS,
@@ -23,6 +23,8 @@ from tests.app_support import (
 )
 
 pytestmark = pytest.mark.slow
+
+ui = Handlers(LazyPredictors())  # the real models, loaded on first use and shared by these tests
 
 
 def _no_progress(*args, **kwargs) -> None:
@@ -92,7 +94,7 @@ def test_relate_two_photos(media) -> None:
 
 def test_relation_matrix_rerenders_for_another_trait() -> None:
     payload = ui.relate_photos(str(group_photo()), progress=_no_progress)[0]
-    plot = ui._rerender_matrix(payload, "dominant")
+    plot = ui.rerender_matrix(payload, "dominant")
     assert plot.layout.title.text == "Dominant across all pairs"
 
 
@@ -160,7 +162,7 @@ def test_error_messages_are_escaped(monkeypatch, media) -> None:
     def hostile(*args, **kwargs):
         raise MediaError("bad <script>alert(1)</script> & co")
 
-    monkeypatch.setattr(ui, "_load_image", hostile)
+    monkeypatch.setattr(ui, "load_image", hostile)
     with pytest.raises(gr.Error) as excinfo:
         ui.detect_faces(str(astronaut_photo()))
     assert _error_text(excinfo) == "bad &lt;script&gt;alert(1)&lt;/script&gt; &amp; co"
@@ -171,29 +173,28 @@ def test_unexpected_errors_give_the_generic_text_and_are_logged(monkeypatch, cap
         def relation(self):
             raise RuntimeError("secret internal detail /srv/weights")
 
-    monkeypatch.setattr(ui, "MODELS", Broken())
     with pytest.raises(gr.Error) as excinfo:
-        ui.relate_photos(str(group_photo()), progress=_no_progress)
-    assert _error_text(excinfo) == ui.GENERIC_ERROR
+        Handlers(Broken()).relate_photos(str(group_photo()), progress=_no_progress)
+    assert _error_text(excinfo) == texts.GENERIC_ERROR
     assert "secret internal detail" in caplog.text  # logged server-side only
 
 
 def test_models_markdown_lists_every_role_and_generated_data() -> None:
-    text = ui.models_markdown()
+    text = texts.models_markdown()
     for role in ("expression", "relation", "gender"):
         assert f"| {role} |" in text
     assert "generated" in text.lower() and "licence" in text
 
 
 def test_model_sources_follow_environment(monkeypatch) -> None:
-    assert ui.model_source("relation") == ("relation", None)
+    assert settings.model_source("relation") == ("relation", None)
     monkeypatch.setenv("FDIN_RELATION_REPO", "org/fdin-relation")
     monkeypatch.setenv("FDIN_RELATION_REVISION", "a" * 40)
-    assert ui.model_source("relation") == ("org/fdin-relation", "a" * 40)
+    assert settings.model_source("relation") == ("org/fdin-relation", "a" * 40)
 
 
 def test_scratch_files_are_swept(monkeypatch) -> None:
-    folder = ui._scratch_dir()
+    folder = handlers.scratch_dir()
     (folder / "x.json").write_text("{}")
-    ui._sweep_scratch(max_age_s=-1)
+    handlers.sweep_scratch(max_age_s=-1)
     assert not folder.exists()

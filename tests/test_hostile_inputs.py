@@ -5,7 +5,7 @@
   longer than the app's 20 s limit) go through
   (a) the CLI in-process (``fdin.cli.main``: ``faces`` for photos, ``analyze`` for videos, one
   shared set of loaded models) and once as a subprocess (no traceback on stderr), and
-  (b) the app's handlers (``fdin.ui.detect_faces``/``analyze_video``, which decode in the isolated
+  (b) the app's handlers (``fdin.app.Handlers.detect_faces``/``analyze_video``, which decode in the isolated
   child exactly as in production) for every case, and the launched app through ``gradio_client``
   for a representative subset (:data:`APP_SUBSET`), each followed by a valid request.
 * Each call must give the expected result, or a one-line :class:`~fdin.errors.FdinError` sentence
@@ -37,7 +37,7 @@ import pytest
 
 import fdin.analyze
 import fdin.media
-from fdin import ui
+from fdin.app import Handlers, settings
 from fdin.cli import main as cli_main
 from fdin.commands.faces import is_image_file
 from fdin.errors import MediaError
@@ -45,6 +45,8 @@ from tests import hostile_helpers
 from tests.app_support import HAVE_FDIN_WEIGHTS, NO_FDIN_WEIGHTS, astronaut_photo, launched
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not HAVE_FDIN_WEIGHTS, reason=NO_FDIN_WEIGHTS)]
+
+ui = Handlers()  # the app's handlers with the real (lazily loaded) predictors
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 60.0          # per call; generous for a loaded 2-core machine (typical: well under 5 s)
@@ -226,8 +228,8 @@ def test_cli_subprocess_prints_one_line_and_no_traceback(corpus: dict[str, mc.Me
 
 # --- (b) the app's handlers, called directly -------------------------------------------------------
 def _app_video_error(case: mc.MediaCase) -> MediaError | None:
-    return _expected_error(case, max_duration=ui.VIDEO_MAX_DURATION_S, target_fps=ui.VIDEO_TARGET_FPS,
-                           max_side=ui.VIDEO_MAX_SIDE)
+    return _expected_error(case, max_duration=settings.VIDEO_MAX_DURATION_S, target_fps=settings.VIDEO_TARGET_FPS,
+                           max_side=settings.VIDEO_MAX_SIDE)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -268,7 +270,7 @@ def test_app_handler_face_case(name: str, faces: dict[str, Path]) -> None:
         assert payload["dynamics"]["gender"]["label"] in ("female", "male") and Path(clip).is_file()
         if name == "face_long_24s":
             assert payload["video"]["truncated"] is True and "Note:" in summary
-            assert payload["video"]["timestamps_s"][-1] <= ui.VIDEO_MAX_DURATION_S if "timestamps_s" in \
+            assert payload["video"]["timestamps_s"][-1] <= settings.VIDEO_MAX_DURATION_S if "timestamps_s" in \
                 payload["video"] else True
         if name == "face_leaves_frame":
             assert payload["face_track"]["found"] < payload["frames_analyzed"]
@@ -294,17 +296,14 @@ def test_native_crash_in_the_app_decode_path(handler: str, fault: str, faces: di
     decoder = getattr(hostile_helpers, f"{fault}_decoder")
     target, source = (("read_video", faces["face_smile"]) if handler == "analyze_video"
                       else ("load_image", astronaut_photo()))
-    timeout = ui.VIDEO_TIMEOUT_S if handler == "analyze_video" else ui.IMAGE_TIMEOUT_S
     with monkeypatch.context() as patch:
         patch.setattr(fdin.media, target, decoder)  # what the isolated child runs for this request
-        t0 = time.monotonic()
         with pytest.raises(gr.Error) as excinfo:
             getattr(ui, handler)(str(source), **({"progress": _no_progress} if handler == "analyze_video" else {}))
-        elapsed = time.monotonic() - t0
     message = excinfo.value.message
-    assert "crashed" in message and "Try another file" in message, message
+    # the crash is reported as a crash, not waited out until the decode timeout
+    assert "crashed" in message and "Try another file" in message and "longer than" not in message, message
     _assert_friendly(message, path=source)
-    assert elapsed < timeout + 2
     # the server process survived and the next request succeeds
     payload, _ = ui.detect_faces(str(astronaut_photo()))
     assert len(payload["faces"]) == 1
@@ -318,13 +317,15 @@ def test_decode_timeout_in_the_app_decode_path(handler: str, faces: dict[str, Pa
                       else ("load_image", astronaut_photo()))
     with monkeypatch.context() as patch:
         patch.setattr(fdin.media, target, hostile_helpers.hanging_decoder)
-        patch.setattr(ui, "VIDEO_TIMEOUT_S" if handler == "analyze_video" else "IMAGE_TIMEOUT_S", short)
+        patch.setattr(settings, "VIDEO_TIMEOUT_S" if handler == "analyze_video" else "IMAGE_TIMEOUT_S", short)
         t0 = time.monotonic()
         with pytest.raises(gr.Error) as excinfo:
             getattr(ui, handler)(str(source), **({"progress": _no_progress} if handler == "analyze_video" else {}))
         elapsed = time.monotonic() - t0
     assert excinfo.value.message == f"Processing took longer than {short:g} s and was stopped."
-    assert short - 0.5 < elapsed < short + 2, f"answered after {elapsed:.1f} s"
+    # it waited for the timeout (a lower bound holds under any load) and then stopped the child, which
+    # would otherwise hang forever
+    assert elapsed >= short - 0.5, f"answered after {elapsed:.1f} s"
     if handler == "analyze_video":
         assert ui.analyze_video(str(faces["face_smile"]), progress=_no_progress)[0]["frames_analyzed"] > 0
     else:
@@ -382,10 +383,10 @@ def test_launched_app_survives_a_decoder_crash(client, faces: dict[str, Path], m
 
     with monkeypatch.context() as patch:
         patch.setattr(fdin.media, "read_video", hostile_helpers.segfault_decoder)
-        t0 = time.monotonic()
         with pytest.raises(Exception) as excinfo:
             client.predict(handle_file(str(faces["face_smile"])), api_name="/analyze_video")
-        assert time.monotonic() - t0 < ui.VIDEO_TIMEOUT_S + 2
-    assert "crashed" in str(excinfo.value) and "Traceback" not in str(excinfo.value)
+    # reported as a crash at once, not waited out until the decode timeout
+    assert "crashed" in str(excinfo.value) and "longer than" not in str(excinfo.value)
+    assert "Traceback" not in str(excinfo.value)
     payload, *_ = client.predict(handle_file(str(faces["face_smile"])), api_name="/analyze_video")
     assert payload["frames_analyzed"] > 0

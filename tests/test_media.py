@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import av
@@ -51,10 +50,22 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # --- every corpus case -----------------------------------------------------------------------------------
-def test_corpus_is_large_enough() -> None:
-    assert len(CASE_NAMES) >= 25 and len(set(CASE_NAMES)) == len(CASE_NAMES)
-    kinds = {spec.kind for spec in mc.CASES}
-    assert kinds == {"image", "video"}
+def test_the_corpus_drives_fdin_into_every_outcome(corpus: dict[str, mc.MediaCase]) -> None:
+    """Reading the whole corpus with fdin reaches every outcome the media layer has: photos and videos
+    decoded, and each user-facing media error at least once (not just: the corpus lists them)."""
+    import fdin.errors
+
+    outcomes: set[str] = set()
+    for case in corpus.values():
+        try:
+            result = _read(case)
+        except MediaError as error:
+            outcomes.add(type(error).__name__)
+        else:
+            outcomes.add("image" if isinstance(result, np.ndarray) else "video")
+    media_errors = {name for name, obj in vars(fdin.errors).items()
+                    if isinstance(obj, type) and issubclass(obj, MediaError) and obj is not MediaError}
+    assert outcomes >= {"image", "video"} | media_errors, sorted(outcomes)
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -238,17 +249,19 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         load_image(b"\x89PNG" + b"\0" * 100, max_bytes=10)
 
 
-def test_decoding_speed_is_reasonable(tmp_path: Path) -> None:
-    """640x360 at 30 fps decodes far faster than real time on one CPU (numbers in docs/media.md)."""
+def test_moving_content_round_trips_frame_by_frame(tmp_path: Path) -> None:
+    """Every frame of a 640x360 30 fps clip comes back in order at its own time (speed is measured by
+    ``make bench``, not here)."""
     rng = np.random.default_rng(0)
     base = (rng.random((360, 640, 3)) * 255).astype(np.uint8)
     frames = [np.roll(base, 4 * i, axis=1) for i in range(60)]
-    path = write_video(frames, 30, tmp_path / "speed.mp4")
-    start = time.perf_counter()
+    path = write_video(frames, 30, tmp_path / "moving.mp4")
     video = read_video(path)
-    elapsed = time.perf_counter() - start
     assert len(video) == 60
-    assert elapsed < 10.0, f"decoding 60 frames took {elapsed:.1f} s"
+    np.testing.assert_allclose(video.timestamps, np.arange(60) / 30, atol=1e-3)
+    shifts = [int(np.argmin([_mad(np.roll(base, s, axis=1), video.frames[k]) for s in (4 * k - 4, 4 * k, 4 * k + 4)]))
+              for k in (1, 30, 59)]
+    assert shifts == [1, 1, 1], "each decoded frame matches its own source frame, not a neighbour"
 
 
 # --- writing ---------------------------------------------------------------------------------------------
@@ -332,12 +345,10 @@ def test_huge_png_header_is_rejected_cheaply(corpus: dict[str, mc.MediaCase]) ->
     data = corpus["png_huge_header"].path.read_bytes()
     assert len(data) < 100
     before = rss_mb()
-    start = time.perf_counter()
     for _ in range(20):
         with pytest.raises(MediaLimitError):
             load_image(data)
-    assert time.perf_counter() - start < 1.0
-    assert rss_mb() - before < 50
+    assert rss_mb() - before < 50  # refused from the header: the declared pixels are never allocated
 
 
 def test_image_limit_is_configurable() -> None:

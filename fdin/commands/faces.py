@@ -63,17 +63,10 @@ def is_image_file(path: Path) -> bool:
 
 
 def faces_of_image(path: Path, backend: Any) -> FacesResult:
+    from fdin.faces import faces_in
     from fdin.media import load_image
 
     return faces_in(load_image(path), backend)
-
-
-def faces_in(image: Any, backend: Any) -> FacesResult:
-    """Every face of a decoded photo, as the typed result the CLI and the app's Faces tab share."""
-    from fdin.perception import detect_faces
-
-    return FacesResult(faces=detect_faces(image, backend), backend=backend.info(),
-                       width=int(image.shape[1]), height=int(image.shape[0]))
 
 
 def tracks_of_video(path: Path, backend: Any, *, detect_every: int, smooth: bool, quiet: bool) -> dict[str, Any]:

@@ -49,9 +49,11 @@ def media(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app():
-    from fdin import ui
+    from fdin.app import build_demo
+    from fdin.app.examples import prepare_examples
 
-    with launched(ui.build_demo(examples="lazy")) as demo:
+    prepare_examples()
+    with launched(build_demo(examples="lazy")) as demo:
         yield demo
 
 

@@ -1,0 +1,209 @@
+"""The app's three request handlers (faces, trait estimation, relations) bound to injected predictors.
+
+:class:`Handlers` takes a :class:`~fdin.app.predictors.Predictors` (real ones by default, fakes in
+tests) and a :class:`~fdin.app.ratelimit.RateLimiter`. Every public handler is wrapped so that:
+
+* the client's rate limit is checked first (a ``gr.Error`` "Too many requests" when exhausted);
+* an :class:`~fdin.errors.FdinError` becomes a ``gr.Error`` with its HTML-escaped sentence, anything
+  else the fixed :data:`~fdin.app.texts.GENERIC_ERROR` with the exception logged server-side (no
+  traceback or file name reaches the user).
+
+Gradio never decodes user media: uploads arrive as paths and are decoded in a child process with
+limits (:mod:`fdin.isolation`). Returned files go to a private scratch folder swept after
+:data:`~fdin.app.settings.SCRATCH_MAX_AGE_S`.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from fdin.app import rendering, settings
+from fdin.app.predictors import LazyPredictors, Predictors
+from fdin.app.ratelimit import RateLimiter, client_key
+from fdin.app.texts import GENERIC_ERROR, RATE_LIMITED
+from fdin.errors import FdinError, NoFaceError
+
+log = logging.getLogger(__name__)
+
+
+# --- scratch files -------------------------------------------------------------------------------
+def scratch_root() -> Path:
+    root = Path(tempfile.gettempdir()) / "fdin-app"
+    root.mkdir(mode=0o700, exist_ok=True)
+    return root
+
+
+def sweep_scratch(max_age_s: float = settings.SCRATCH_MAX_AGE_S) -> None:
+    now = time.time()
+    for entry in scratch_root().iterdir():
+        try:
+            if now - entry.stat().st_mtime > max_age_s:
+                shutil.rmtree(entry, ignore_errors=True)
+        except FileNotFoundError:
+            continue
+
+
+def scratch_dir() -> Path:
+    """A fresh private folder for one request's output files (swept after ``SCRATCH_MAX_AGE_S``)."""
+    sweep_scratch()
+    return Path(tempfile.mkdtemp(prefix="req-", dir=scratch_root()))
+
+
+def write_json(payload: dict[str, Any], folder: Path, name: str) -> str:
+    path = folder / name
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return str(path)
+
+
+def need(value: Any, what: str) -> Any:
+    if value in (None, ""):
+        raise gr.Error(f"Please provide {what} first.", print_exception=False)
+    return value
+
+
+def load_image_isolated(path: str) -> np.ndarray:
+    from fdin.isolation import load_image_isolated as load
+
+    return load(path, timeout=settings.IMAGE_TIMEOUT_S)
+
+
+def read_video_isolated(path: str) -> Any:
+    from fdin.isolation import read_video_isolated as read
+
+    return read(path, timeout=settings.VIDEO_TIMEOUT_S, max_duration=settings.VIDEO_MAX_DURATION_S,
+                target_fps=settings.VIDEO_TARGET_FPS, max_side=settings.VIDEO_MAX_SIDE)
+
+
+def _no_progress(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class Handlers:
+    """``detect_faces``, ``analyze_video``, ``relate_photos`` (and ``rerender_matrix``) as callables
+    Gradio can bind, using ``predictors`` for every model call. ``load_image``/``read_video`` are the
+    isolated decoders; tests may replace them on an instance."""
+
+    def __init__(self, predictors: Predictors | None = None, *, rate_limiter: RateLimiter | None = None) -> None:
+        self.predictors: Predictors = predictors if predictors is not None else LazyPredictors()
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter.from_env()
+        self.load_image: Callable[[str], np.ndarray] = load_image_isolated
+        self.read_video: Callable[[str], Any] = read_video_isolated
+        self.detect_faces = self._friendly(self._detect_faces, "detect_faces")
+        self.analyze_video = self._friendly(self._analyze_video, "analyze_video")
+        self.relate_photos = self._friendly(self._relate_photos, "relate_photos")
+
+    # --- error mapping and rate limit ------------------------------------------------------------
+    def _friendly(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:  # gradio passes gr.Request positionally, Python callers by keyword (or not at all)
+                request = signature.bind_partial(*args, **kwargs).arguments.get("request")
+            except TypeError:
+                request = None
+            key = client_key(request)
+            if key is not None and not self.rate_limiter.allow(key):
+                log.info("%s: rate limited", name)  # no client address in the logs (R-31)
+                raise gr.Error(RATE_LIMITED, title="Too many requests", print_exception=False)
+            try:
+                out = fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except FdinError as error:
+                log.info("%s: user error %s after %.2f s", name, type(error).__name__, time.perf_counter() - t0)
+                raise gr.Error(html.escape(str(error)), print_exception=False) from None
+            except Exception:
+                log.exception("%s failed", name)
+                raise gr.Error(GENERIC_ERROR, print_exception=False) from None
+            log.info("%s: ok in %.2f s", name, time.perf_counter() - t0)
+            return out
+
+        wrapper.__name__ = name
+        return wrapper
+
+    # --- faces -----------------------------------------------------------------------------------
+    def _detect_faces(self, image_path: str | None,
+                      request: gr.Request | None = None) -> tuple[dict[str, Any], np.ndarray]:
+        """Photo -> (the JSON of ``fdin faces``, annotated image)."""
+        from fdin import viz
+        from fdin.faces import faces_in
+
+        image = self.load_image(need(image_path, "a photo"))
+        result = faces_in(image, self.predictors.backend())
+        return result.to_json_dict(), viz.draw_faces(image, result.faces)
+
+    # --- trait estimation ------------------------------------------------------------------------
+    def _analyze_video(self, video_path: str | None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                       request: gr.Request | None = None) -> tuple[Any, ...]:
+        """Video -> (analyze JSON, summary, annotated clip, keyframe, heatmap gender, heatmap age,
+        dynamics, JSON file)."""
+        path = need(video_path, "a video (upload a file or record with the webcam)")
+        progress(0.0, desc="decoding")
+        video = self.read_video(path)
+        if len(video) == 0:
+            raise NoFaceError("The video holds no decodable frame.")
+        analyzer = self.predictors.analyzer()
+        spans = {"decode": (0.0, 0.05), "track": (0.05, 0.8), "dynamics": (0.8, 0.88)}
+
+        def report(stage: str, fraction: float) -> None:
+            lo, hi = spans.get(stage, (0.8, 0.88))
+            progress(lo + (hi - lo) * fraction, desc={"track": "tracking"}.get(stage, stage))
+
+        result = analyzer.analyze(video, progress=report)
+        progress(0.9, desc="drawing")
+        payload = result.to_json_dict()
+        payload["video"] = video.to_json_dict()
+        folder = scratch_dir()
+        heat_gender, heat_age, dynamics = rendering.analysis_plots(result)
+        key = rendering.keyframe(video, result)
+        progress(0.95, desc="encoding the annotated clip")
+        clip = rendering.annotated_clip(video, result, folder)
+        json_file = write_json(payload, folder, "fdin-analysis.json")
+        summary = rendering.summary_markdown(result, list(getattr(video, "notes", []) or []))
+        return payload, summary, clip, key, heat_gender, heat_age, dynamics, json_file
+
+    # --- relations -------------------------------------------------------------------------------
+    def _relate_photos(self, image_a: str | None, image_b: str | None = None, trait: str = "warm",
+                       progress: gr.Progress = gr.Progress(),  # noqa: B008
+                       request: gr.Request | None = None) -> tuple[Any, ...]:
+        """Group photo, or two photos -> (relate JSON, annotated canvas, face table, trait chart,
+        relation matrix for ``trait`` (shown for 3+ faces))."""
+        from fdin import viz
+
+        progress(0.0, desc="decoding")
+        a = self.load_image(need(image_a, "a photo"))
+        b = self.load_image(image_b) if image_b else None
+        predictor = self.predictors.relation()
+        result = predictor.relate(a, b, progress=lambda stage, fraction: progress(0.1 + 0.8 * fraction, desc=stage))
+        payload = result.to_json_dict()
+        boxes = [{"bbox": f.canvas_bbox} for f in result.faces]
+        annotated = viz.draw_faces(rendering.canvas(a, b), boxes, landmarks=False,
+                                   labels=[str(f.index) for f in result.faces])
+        chart = viz.trait_bars(payload["pairs"][:10])
+        traits = result.pairs[0].traits if result.pairs else {}
+        if trait not in traits and traits:
+            trait = next(iter(traits))
+        table = gr.Dataframe(value=rendering.faces_table(result.faces), headers=rendering.FACE_COLUMNS)
+        return payload, annotated, table, chart, rendering.matrix_plot(payload, trait)
+
+    @staticmethod
+    def rerender_matrix(payload: dict[str, Any] | None, trait: str) -> Any:
+        return rendering.matrix_plot(payload, trait)
+
+
+__all__ = ["Handlers", "scratch_dir", "sweep_scratch"]

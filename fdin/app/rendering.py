@@ -1,0 +1,163 @@
+"""Turning typed results into what the app shows: summary text, the per-face table, plots, the
+annotated clip and keyframe. Reads result fields by name; no gradio here (plots come from
+:mod:`fdin.viz`)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
+from fdin.results import AgeEstimate, GenderEstimate
+
+DISPLAY_MIN_SIDE = 640  # small frames are upscaled before drawing so overlays stay legible
+FACE_COLUMNS = ["face", "expression (perceived)", "gender (p_female)", "apparent age", "yaw / pitch / roll (°)",
+                "appearance model"]
+
+
+def gender_text(g: GenderEstimate | None) -> str:
+    if g is None:
+        return "–"
+    spread = f", spread ±{g.std:.2f} over frames" if g.std is not None else ""
+    return f"{g.label} (confidence {g.confidence:.0%}, p_female {g.p_female:.2f}{spread})"
+
+
+def age_text(a: AgeEstimate | None) -> str:
+    if a is None:
+        return "–"
+    return f"{a.years:.0f} years" + (f" ± {a.std:.0f}" if a.std is not None else "")
+
+
+def summary_markdown(result: Any, notes: list[str] | tuple[str, ...] = ()) -> str:
+    """The trait-estimation summary of a :class:`fdin.analyze.TraitResult` (``notes``: the decoder's)."""
+    from fdin.viz import pretty_name
+
+    dyn, app = result.dynamics, result.appearance
+    rows = [
+        "| | from facial dynamics (FDIN) | from appearance (per frame, averaged) |",
+        "|---|---|---|",
+        f"| apparent gender | {gender_text(dyn.gender)} | {gender_text(app.gender)} |",
+        f"| apparent age | {age_text(dyn.age)} | {age_text(app.age)} |",
+    ]
+    lines = ["\n".join(rows)]
+    if result.top_relations:
+        top = result.top_relations[0]
+        pair = " – ".join(pretty_name(r) for r in top["regions"])
+        lines.append(f"Most important region pair for the gender estimate: **{pair}** "
+                     f"({top['importance']:.1%} of the total importance).")
+    lines.append(f"Analysed {result.frames_analyzed} frames at {result.fps:g} fps; face found in "
+                 f"{result.face_track.found}, lost in {result.face_track.lost}.")
+    lines += [f"Note: {html.escape(str(note))}" for note in notes]
+    if result.synthetic_weights:
+        lines.append(f"*The FDIN weights: {SYNTHETIC_WEIGHTS_NOTE}*")
+    return "\n\n".join(lines)
+
+
+def for_display(frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upscale a small frame (and its landmarks) to :data:`DISPLAY_MIN_SIDE` for drawing."""
+    import cv2
+
+    scale = DISPLAY_MIN_SIDE / max(frame.shape[:2])
+    if scale <= 1.0:
+        return frame, landmarks
+    size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_CUBIC), np.asarray(landmarks) * scale
+
+
+def apex_index(landmarks: np.ndarray) -> int:
+    """Index (into the track) of the frame whose landmarks moved most from the first frame, in
+    inter-ocular distances."""
+    lms = np.asarray(landmarks, dtype=np.float64)
+    iod = np.linalg.norm(lms[:, 42:48].mean(1) - lms[:, 36:42].mean(1), axis=1)
+    centred = lms - lms.mean(axis=1, keepdims=True)
+    motion = np.linalg.norm(centred - centred[:1], axis=2).mean(axis=1) / np.maximum(iod, 1e-6)
+    return int(np.argmax(motion))
+
+
+def bbox_of(landmarks: np.ndarray) -> list[float]:
+    x0, y0 = np.min(landmarks, axis=0)
+    x1, y1 = np.max(landmarks, axis=0)
+    return [float(x0), float(y0), float(x1), float(y1)]
+
+
+def keyframe(video: Any, result: Any) -> np.ndarray:
+    """The expression peak with the top region relations drawn (line width = importance)."""
+    from fdin import viz
+    from fdin.labels import REGION_NAMES
+
+    apex = apex_index(result.landmarks)
+    frame, landmarks = for_display(video.frames[int(result.frame_indices[apex])], result.landmarks[apex])
+    return viz.draw_regions_and_relations(frame, landmarks, REGION_NAMES, result.top_relations)
+
+
+def annotated_clip(video: Any, result: Any, folder: Path) -> str:
+    """The clip with landmarks, regions and top relations drawn on every frame where the face was found,
+    as H.264 MP4 in ``folder``."""
+    from fdin import viz
+    from fdin.labels import REGION_NAMES
+    from fdin.media import write_video
+
+    by_frame = {int(i): k for k, i in enumerate(result.frame_indices)}
+    out = []
+    for n, frame in enumerate(video.frames):
+        k = by_frame.get(n)
+        big, lms = for_display(frame, result.landmarks[0 if k is None else k])
+        if k is None:  # the face was not found in this frame: show it as it is
+            out.append(big)
+            continue
+        drawn = viz.draw_faces(big, [{"bbox": bbox_of(lms), "landmarks": lms}], labels=[""])
+        out.append(viz.draw_regions_and_relations(drawn, lms, REGION_NAMES, result.top_relations))
+    return str(write_video(np.stack(out), video.fps, folder / "annotated.mp4",
+                           timestamps=np.asarray(video.timestamps)))
+
+
+def analysis_plots(result: Any) -> tuple[Any, Any, Any]:
+    """(gender heatmap, age heatmap, region dynamics) Plotly figures of a trait result."""
+    from fdin import viz
+    from fdin.labels import REGION_NAMES
+
+    regions = list(result.importance.regions)
+    heat_gender = viz.importance_heatmap(regions, np.asarray(result.importance.by_target["gender"]),
+                                         title="Relational importance: gender")
+    heat_age = viz.importance_heatmap(regions, np.asarray(result.importance.by_target["age"]),
+                                      title="Relational importance: age")
+    names = list(result.channel_names)
+    magnitude = names.index("magnitude") if "magnitude" in names else 0
+    dynamics = viz.region_dynamics(result.time, np.asarray(result.trajectories)[:, :, magnitude], REGION_NAMES,
+                                   ylabel="displacement (inter-ocular distances)")
+    return heat_gender, heat_age, dynamics
+
+
+def canvas(image_a: np.ndarray, image_b: np.ndarray | None) -> np.ndarray:
+    """The frame the relation cue uses: photo A, and photo B to its right (tops aligned)."""
+    if image_b is None:
+        return image_a
+    h = max(image_a.shape[0], image_b.shape[0])
+    out = np.full((h, image_a.shape[1] + image_b.shape[1], 3), 245, dtype=np.uint8)
+    out[: image_a.shape[0], : image_a.shape[1]] = image_a
+    out[: image_b.shape[0], image_a.shape[1]:] = image_b
+    return out
+
+
+def faces_table(faces: list[Any]) -> list[list[Any]]:
+    """One row per :class:`fdin.relate.FaceAttributes` (columns :data:`FACE_COLUMNS`)."""
+    rows = []
+    for f in faces:
+        label, p = f.top_expression
+        app = f.appearance
+        app_text = f"{app.gender_label}, {app.age_years:.0f} y" if app is not None else "–"
+        rows.append([f.index, f"{label} ({p:.0%})", f"{f.gender.label} ({f.gender.p_female:.2f})",
+                     round(f.age.years), f"{f.pose.yaw:.0f} / {f.pose.pitch:.0f} / {f.pose.roll:.0f}", app_text])
+    return rows
+
+
+def matrix_plot(payload: dict[str, Any] | None, trait: str) -> Any:
+    """The relation matrix for ``trait`` from a relate JSON payload (3+ faces), else None."""
+    from fdin import viz
+
+    if not payload or len(payload.get("faces", [])) < 3:
+        return None
+    return viz.relation_matrix(len(payload["faces"]), payload["pairs"], trait)
