@@ -1,0 +1,178 @@
+"""The app against fake predictors (tests/fakes.py): layout, handlers, error mapping, rate limit and the
+launch address, in seconds. The same handlers with the real models are in test_app_handlers.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from fdin.app import Handlers, RateLimiter, build_demo, server_address
+from fdin.app import examples as ex
+from fdin.app.rendering import FACE_COLUMNS
+from fdin.app.texts import GENERIC_ERROR, RATE_LIMITED
+from fdin.errors import MediaError
+from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
+from tests.fakes import FakePredictors, fake_video
+
+pytestmark = pytest.mark.fast
+
+ENDPOINTS = {"analyze_video", "relate_photos", "detect_faces"}
+
+
+def _no_progress(*args, **kwargs) -> None:
+    return None
+
+
+@pytest.fixture
+def fakes() -> FakePredictors:
+    return FakePredictors()
+
+
+@pytest.fixture
+def handlers(fakes: FakePredictors) -> Handlers:
+    h = Handlers(fakes, rate_limiter=RateLimiter(0, 60))
+    h.load_image = lambda path: np.full((120, 240, 3), 128, np.uint8)  # no child process in the fast tier
+    h.read_video = lambda path: fake_video()
+    return h
+
+
+def _request(host: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(client=SimpleNamespace(host=host), headers={})
+
+
+# --- building ------------------------------------------------------------------------------------
+def test_building_loads_no_model_and_generates_no_media(fakes, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("FDIN_CACHE_DIR", str(tmp_path))
+    t0 = time.process_time()
+    demo = build_demo(fakes, examples="lazy")
+    assert fakes.requests == [], "building the app asks for no predictor"
+    assert not any(ex.examples_dir().iterdir()), "no example media is generated while building"
+    names = {fn.api_name for fn in demo.fns.values() if fn.api_name and fn.api_visibility != "private"}
+    assert names == ENDPOINTS
+    assert time.process_time() - t0 < 30, "CPU time, not wall clock: building stays cheap"
+
+
+def test_examples_are_shown_once_their_files_are_in_the_cache(fakes, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("FDIN_CACHE_DIR", str(tmp_path))
+    photos = ex.example_photos()  # copies/generates the photos (cheap); the clip stays absent
+    assert photos and all(Path(p).parent == ex.examples_dir() for p in photos.values())
+    demo = build_demo(fakes, examples="lazy")
+    datasets = [b for b in demo.blocks.values() if isinstance(b, gr.Dataset)]
+    shown = {Path(s[0]["path"] if isinstance(s[0], dict) else s[0]).name for d in datasets for s in d.raw_samples}
+    assert shown == {Path(p).name for p in photos.values()}
+    assert build_demo(fakes, examples="off") and fakes.requests == []
+
+
+def test_consent_gates_the_three_buttons(fakes) -> None:
+    demo = build_demo(fakes, examples="off")
+    buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button) and b.elem_id]
+    assert {b.elem_id for b in buttons} == {"analyze-btn", "relate-btn", "faces-btn"}
+    assert all(b.interactive is False for b in buttons)
+
+
+# --- handlers ------------------------------------------------------------------------------------
+def test_detect_faces_gives_the_cli_json_and_an_image(handlers, fakes) -> None:
+    payload, annotated = handlers.detect_faces("photo.jpg")
+    assert set(payload) == {"faces", "backend", "image"} and len(payload["faces"]) == 2
+    assert payload["image"] == {"width": 240, "height": 120} and payload["backend"]["name"] == "fake"
+    assert annotated.shape == (120, 240, 3) and fakes.requests == ["backend"]
+    json.dumps(payload)
+
+
+def test_analyze_video_renders_every_output(handlers) -> None:
+    out = handlers.analyze_video("clip.mp4", progress=_no_progress)
+    payload, summary, clip, keyframe, heat_gender, heat_age, dynamics, json_file = out
+    assert list(payload)[:9] == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
+                                 "top_relations", "models", "timings_ms"] and "video" in payload
+    assert "| apparent gender | male" in summary and "female" in summary  # FDIN 0.3 vs appearance 0.9
+    assert "face found in 19, lost in 1" in summary and "Only the first 2 s" in summary
+    assert SYNTHETIC_WEIGHTS_NOTE in summary
+    assert json.loads(Path(json_file).read_text())["dynamics"] == payload["dynamics"]
+    assert Path(clip).stat().st_size > 0 and min(keyframe.shape[:2]) >= 640
+    regions = payload["importance"]["regions"]
+    assert len(heat_gender.data[0].z) == len(regions) and heat_age.layout.title.text.endswith("age")
+    assert len(dynamics.data) == len(regions)
+
+
+def test_relate_photos_group_and_trait_fallback(handlers) -> None:
+    payload, _annotated, table, chart, matrix = handlers.relate_photos("group.jpg", None, "no-such-trait",
+                                                                      progress=_no_progress)
+    assert payload["mode"] == "group" and len(payload["faces"]) == 3 and len(payload["pairs"]) == 3
+    assert table.headers == FACE_COLUMNS and len(table.value["data"]) == 3
+    assert table.value["data"][1][-1].startswith("female")  # the appearance model column, by field
+    assert len(chart.data) > 0 and len(matrix.data[0].z) == 3
+    assert matrix.layout.title.text == "Dominant across all pairs"  # an unknown trait falls back to the first
+    assert handlers.rerender_matrix(payload, "warm").layout.title.text == "Warm across all pairs"
+    assert handlers.rerender_matrix({"faces": [1, 2]}, "warm") is None
+
+
+def test_relate_two_photos_side_by_side(handlers) -> None:
+    payload, annotated, *_rest, matrix = handlers.relate_photos("a.jpg", "b.jpg", progress=_no_progress)
+    assert payload["mode"] == "two_photos" and matrix is None
+    assert annotated.shape == (120, 480, 3)
+
+
+@pytest.mark.parametrize("name", sorted(ENDPOINTS))
+def test_missing_input_asks_for_it(handlers, name) -> None:
+    fn = getattr(handlers, name)
+    with pytest.raises(gr.Error, match="Please provide"):
+        fn(None) if name == "detect_faces" else fn(None, progress=_no_progress)
+
+
+def test_user_errors_are_escaped_and_other_errors_generic(fakes, handlers, caplog) -> None:
+    def hostile(path):
+        raise MediaError("bad <script>alert(1)</script> & co")
+
+    handlers.load_image = hostile
+    with pytest.raises(gr.Error) as excinfo:
+        handlers.detect_faces("x.jpg")
+    assert excinfo.value.message == "bad &lt;script&gt;alert(1)&lt;/script&gt; &amp; co"
+
+    class Broken(FakePredictors):
+        def relation(self):
+            raise RuntimeError("secret internal detail /srv/weights")
+
+    broken = Handlers(Broken(), rate_limiter=RateLimiter(0, 60))
+    broken.load_image = lambda path: np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(gr.Error) as excinfo:
+        broken.relate_photos("x.jpg", progress=_no_progress)
+    assert excinfo.value.message == GENERIC_ERROR and "secret internal detail" in caplog.text
+
+
+def test_one_face_is_a_user_error(fakes) -> None:
+    h = Handlers(FakePredictors(relation_faces=1), rate_limiter=RateLimiter(0, 60))
+    h.load_image = lambda path: np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(gr.Error, match="at least two"):
+        h.relate_photos("x.jpg", progress=_no_progress)
+
+
+def test_rate_limit_per_client(fakes) -> None:
+    h = Handlers(fakes, rate_limiter=RateLimiter(2, 600))
+    h.load_image = lambda path: np.zeros((60, 60, 3), np.uint8)
+    for _ in range(2):
+        h.detect_faces("x.jpg", request=_request("198.51.100.7"))
+    with pytest.raises(gr.Error) as excinfo:
+        h.analyze_video("x.mp4", request=_request("198.51.100.7"))
+    assert excinfo.value.message == RATE_LIMITED
+    assert len(h.detect_faces("x.jpg", request=_request("198.51.100.8"))[0]["faces"]) == 2
+    assert fakes.requests.count("backend") == 3
+
+
+# --- where it listens (issue 14) -------------------------------------------------------------------
+@pytest.mark.parametrize(("env", "cli", "expected"), [
+    ({}, (None, None), ("127.0.0.1", 7860)),
+    ({"SPACE_ID": "org/fdin"}, (None, None), ("0.0.0.0", 7860)),
+    ({"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7861"}, (None, None), ("0.0.0.0", 7861)),
+    ({"SPACE_ID": "org/fdin", "GRADIO_SERVER_PORT": "9000"}, (None, None), ("0.0.0.0", 9000)),
+    ({"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7861"}, ("127.0.0.1", 8000), ("127.0.0.1", 8000)),
+    ({"GRADIO_SERVER_NAME": " "}, (None, 8001), ("127.0.0.1", 8001)),
+])
+def test_server_address_flags_over_env_over_defaults(env, cli, expected) -> None:
+    assert server_address(*cli, env=env) == expected
