@@ -1,0 +1,81 @@
+"""The JSON the CLI and the API return keeps its documented keys (README "Command line"). Results are
+built from the typed classes (tests/fakes.py), so a renamed field or a dropped key fails here."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fdin.analyze import TraitResult
+from fdin.labels import EXPRESSION_LABELS, REGION_NAMES, SYMMETRIC_TRAITS, TRAITS, gender_label
+from fdin.results import Estimates, FacesResult
+from tests.fakes import FakeAnalyzer, FakeBackend, FakeRelator, fake_video
+
+pytestmark = pytest.mark.fast
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+MODEL_KEYS = {"name", "weights", "trained_on", "licence"}
+
+
+def _documented(prefix: str) -> set[str]:
+    """Backticked names in the README paragraph that starts with ``prefix``."""
+    paragraph = README.split(prefix, 1)[1].split("\n\n", 1)[0].split("` JSON keys:", 1)[0]
+    return set(re.findall(r"`([a-z_]+)`", paragraph))
+
+
+def test_analyze_json_keys() -> None:
+    data = json.loads(json.dumps(FakeAnalyzer().analyze(fake_video()).to_json_dict()))
+    assert list(data) == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
+                          "top_relations", "models", "timings_ms"] == list(TraitResult.JSON_KEYS)
+    assert set(data["face_track"]) == {"found", "lost"}
+    assert set(data["dynamics"]) == {"gender", "age"}
+    assert set(data["dynamics"]["gender"]) == {"label", "p_female"} and set(data["dynamics"]["age"]) == {"years", "std"}
+    assert set(data["appearance"]) == {"gender", "age", "frames", "model"}
+    assert set(data["appearance"]["gender"]) == {"label", "p_female", "std"}
+    assert set(data["importance"]) == {"regions", "matrix", "by_target", "normalisation"}
+    assert set(data["importance"]["by_target"]) == {"gender", "age"} and data["importance"]["regions"] == list(REGION_NAMES)
+    assert all(set(r) >= {"regions", "importance"} for r in data["top_relations"])
+    assert all(set(m) >= MODEL_KEYS for m in data["models"])
+    documented = _documented("`analyze` JSON keys:")
+    nested = set(data) | set(data["face_track"]) | set(data["dynamics"]["gender"]) | set(data["dynamics"]["age"]) \
+        | set(data["appearance"]) | set(data["importance"])
+    assert documented <= nested, f"documented but missing: {documented - nested}"
+
+
+def test_analyze_json_without_appearance_keeps_its_keys() -> None:
+    assert Estimates.from_track_summary(None).to_json_dict() == {"gender": None, "age": None, "model": None}
+
+
+def test_relate_json_keys() -> None:
+    data = json.loads(json.dumps(FakeRelator().relate(np.zeros((80, 200, 3), np.uint8)).to_json_dict()))
+    assert set(data) == {"mode", "canvas_size", "faces", "pairs", "models", "notes"}
+    face = data["faces"][1]
+    assert set(face) == {"index", "image", "bbox", "score", "expression", "gender", "age", "pose", "appearance"}
+    assert set(face["gender"]) == {"label", "p_female"} and set(face["age"]) == {"years"}
+    assert set(face["pose"]) == {"yaw", "pitch", "roll"} and set(face["expression"]) == set(EXPRESSION_LABELS)
+    assert set(face["appearance"]) == {"gender", "age", "model", "pose"}
+    assert set(data["pairs"][0]) == {"faces", "traits", "directed"} and set(data["pairs"][0]["traits"]) == set(TRAITS)
+    assert set(data["pairs"][0]["directed"]) == set(TRAITS) - set(SYMMETRIC_TRAITS)
+    assert all(set(m) >= MODEL_KEYS for m in data["models"])
+    documented = _documented("`relate` JSON keys:")
+    nested = set(data) | set(face) | set(data["pairs"][0])
+    assert documented <= nested, f"documented but missing: {documented - nested}"
+
+
+def test_faces_json_keys() -> None:
+    backend = FakeBackend(faces=2)
+    image = np.zeros((90, 160, 3), np.uint8)
+    data = json.loads(json.dumps(FacesResult(faces=backend.detect(image), backend=backend.info(), width=160,
+                                             height=90).to_json_dict()))
+    assert set(data) == {"faces", "backend", "image"} and data["image"] == {"width": 160, "height": 90}
+    assert set(data["faces"][0]) == {"bbox", "score", "landmarks", "keypoints", "pose", "appearance", "models"}
+    assert set(data["faces"][0]["appearance"]) == {"gender", "age", "model"}
+
+
+@pytest.mark.parametrize(("p", "label"), [(0.0, "male"), (0.4999, "male"), (0.5, "female"), (1.0, "female")])
+def test_one_gender_rule(p: float, label: str) -> None:
+    assert gender_label(p) == label
