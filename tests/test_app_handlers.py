@@ -11,6 +11,7 @@ import pytest
 
 from fdin.app import Handlers, LazyPredictors, handlers, settings, texts
 from fdin.errors import MediaError
+from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
 from tests.app_support import (
     HAVE_FDIN_WEIGHTS,
     NO_FDIN_WEIGHTS,
@@ -109,7 +110,7 @@ def test_analyze_generated_clip(media) -> None:
     assert list(heat_gender.data[0].x) == [ui_label for ui_label in heat_gender.data[0].y]
     assert len(heat_gender.data[0].z) == len(regions) and heat_gender.layout.height > 0
     assert heat_age.layout.height > 0 and len(dynamics.data) == len(regions)
-    assert "from facial dynamics" in summary and "generated data" in summary
+    assert "from facial dynamics" in summary and SYNTHETIC_WEIGHTS_NOTE in summary
     assert json.loads(Path(json_file).read_text())["dynamics"] == payload["dynamics"]
     import av
 
