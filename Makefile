@@ -13,11 +13,12 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test venv dev-venv system-test-deps lint audit bench clean help
+.PHONY: demo test check venv dev-venv system-test-deps lint audit bench clean help
 
 help:
 	@echo "make demo   - create .venv, install, launch the app on http://$(HOST):$(PORT) (offline default)"
 	@echo "make test   - create .venv with dev requirements, install test system packages, run the suite"
+	@echo "make check  - the fast tier for everyday work (unit, fake-predictor app tests, house rules; < 1 min)"
 	@echo "make lint   - ruff over the project"
 	@echo "make bench  - speed benchmark (writes docs/benchmarks/speed.md)"
 	@echo "make audit  - pip-audit of requirements.txt (needs PyPI's advisory API; see docs/reliability.md)"
@@ -46,13 +47,17 @@ system-test-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
 demo: venv
-	$(PY) app.py --host $(HOST) --port $(PORT)
+	$(PY) app.py --host $(HOST) --port $(PORT)  # flags win over GRADIO_SERVER_NAME/PORT
 
 test: dev-venv system-test-deps
 	$(PY) -m pytest
 
+# Everyday tier: tests marked `fast` (no model weights loaded, no browser, no launched server).
+check: dev-venv
+	$(PY) -m pytest -m fast -q
+
 lint: dev-venv
-	$(VENV)/bin/ruff check fdin train tests app.py
+	$(VENV)/bin/ruff check fdin train benchmarks tests app.py
 
 # pip-audit needs PyPI's JSON advisory API (or OSV), which this workplace's mirror does not serve:
 # here it reports every package as "not found"; --strict turns that into a failure instead of a pass.
