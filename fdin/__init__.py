@@ -2,7 +2,7 @@
 traits from face pairs.
 
 The package is the importable library behind the CLI (``python -m fdin``), the training scripts in
-``train/`` and the Gradio app. It never imports gradio except in :mod:`fdin.ui`, and imports heavy
+``train/`` and the Gradio app. It never imports gradio except in :mod:`fdin.app`, and imports heavy
 dependencies (torch, onnxruntime, dlib, av) lazily inside the functions that need them: the names
 below are resolved on first access.
 """
