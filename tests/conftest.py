@@ -4,7 +4,36 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+# --- test tiers -----------------------------------------------------------------------------------
+# `make check` runs `pytest -m fast`: the modules below (minus anything marked slow or browser) plus
+# tests marked `fast` explicitly. They load no model weights, start no server and spawn few child
+# processes, so the tier stays under a minute on two shared cores. `make test` runs everything.
+FAST_MODULES = {
+    "test_adapters.py", "test_app_fast.py", "test_bench.py", "test_fdin_model.py", "test_house_rules.py",
+    "test_json_keys.py", "test_labels.py", "test_media.py", "test_regions_dynamics.py", "test_reliability.py",
+    "test_versions.py", "test_weights.py",
+}
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With ``-m fast`` only the fast modules are imported (importing the others costs the time)."""
+    if config.getoption("markexpr", "") != "fast":
+        return None
+    if collection_path.is_dir():
+        return collection_path.name == "e2e" or None
+    return True if collection_path.name.startswith("test_") and collection_path.name not in FAST_MODULES else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m deselection
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.path.name in FAST_MODULES and not any(any(item.iter_markers(name)) for name in ("slow", "browser")):
+            item.add_marker(pytest.mark.fast)
