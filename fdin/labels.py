@@ -1,14 +1,17 @@
 """The names fdin's outputs use, in one place: expression classes, relation traits, face regions,
 the gender label rule and the note shown next to outputs of weights trained on generated data.
 
-Bottom layer: imports nothing from fdin but :mod:`fdin.regions` (numpy only), so every layer can use
-it. The models (:mod:`fdin.models.expression`, :mod:`fdin.models.relation`) define the same tuples
-for their configs; ``tests/test_labels.py`` keeps them equal.
+Bottom layer: imports nothing from fdin, so every layer can use it. :mod:`fdin.regions` (which
+regions exist, their landmarks and colours) and the models (:mod:`fdin.models.expression`,
+:mod:`fdin.models.relation`) hold the same names for their own data; ``tests/test_labels.py`` keeps
+them equal.
 """
 
 from __future__ import annotations
 
-from fdin.regions import REGION_NAMES
+#: The local face regions of FDIN, in the order of the importance matrix (subject-centric left/right).
+REGION_NAMES = ("brow_right", "brow_left", "eye_right", "eye_left", "nose_base", "cheek_right", "cheek_left",
+                "mouth_corner_right", "mouth_corner_left", "upper_lip", "lower_lip", "chin")
 
 #: Perceived facial expression classes, in the expression head's output order.
 EXPRESSION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

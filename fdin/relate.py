@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +165,7 @@ class OnnxBranch:
 
 
 def onnx_cache_dir() -> Path:
-    from fdin.config import cache_root
-
-    return cache_root() / "onnx"
+    return Path(os.environ.get("FDIN_CACHE_DIR", Path(tempfile.gettempdir()) / "fdin-cache")) / "onnx"
 
 
 def _branch_onnx_for(loaded: Any, branch: Any, tag: str) -> Path:

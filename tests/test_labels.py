@@ -16,7 +16,12 @@ def test_model_label_tuples_match_the_labels_module() -> None:
     assert labels.TRAITS == TRAITS and labels.SYMMETRIC_TRAITS == SYMMETRIC_TRAITS
 
 
-@pytest.mark.fast
+def test_region_names_match_the_regions_module() -> None:
+    from fdin.regions import REGION_NAMES
+
+    assert labels.REGION_NAMES == REGION_NAMES
+
+
 def test_one_disclaimer_wording() -> None:
     """The sentence about weights trained on generated data is written once (fdin/labels.py) and
     shown by the CLI, the app and the model cards."""
