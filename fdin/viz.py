@@ -84,20 +84,28 @@ def importance_heatmap(regions: Sequence[str], matrix: np.ndarray, *, title: str
     return fig
 
 
-def trait_bars(pairs: Sequence[Mapping[str, Any]], *, height: int = 420) -> Any:
+def _pair_fields(pair: Any) -> tuple[Sequence[int] | None, Mapping[str, float], str | None]:
+    """``(face indices, traits, label)`` of a :class:`fdin.relate.PairTraits` (fields by name) or of its
+    JSON mapping (``"faces"``/``"pair"``, ``"traits"``, optional ``"label"``)."""
+    if isinstance(pair, Mapping):
+        return pair.get("faces", pair.get("pair")), pair["traits"], pair.get("label")
+    return pair.faces, pair.traits, None
+
+
+def trait_bars(pairs: Sequence[Any], *, height: int = 420) -> Any:
     """Grouped horizontal bars: the probability of each relation trait, one colour per face pair.
 
     Args:
-        pairs: one mapping per pair with ``"traits"`` (trait name -> probability in [0, 1]) and
-            optionally ``"label"`` (e.g. ``"face 0 – face 1"``) or ``"faces"``/``"pair"`` (two indices).
+        pairs: :class:`fdin.relate.PairTraits`, or mappings with ``"traits"`` (trait name ->
+            probability in [0, 1]) and optionally ``"label"`` or ``"faces"``/``"pair"`` (two indices).
     """
     go = _go()
     fig = go.Figure()
     for k, pair in enumerate(pairs):
-        traits = dict(pair["traits"])
+        idx, traits, label = _pair_fields(pair)
         names = [pretty_name(t) for t in traits]
         values = [float(v) for v in traits.values()]
-        label = pair.get("label") or _pair_label(pair, k)
+        label = label or _pair_label(idx, k)
         fig.add_trace(go.Bar(
             x=values, y=names, orientation="h", name=label, marker_color=_rgb_css(_palette(k)),
             hovertemplate=f"{label}<br>%{{y}}: %{{x:.2f}}<extra></extra>",
@@ -112,14 +120,13 @@ def trait_bars(pairs: Sequence[Mapping[str, Any]], *, height: int = 420) -> Any:
     return fig
 
 
-def _pair_label(pair: Mapping[str, Any], k: int) -> str:
-    idx = pair.get("faces", pair.get("pair"))
+def _pair_label(idx: Sequence[int] | None, k: int) -> str:
     if isinstance(idx, Sequence) and len(idx) == 2:
         return f"face {idx[0]} – face {idx[1]}"
     return f"pair {k}"
 
 
-def relation_matrix(faces: int | Sequence[str], pairs: Sequence[Mapping[str, Any]], trait: str, *,
+def relation_matrix(faces: int | Sequence[str], pairs: Sequence[Any], trait: str, *,
                     height: int = 460) -> Any:
     """N×N symmetric matrix of one trait's probability over all face pairs (diagonal empty).
 
@@ -133,8 +140,9 @@ def relation_matrix(faces: int | Sequence[str], pairs: Sequence[Mapping[str, Any
     n = len(labels)
     z = np.full((n, n), np.nan)
     for pair in pairs:
-        i, j = (int(v) for v in pair.get("faces", pair.get("pair")))
-        value = float(pair["traits"][trait])
+        idx, traits, _ = _pair_fields(pair)
+        i, j = (int(v) for v in idx)
+        value = float(traits[trait])
         z[i, j] = z[j, i] = value
     text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z]
     fig = go.Figure(go.Heatmap(

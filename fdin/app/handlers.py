@@ -194,7 +194,7 @@ class Handlers:
         boxes = [{"bbox": f.canvas_bbox} for f in result.faces]
         annotated = viz.draw_faces(rendering.canvas(a, b), boxes, landmarks=False,
                                    labels=[str(f.index) for f in result.faces])
-        chart = viz.trait_bars(payload["pairs"][:10])
+        chart = viz.trait_bars(result.pairs[:10])
         traits = result.pairs[0].traits if result.pairs else {}
         if trait not in traits and traits:
             trait = next(iter(traits))
