@@ -161,5 +161,4 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
 
         consent.change(lambda ok: [gr.Button(interactive=bool(ok)) for _ in buttons], inputs=consent,
                        outputs=buttons, api_visibility="private", queue=False)
-    demo.fdin_handlers = h  # for tests and callers that want the bound handlers
     return demo
