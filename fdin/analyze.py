@@ -1,6 +1,6 @@
 """Video → facial dynamics → FDIN gender and age with relational importance (the predictor).
 
-:class:`DynamicsAnalyzer` loads the models once (via :func:`fdin.weights.load_pretrained`) and keeps
+:class:`DynamicsAnalyzer` loads the models once (via :func:`fdin.models.pretrained.load_pretrained`) and keeps
 no per-request state, so one instance can serve concurrent requests. :meth:`DynamicsAnalyzer.analyze`
 returns a :class:`TraitResult` whose :meth:`~TraitResult.to_json_dict` gives the documented JSON.
 """
