@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fdin.weights import cache_dir
+from fdin.config import cache_dir
 
 #: Providers fdin uses when the installed build offers them, in order of preference.
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -65,8 +65,8 @@ def create_session(model: str | os.PathLike[str] | bytes, *, threads: int | None
 
 
 def export_cache_dir() -> Path:
-    """Where ONNX files exported from verified weights are kept: ``<cache>/onnx``
-    (:func:`fdin.weights.cache_dir`)."""
+    """Where ONNX files exported from verified weights are kept: ``<cache>/onnx`` (created;
+    :func:`fdin.config.cache_dir`)."""
     return cache_dir("onnx")
 
 

@@ -1,6 +1,5 @@
 """The one place where fdin finds, verifies, saves and publishes model weights (a low-level utility:
-rebuilding a model from a folder is :func:`fdin.models.pretrained.load_pretrained`), and fdin's cache
-folder (:func:`cache_dir`).
+rebuilding a model from a folder is :func:`fdin.models.pretrained.load_pretrained`).
 
 Layout of a model directory (the same on disk in ``weights/`` and in a Hub model repo)::
 
@@ -49,14 +48,6 @@ _UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 def weights_dir() -> Path:
     """The folder of shipped weights (``FDIN_WEIGHTS_DIR`` or ``<repo>/weights``)."""
     return Path(os.environ.get("FDIN_WEIGHTS_DIR", REPO_ROOT / "weights"))
-
-
-def cache_dir(*parts: str) -> Path:
-    """fdin's cache folder (``FDIN_CACHE_DIR``, default ``<system temp>/fdin-cache``), or a sub-folder
-    of it; the one place this is decided (exported ONNX files, generated examples and training data)."""
-    import tempfile
-
-    return Path(os.environ.get("FDIN_CACHE_DIR", Path(tempfile.gettempdir()) / "fdin-cache"), *parts)
 
 
 # --- hashing -------------------------------------------------------------------------------------
@@ -285,7 +276,7 @@ def card_from_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "ModelCard", "cache_dir", "card_from_config", "provenance_of", "push_to_hub", "read_checksums",
+    "ModelCard", "card_from_config", "provenance_of", "push_to_hub", "read_checksums",
     "resolve_weights", "save_pretrained", "sha256_file", "stage_for_hub", "verify_weights_dir",
     "weights_dir", "write_checksums",
 ]
