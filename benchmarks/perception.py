@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true", help="also refit the offline box calibration")
     args = parser.parse_args(argv)
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    from fdin.perception.base import find_insightface_dir, get_backend
+    from fdin.perception import find_insightface_dir, get_backend
 
     backends = [get_backend("offline")]
     if find_insightface_dir() is not None:

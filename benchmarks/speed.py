@@ -555,7 +555,8 @@ def _time_calls(fn: Callable[[], Any], *, min_calls: int = 5, budget_s: float = 
 def measure_grid(regions: tuple[int, ...], lengths: tuple[int, ...], *, onnx: bool) -> dict[str, Any]:
     import torch
 
-    from fdin.models.fdin_onnx import _session, export_fdin_onnx
+    from fdin.models.fdin_onnx import export_fdin_onnx
+    from fdin.models.fdin_onnx import onnx_session as _session
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -23,7 +23,7 @@ _LAZY = {
     "RelationResult": "fdin.relate",
     "create_model": "fdin.models.registry",
     "list_models": "fdin.models.registry",
-    "load_pretrained": "fdin.weights",
+    "load_pretrained": "fdin.models.pretrained",
     "detect_faces": "fdin.perception",
     "track_faces": "fdin.perception",
     "get_backend": "fdin.perception",

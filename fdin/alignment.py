@@ -7,7 +7,8 @@ use. With the default ``size=112, template_scale=0.8`` the eyes sit at about y=5
 corners at about y=85 of a 112x112 crop. This is **fdin's own choice**; the papers' alignment
 (SDM landmarks, 48x48 grey crops per third-party notes) was not read.
 
-A similarity transform (rotation, uniform scale, translation; Umeyama least squares) maps the
+A similarity transform (rotation, uniform scale, translation; least squares,
+:func:`fdin.geometry.similarity_transform`) maps the
 detected points onto the template. The rotation it removes is reported as ``roll_removed``
 (degrees, fdin's sign convention: positive = clockwise in the image) so a pose head trained on
 aligned crops can predict the *residual* roll and the caller can add it back.
@@ -23,16 +24,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from fdin.geometry import keypoints_from_landmarks68, similarity_transform
+
 #: insightface/ArcFace 5-point template for a 112x112 crop, pixel xy, insightface order.
 ARCFACE_TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float64)
-
-#: Indices into iBUG-68 landmarks used to derive the 5 keypoints (eyes are averaged).
-_EYE_IMAGE_LEFT = list(range(36, 42))
-_EYE_IMAGE_RIGHT = list(range(42, 48))
-_NOSE_TIP, _MOUTH_IMAGE_LEFT, _MOUTH_IMAGE_RIGHT = 30, 48, 54
-
 
 @dataclass(frozen=True)
 class AlignmentSpec:
@@ -56,13 +53,6 @@ class AlignmentSpec:
         return asdict(self)
 
 
-def keypoints_from_landmarks68(landmarks: np.ndarray) -> np.ndarray:
-    """(68, 2) iBUG landmarks -> (5, 2) keypoints in insightface order."""
-    lm = np.asarray(landmarks, dtype=np.float64)
-    return np.stack([lm[_EYE_IMAGE_LEFT].mean(0), lm[_EYE_IMAGE_RIGHT].mean(0), lm[_NOSE_TIP],
-                     lm[_MOUTH_IMAGE_LEFT], lm[_MOUTH_IMAGE_RIGHT]])
-
-
 def box_to_keypoints(bbox_xyxy: np.ndarray | list[float]) -> np.ndarray:
     """Coarse (5, 2) keypoints for a face box when no landmarks exist (template placed in the box).
 
@@ -72,29 +62,6 @@ def box_to_keypoints(bbox_xyxy: np.ndarray | list[float]) -> np.ndarray:
     x0, y0, x1, y1 = (float(v) for v in bbox_xyxy)
     scale = np.array([(x1 - x0), (y1 - y0)]) / 112.0
     return np.array([x0, y0]) + ARCFACE_TEMPLATE_112 * scale
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama, no reflection) mapping ``src`` (K,2) onto ``dst`` (K,2).
-
-    Returns the (2, 3) float64 affine matrix ``M`` with ``dst ~= src @ M[:, :2].T + M[:, 2]``.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s0, d0 = src - mu_s, dst - mu_d
-    cov = d0.T @ s0 / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    var_s = (s0 ** 2).sum() / len(src)
-    scale = float((sig * d).sum() / max(var_s, 1e-12))
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rot
-    matrix[:, 2] = mu_d - scale * rot @ mu_s
-    return matrix
 
 
 def rotation_degrees(matrix: np.ndarray) -> float:

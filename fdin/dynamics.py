@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from fdin import geometry
 from fdin.regions import CANONICAL_FACE, NUM_REGIONS, REGIONS, STABLE_LANDMARKS
 
 NUM_CHANNELS = 4
@@ -83,17 +84,9 @@ def similarity_transforms(landmarks: np.ndarray, reference: np.ndarray = CANONIC
     Returns:
         (T, 2, 3) float64 matrices ``M`` with ``reference ≈ M[:, :2] @ p + M[:, 2]`` (no reflection).
     """
-    src = np.asarray(landmarks, dtype=np.float64)[:, list(anchors)]
-    dst = np.asarray(reference, dtype=np.float64)[list(anchors)]
-    mu_s, mu_d = src.mean(1, keepdims=True), dst.mean(0, keepdims=True)
-    s0, d0 = src - mu_s, dst - mu_d
-    # complex-number closed form of 2-D Procrustes: dst = a * src, a = <src, dst> / |src|^2
-    zs = s0[..., 0] + 1j * s0[..., 1]
-    zd = d0[..., 0] + 1j * d0[..., 1]
-    a = (np.conj(zs) * zd).sum(1) / np.maximum((np.abs(zs) ** 2).sum(1), 1e-12)
-    rot = np.stack([np.stack([a.real, -a.imag], -1), np.stack([a.imag, a.real], -1)], -2)  # (T,2,2)
-    trans = mu_d[None, 0] - np.einsum("tij,tj->ti", rot, mu_s[:, 0])
-    return np.concatenate([rot, trans[..., None]], axis=-1)
+    idx = list(anchors)
+    return geometry.similarity_transforms(np.asarray(landmarks, dtype=np.float64)[:, idx],
+                                          np.asarray(reference, dtype=np.float64)[idx])
 
 
 def apply_transforms(points: np.ndarray, transforms: np.ndarray) -> np.ndarray:

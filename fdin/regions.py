@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fdin.geometry import interocular_distance
+
 
 @dataclass(frozen=True)
 class Region:
@@ -70,10 +72,8 @@ _MEAN_SHAPE_68 = np.array([
 
 
 def _canonical_face() -> np.ndarray:
-    eye_r = _MEAN_SHAPE_68[36:42].mean(0)
-    eye_l = _MEAN_SHAPE_68[42:48].mean(0)
     centre = _MEAN_SHAPE_68[list(STABLE_LANDMARKS)].mean(0)
-    return ((_MEAN_SHAPE_68 - centre) / np.linalg.norm(eye_l - eye_r)).astype(np.float32)
+    return ((_MEAN_SHAPE_68 - centre) / interocular_distance(_MEAN_SHAPE_68)).astype(np.float32)
 
 
 #: (68, 2) float32 canonical face: origin at the centroid of :data:`STABLE_LANDMARKS`, unit

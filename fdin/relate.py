@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,32 +149,25 @@ class OnnxBranch:
     """ONNX Runtime session for a branch; ``__call__((B,3,S,S) float32 ndarray) -> dict of ndarrays``."""
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        from fdin.onnx_runtime import create_session
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = create_session(path, threads=threads, inter_op_threads=1 if threads else None)
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         values = self.session.run(list(_BRANCH_OUTPUTS), {"image": np.ascontiguousarray(images, np.float32)})
         return dict(zip(_BRANCH_OUTPUTS, values, strict=True))
 
 
-def onnx_cache_dir() -> Path:
-    return Path(os.environ.get("FDIN_CACHE_DIR", Path(tempfile.gettempdir()) / "fdin-cache")) / "onnx"
-
-
 def _branch_onnx_for(loaded: Any, branch: Any, tag: str) -> Path:
+    from fdin.onnx_runtime import export_cache_dir
     from fdin.weights import read_checksums
 
     try:
         digest = read_checksums(loaded.path).get("model.safetensors", "")[:16]
     except Exception:  # unverifiable folders get a fresh export each time
         digest = ""
-    path = onnx_cache_dir() / f"{tag}-{digest or 'unhashed'}.onnx"
+    path = export_cache_dir() / f"{tag}-{digest or 'unhashed'}.onnx"
     if not digest or not path.is_file():
         export_branch_onnx(branch, path)
     return path
@@ -198,8 +190,8 @@ class RelationPredictor:
     """Holds the two models (and their ONNX sessions); no per-request state.
 
     Args:
-        expression: :class:`fdin.weights.LoadedModel` of the expression/attribute network.
-        relation: :class:`fdin.weights.LoadedModel` of the Siamese relation network.
+        expression: :class:`fdin.models.pretrained.LoadedModel` of the expression/attribute network.
+        relation: :class:`fdin.models.pretrained.LoadedModel` of the Siamese relation network.
         backend: perception backend name for :func:`fdin.perception.detect_faces` (None = default).
         use_onnx: run the branches in ONNX Runtime when it is installed.
         threads: torch / ONNX Runtime intra-op threads (None = library default).
@@ -238,7 +230,7 @@ class RelationPredictor:
     def from_pretrained(cls, expression: str = "expression", relation: str = "relation", *,
                         expression_revision: str | None = None, relation_revision: str | None = None,
                         **kwargs: Any) -> RelationPredictor:
-        from fdin.weights import load_pretrained
+        from fdin.models.pretrained import load_pretrained
 
         return cls(expression=load_pretrained(expression, revision=expression_revision),
                    relation=load_pretrained(relation, revision=relation_revision), **kwargs)

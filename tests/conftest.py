@@ -19,7 +19,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 FAST_MODULES = {
     "test_adapters.py", "test_app_fast.py", "test_bench.py", "test_fdin_model.py", "test_house_rules.py",
     "test_json_keys.py", "test_labels.py", "test_media.py", "test_regions_dynamics.py", "test_reliability.py",
-    "test_versions.py", "test_weights.py",
+    "test_versions.py", "test_weights.py", "test_layers.py", "test_geometry.py", "test_onnx_runtime.py",
+    "test_media_package.py",
 }
 
 

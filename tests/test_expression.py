@@ -140,7 +140,7 @@ def test_keypoints_from_landmarks68_order():
 
 
 def test_training_smoke_with_propagation(tmp_path, synthetic_faces_cached):
-    from fdin.weights import load_pretrained
+    from fdin.models.pretrained import load_pretrained
     from train import expression
 
     out = tmp_path / "run"

@@ -87,9 +87,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, content, name):
 
 
 def test_missing_insightface_models_is_one_line(photo_path, tmp_path, capsys, monkeypatch):
-    import fdin.perception.base as base
+    import fdin.perception.registry as registry
 
-    monkeypatch.setattr(base, "_CACHE", {})
+    monkeypatch.setattr(registry, "_CACHE", {})
     monkeypatch.setenv("FDIN_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("FDIN_INSIGHTFACE_DIR", raising=False)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from fdin.models.pretrained import load_pretrained
 from fdin.models.registry import create_model, list_models
 from fdin.regions import NUM_REGIONS
-from fdin.weights import ModelCard, load_pretrained, save_pretrained, stage_for_hub
+from fdin.weights import ModelCard, save_pretrained, stage_for_hub
 
 VARIANTS = ("fdin", "fdin_uniform", "fdin_baseline")
 B, T, C = 3, 40, 4

@@ -226,7 +226,7 @@ def test_tail_cut_mp4_returns_the_readable_part(corpus: dict[str, mc.MediaCase])
 def test_hls_is_refused_by_ffmpeg_whitelist_too(corpus: dict[str, mc.MediaCase],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence in depth: even if byte sniffing were fooled, the demuxer whitelist refuses HLS/png_pipe."""
-    monkeypatch.setattr(media, "_sniff", lambda head: "mp4")
+    monkeypatch.setattr(media.container, "sniff", lambda head: "mp4")
     for name in ("hls_playlist", "png_as_mp4", "ffconcat_list"):
         with pytest.raises(UnsupportedMediaError):
             read_video(corpus[name].path)

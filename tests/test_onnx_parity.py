@@ -120,7 +120,7 @@ def test_shipped_fdin_weights(name):
     folder = weights_dir() / name
     if not (folder / "model.safetensors").is_file():
         pytest.skip(f"weights/{name} not present")
-    from fdin.weights import load_pretrained
+    from fdin.models.pretrained import load_pretrained
 
     loaded = load_pretrained(folder)
     predictor = load_fdin(folder)
@@ -138,7 +138,7 @@ def test_expression_branch_export_matches_pytorch(tmp_path):
 
     folder = weights_dir() / "expression"
     if (folder / "model.safetensors").is_file():
-        from fdin.weights import load_pretrained
+        from fdin.models.pretrained import load_pretrained
 
         net = load_pretrained(folder).model.eval()
     else:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from faces import FAKE_AGE, FAKE_FACE_BOX, astronaut, make_fake_buffalo_l, t1, tom_hanks
 
-import fdin.perception.base as base
+import fdin.perception.registry as registry
 from fdin.errors import ModelUnavailableError, WeightsIntegrityError
 from fdin.perception import Face, detect_faces, get_backend
 from fdin.perception.pose import head_pose, synthetic_landmarks
@@ -196,14 +196,14 @@ def test_unknown_backend_is_a_user_error():
 
 
 def test_tampered_model_file_is_refused(tmp_path):
-    from fdin.perception.offline import _verified
+    from fdin.perception.offline import verified
 
     path = tmp_path / "model.onnx"
     path.write_bytes(b"not the model")
     with pytest.raises(WeightsIntegrityError):
-        _verified(path, "0" * 64)
+        verified(path, "0" * 64)
     with pytest.raises(ModelUnavailableError):
-        _verified(tmp_path / "missing.onnx", "0" * 64)
+        verified(tmp_path / "missing.onnx", "0" * 64)
 
 
 def test_importing_perception_loads_no_model_library():
@@ -239,7 +239,7 @@ def isolated_model_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("FDIN_WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FDIN_INSIGHTFACE_DIR", raising=False)
-    monkeypatch.setattr(base, "_CACHE", {})
+    monkeypatch.setattr(registry, "_CACHE", {})
 
 
 def test_insightface_adapter_on_fake_buffalo_l(fake_buffalo, no_network, isolated_model_paths):

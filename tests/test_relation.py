@@ -125,7 +125,7 @@ def test_trait_rules_symmetric():
 
 
 def test_training_smoke(tmp_path, synthetic_faces_cached):
-    from fdin.weights import load_pretrained
+    from fdin.models.pretrained import load_pretrained
     from train import relation
 
     out = tmp_path / "rel"

@@ -286,13 +286,16 @@ def test_tampered_weights_make_the_app_refuse_clearly(monkeypatch: pytest.Monkey
 
 # --- ONNX only from fdin's own model folders ----------------------------------------------------
 ONNX_SITES = {  # file -> enclosing function of every onnxruntime.InferenceSession(...) call
-    "fdin/models/fdin_onnx.py": {"_session"},       # weights/<model>/model.onnx (in SHA256SUMS) or fdin's cache
+    "fdin/onnx_runtime.py": {"create_session"},      # the one session helper; its callers are below
+}
+ONNX_CALLERS = {  # file -> enclosing function of every fdin.onnx_runtime.create_session(...) call
+    "fdin/models/fdin_onnx.py": {"onnx_session"},    # weights/<model>/model.onnx (in SHA256SUMS) or fdin's cache
     "fdin/relate.py": {"__init__"},                  # OnnxBranch: fdin's cache, exported from verified weights
     "fdin/perception/offline.py": {"__init__"},      # bytes of a file checked against a recorded SHA-256
 }
 
 
-def test_onnx_sessions_are_created_only_in_reviewed_places() -> None:
+def _calls_in_functions(suffix: str) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for path in sorted([*ROOT.glob("fdin/**/*.py"), ROOT / "app.py"]):
         tree = ast.parse(path.read_text())
@@ -300,9 +303,16 @@ def test_onnx_sessions_are_created_only_in_reviewed_places() -> None:
             if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for node in ast.walk(func):
-                if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("InferenceSession"):
+                if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(suffix):
                     found.setdefault(str(path.relative_to(ROOT)), set()).add(func.name)
-    assert found == ONNX_SITES, "a new ONNX loading site must be reviewed (R-24) and added here"
+    return found
+
+
+def test_onnx_sessions_are_created_only_in_reviewed_places() -> None:
+    assert _calls_in_functions("InferenceSession") == ONNX_SITES, \
+        "a new ONNX loading site must be reviewed (R-24) and added here"
+    callers = {k: v for k, v in _calls_in_functions("create_session").items() if k not in ONNX_SITES}
+    assert callers == ONNX_CALLERS, "a new ONNX loading site must be reviewed (R-24) and added here"
 
 
 def _onnx_with_external_data(path: Path, location: str) -> Path:
@@ -325,11 +335,11 @@ def _onnx_with_external_data(path: Path, location: str) -> Path:
 
 
 def test_onnx_external_data_escaping_the_model_folder_is_refused(tmp_path: Path) -> None:
-    from fdin.models.fdin_onnx import _session
+    from fdin.models.fdin_onnx import onnx_session
     from fdin.relate import OnnxBranch
 
     evil = _onnx_with_external_data(tmp_path / "a" / "b" / "model.onnx", "../../etc/passwd")
     with pytest.raises(Exception, match="escapes model directory"):
-        _session(evil, 1)
+        onnx_session(evil, 1)
     with pytest.raises(Exception, match="escapes model directory"):
         OnnxBranch(evil)

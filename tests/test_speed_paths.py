@@ -22,6 +22,7 @@ def test_single_row_or_column_assignment_matches_hungarian():
     pytest.importorskip("scipy")
     from scipy.optimize import linear_sum_assignment
 
+    from fdin.geometry import iou
     from fdin.perception import tracking
 
     rng = np.random.default_rng(0)
@@ -29,10 +30,11 @@ def test_single_row_or_column_assignment_matches_hungarian():
         n_t, n_d = (1, int(rng.integers(1, 5))) if rng.random() < 0.5 else (int(rng.integers(1, 5)), 1)
         boxes_t = [np.r_[xy, xy + rng.uniform(20, 60, 2)] for xy in rng.uniform(0, 100, (n_t, 2))]
         boxes_d = [np.r_[xy, xy + rng.uniform(20, 60, 2)] for xy in rng.uniform(0, 100, (n_d, 2))]
-        iou = np.array([[tracking._iou(t, d) for d in boxes_d] for t in boxes_t])
-        rows, cols = linear_sum_assignment(-iou)
-        expected = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= tracking.MIN_IOU]
-        assert tracking._assign(boxes_t, boxes_d) == expected
+        overlap = np.array([[iou(t, d) for d in boxes_d] for t in boxes_t])
+        rows, cols = linear_sum_assignment(-overlap)
+        expected = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True)
+                    if overlap[r, c] >= tracking.MIN_IOU]
+        assert tracking.assign(boxes_t, boxes_d) == expected
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,12 @@ class _FakeBackend:
 
 
 def test_detect_on_downscaled_copy_maps_boxes_back():
-    from fdin.perception.tracking import _detect
+    from fdin.perception.tracking import detect_scaled
 
     be = _FakeBackend()
     image = np.zeros((360, 640, 3), np.uint8)
-    full = _detect(be, image, 1.0)[0]
-    half = _detect(be, image, 0.5)[0]
+    full = detect_scaled(be, image, 1.0)[0]
+    half = detect_scaled(be, image, 0.5)[0]
     assert be.sizes == [(640, 360), (320, 180)]
     np.testing.assert_allclose(half.bbox, full.bbox, atol=1e-3)
     np.testing.assert_allclose(half.keypoints, full.keypoints, atol=1e-3)

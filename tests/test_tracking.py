@@ -9,7 +9,7 @@ import pytest
 from faces import astronaut, background, moving_face_frames, t1
 
 from fdin.perception import FaceTrack, get_backend, primary_track, track_appearance, track_faces
-from fdin.perception.tracking import OneEuro
+from fdin.perception.smoothing import OneEuro
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from fdin.models.pretrained import load_pretrained
 from fdin.regions import REGION_NAMES, region_index
 from fdin.synth import GENDER_PAIR, write_dataset
-from fdin.weights import load_pretrained
 from train import fdin as train_fdin
 
 

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from fdin.errors import ModelUnavailableError, WeightsIntegrityError
+from fdin.models.pretrained import load_pretrained
 from fdin.models.registry import create_model, register_model
 from fdin.weights import (
     ModelCard,
-    load_pretrained,
     read_checksums,
     resolve_weights,
     save_pretrained,

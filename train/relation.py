@@ -83,7 +83,7 @@ def build_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str
     branch_config: dict[str, Any] = {"architecture": "expression_mnv3s", "model_args": {}}
     branch_state = None
     if args.branch_weights:
-        from fdin.weights import load_pretrained
+        from fdin.models.pretrained import load_pretrained
 
         loaded = load_pretrained(args.branch_weights, revision=args.branch_revision)
         branch_config = loaded.config

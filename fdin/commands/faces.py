@@ -47,7 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def is_image_file(path: Path) -> bool:
     """True when the bytes say image; when they say neither image nor video (text, SVG, empty), the
     file name decides, so a broken ``.jpg`` is reported in words about photos."""
-    from fdin.media import _IMAGE_KINDS, _SNIFF_BYTES, _VIDEO_KINDS, _sniff
+    from fdin.media.sniff import IMAGE_KINDS as _IMAGE_KINDS
+    from fdin.media.sniff import SNIFF_BYTES as _SNIFF_BYTES
+    from fdin.media.sniff import VIDEO_KINDS as _VIDEO_KINDS
+    from fdin.media.sniff import sniff as _sniff
 
     try:
         with path.open("rb") as fh:

@@ -12,7 +12,7 @@ Where the ONNX file comes from (first match wins):
    equals the folder's recorded ``model.safetensors`` digest (so a stale export left behind by a
    retrain is ignored, with a warning). Write it with :func:`add_onnx_to_weights` /
    ``python -m fdin.models.fdin_onnx weights/fdin-gender weights/fdin-age``.
-2. ``<cache>/onnx/fdin-<digest16>.onnx`` (:func:`fdin.relate.onnx_cache_dir`, ``FDIN_CACHE_DIR``),
+2. ``<cache>/onnx/fdin-<digest16>.onnx`` (:func:`fdin.onnx_runtime.export_cache_dir`, ``FDIN_CACHE_DIR``),
    exported at first use from the verified safetensors (needs torch once).
 3. Otherwise (no onnxruntime, appearance variant, unverifiable folder): PyTorch.
 
@@ -138,7 +138,8 @@ def export_fdin_onnx(model: Any, path: str | os.PathLike[str], *, weights_sha256
 
 def add_onnx_to_weights(model_dir: str | os.PathLike[str]) -> Path:
     """Export the (verified) model in ``model_dir`` to ``model_dir/model.onnx`` and rewrite SHA256SUMS."""
-    from fdin.weights import load_pretrained, read_checksums, write_checksums
+    from fdin.models.pretrained import load_pretrained
+    from fdin.weights import read_checksums, write_checksums
 
     model_dir = Path(model_dir)
     onnx_path = model_dir / ONNX_NAME
@@ -154,16 +155,12 @@ def add_onnx_to_weights(model_dir: str | os.PathLike[str]) -> Path:
 
 
 # --- inference -------------------------------------------------------------------------------------
-def _session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
+def onnx_session(path: Path, threads: int) -> Any:
+    """A session for an FDIN ONNX file: ``threads`` intra-op threads, no spinning (a sub-millisecond
+    graph: spinning worker threads would only steal CPU from the face models)."""
+    from fdin.onnx_runtime import create_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # a sub-millisecond graph: spinning worker threads would only steal CPU from the face models
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return create_session(path, threads=threads, inter_op_threads=1, spinning=False)
 
 
 def _onnx_sha(session: Any) -> str:
@@ -174,7 +171,7 @@ def _onnx_sha(session: Any) -> str:
 class FdinPredictor:
     """One FDIN model, numpy in and out: ``predictor(x (B, T, R, C)) -> {name: ndarray}``.
 
-    Mirrors :class:`fdin.weights.LoadedModel`'s ``config``/``path``/``source``/``provenance()``;
+    Mirrors :class:`fdin.models.pretrained.LoadedModel`'s ``config``/``path``/``source``/``provenance()``;
     ``backend`` is ``"onnxruntime"`` or ``"torch"``. ``model`` (the PyTorch module) is loaded on
     first access only.
     """
@@ -203,7 +200,7 @@ class FdinPredictor:
     @property
     def model(self) -> Any:
         if self._model is None:
-            from fdin.weights import load_pretrained
+            from fdin.models.pretrained import load_pretrained
 
             self._model = load_pretrained(self.path, verify=True).model
         return self._model
@@ -230,14 +227,14 @@ class FdinPredictor:
 
 
 def _cache_path(digest: str) -> Path:
-    from fdin.relate import onnx_cache_dir
+    from fdin.onnx_runtime import export_cache_dir
 
-    return onnx_cache_dir() / f"fdin-{digest[:16]}.onnx"
+    return export_cache_dir() / f"fdin-{digest[:16]}.onnx"
 
 
 def load_fdin(source: str | os.PathLike[str], *, revision: str | None = None, use_onnx: bool = True,
               threads: int = 1) -> FdinPredictor:
-    """Resolve and verify a FDIN model folder (as :func:`fdin.weights.load_pretrained` does) and
+    """Resolve and verify a FDIN model folder (as :func:`fdin.models.pretrained.load_pretrained` does) and
     return a predictor that runs in ONNX Runtime when possible (see the module docstring)."""
     from fdin.errors import WeightsIntegrityError
     from fdin.weights import CONFIG_NAME, WEIGHTS_NAME, read_checksums, resolve_weights, verify_weights_dir
@@ -269,7 +266,7 @@ def load_fdin(source: str | os.PathLike[str], *, revision: str | None = None, us
         if not candidate.is_file():
             continue
         try:
-            session = _session(candidate, threads)
+            session = onnx_session(candidate, threads)
         except Exception as error:  # a corrupt cache entry: re-export below
             log.warning("ignoring unreadable ONNX file %s: %s", candidate, error)
             continue
@@ -281,7 +278,7 @@ def load_fdin(source: str | os.PathLike[str], *, revision: str | None = None, us
         return predictor
     try:
         export_fdin_onnx(predictor.model, cached, weights_sha256=digest)
-        predictor.session, predictor.onnx_path, predictor.backend = _session(cached, threads), cached, "onnxruntime"
+        predictor.session, predictor.onnx_path, predictor.backend = onnx_session(cached, threads), cached, "onnxruntime"
     except Exception as error:  # export problems must never break analysis: stay on PyTorch
         log.warning("FDIN ONNX export failed (%s); running in PyTorch", error)
     return predictor

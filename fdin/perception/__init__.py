@@ -5,17 +5,9 @@ One interface (:class:`FaceBackend`), several backends registered by name (``"of
 this package is cheap: model libraries load when a backend is first built. See docs/perception.md.
 """
 
-from fdin.perception.base import (
-    BACKENDS,
-    Detection,
-    FaceBackend,
-    detect_faces,
-    find_insightface_dir,
-    get_backend,
-    list_backends,
-    register_backend,
-)
+from fdin.perception.base import Detection, FaceBackend, find_insightface_dir
 from fdin.perception.pose import head_pose
+from fdin.perception.registry import BACKENDS, detect_faces, get_backend, list_backends, register_backend
 from fdin.perception.tracking import AppearanceSummary, primary_track, track_appearance, track_faces
 from fdin.perception.types import Appearance, Face, FaceTrack, Pose
 

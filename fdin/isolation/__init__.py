@@ -18,6 +18,9 @@ killed by a signal (SIGSEGV, SIGABRT, ...)  :class:`~fdin.errors.WorkerCrashedEr
 
 Design choices:
 
+Where things live: this module is the parent side (:func:`run_isolated`, the media wrappers);
+:mod:`fdin.isolation.child` the child side; :mod:`fdin.isolation.codec` the pickle-free codec.
+
 * **A fresh interpreter** (``sys.executable -I -c ...``), not ``multiprocessing``: its "spawn" and
   "forkserver" contexts re-import the parent's ``__main__`` (e.g. ``app.py``, which loads models) in
   the child, and ``fork`` would copy a multi-threaded server. The child imports only ``fdin.isolation``
@@ -39,8 +42,6 @@ Design choices:
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import json
 import logging
 import math
@@ -51,13 +52,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fdin import errors as _errors
 from fdin.errors import FdinError, ProcessingTimeoutError, WorkerCrashedError
+from fdin.isolation.child import LOG, MAX_MESSAGE_CHARS, REQUEST, RESULT
+from fdin.isolation.codec import Encoder, decode, register_result_type
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +77,11 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MEMORY_LIMIT = 4 << 30
-_MAX_MESSAGE_CHARS = 600
-_REQUEST = "request.json"
-_RESULT = "result.json"
-_LOG = "child.log"
-
-#: Dataclasses the parent may rebuild from a child's result, by "module.QualName".
-_RESULT_TYPES: dict[str, type] = {}
-_LAZY_RESULT_TYPES = frozenset({"fdin.media.Video", "fdin.media.VideoInfo"})
 
 _BOOTSTRAP = (
     "import sys; sys.path.insert(0, {root!r}); "
-    "from fdin.isolation import _child_main; sys.exit(_child_main(sys.argv[1]))"
+    "from fdin.isolation.child import child_main; sys.exit(child_main(sys.argv[1]))"
 )
-
 
 class IsolatedCallError(RuntimeError):
     """The isolated function raised an exception that is not an ``FdinError`` (a bug, not bad input).
@@ -100,117 +93,6 @@ class IsolatedCallError(RuntimeError):
         super().__init__(f"isolated call raised {type_name}: {message}")
         self.type_name = type_name
         self.remote_traceback = remote_traceback
-
-
-def register_result_type(cls: type[T]) -> type[T]:
-    """Allow instances of dataclass ``cls`` to cross the process boundary (usable as a decorator)."""
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls!r} is not a dataclass")
-    _RESULT_TYPES[f"{cls.__module__}.{cls.__qualname__}"] = cls
-    return cls
-
-
-def _result_type(name: str) -> type:
-    if name not in _RESULT_TYPES and name in _LAZY_RESULT_TYPES:
-        module, _, qual = name.rpartition(".")
-        register_result_type(getattr(importlib.import_module(module), qual))
-    if name not in _RESULT_TYPES:
-        raise WorkerCrashedError("The background worker returned an unexpected result and was stopped.")
-    return _RESULT_TYPES[name]
-
-
-# --- a small, pickle-free codec: JSON for structure, .npy (allow_pickle=False) for arrays --------------
-class _Encoder:
-    def __init__(self, directory: Path, prefix: str) -> None:
-        self.directory, self.prefix, self.count = directory, prefix, 0
-
-    def _file(self, suffix: str) -> tuple[str, Path]:
-        name = f"{self.prefix}{self.count}{suffix}"
-        self.count += 1
-        return name, self.directory / name
-
-    def encode(self, value: Any) -> Any:
-        import numpy as np
-
-        if value is None or isinstance(value, (bool, str)):
-            return value
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float):
-            return value if math.isfinite(value) else {"__float__": repr(value)}
-        if isinstance(value, np.ndarray):
-            if value.dtype.hasobject or value.dtype.fields is not None:
-                raise TypeError("only plain numeric numpy arrays can cross the process boundary")
-            name, path = self._file(".npy")
-            np.save(path, value, allow_pickle=False)
-            return {"__ndarray__": name}
-        if isinstance(value, np.generic):
-            return self.encode(value.item())
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            name, path = self._file(".bin")
-            path.write_bytes(bytes(value))
-            return {"__bytes__": name}
-        if isinstance(value, os.PathLike):
-            return {"__path__": os.fspath(value)}
-        if isinstance(value, tuple):
-            return {"__tuple__": [self.encode(v) for v in value]}
-        if isinstance(value, list):
-            return [self.encode(v) for v in value]
-        if isinstance(value, dict):
-            if not all(isinstance(k, str) for k in value):
-                raise TypeError("only dicts with str keys can cross the process boundary")
-            if any(k.startswith("__") and k.endswith("__") for k in value):
-                raise TypeError("dict keys like '__x__' are reserved by the isolation codec")
-            return {k: self.encode(v) for k, v in value.items()}
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            cls = type(value)
-            name = f"{cls.__module__}.{cls.__qualname__}"
-            if name not in _RESULT_TYPES and name not in _LAZY_RESULT_TYPES:
-                raise TypeError(f"dataclass {name} is not registered with register_result_type()")
-            fields = {f.name: self.encode(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
-            return {"__dataclass__": name, "fields": fields}
-        raise TypeError(f"values of type {type(value).__name__} cannot cross the process boundary")
-
-
-def _decode(value: Any, directory: Path, *, mmap: bool) -> Any:
-    import numpy as np
-
-    if isinstance(value, list):
-        return [_decode(v, directory, mmap=mmap) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "__ndarray__" in value:
-        path = _inside(directory, value["__ndarray__"])
-        if mmap:
-            try:
-                # A plain ndarray view of a copy-on-write mapping (not an np.memmap subclass).
-                return np.asarray(np.load(path, mmap_mode="c", allow_pickle=False))
-            except ValueError:  # empty arrays cannot be mapped
-                pass
-        return np.load(path, allow_pickle=False)
-    if "__bytes__" in value:
-        return _inside(directory, value["__bytes__"]).read_bytes()
-    if "__path__" in value:
-        return Path(value["__path__"])
-    if "__float__" in value:
-        return float(value["__float__"])
-    if "__tuple__" in value:
-        return tuple(_decode(v, directory, mmap=mmap) for v in value["__tuple__"])
-    if "__dataclass__" in value:
-        cls = _result_type(value["__dataclass__"])
-        fields = {k: _decode(v, directory, mmap=mmap) for k, v in value["fields"].items()}
-        allowed = {f.name for f in dataclasses.fields(cls) if f.init}
-        if not set(fields) <= allowed:
-            raise WorkerCrashedError("The background worker returned an unexpected result and was stopped.")
-        return cls(**fields)
-    return {k: _decode(v, directory, mmap=mmap) for k, v in value.items()}
-
-
-def _inside(directory: Path, name: Any) -> Path:
-    """A file named by the child must be a plain name inside the private directory."""
-    if not isinstance(name, str) or os.sep in name or name.startswith(".") or "/" in name:
-        raise WorkerCrashedError("The background worker returned an unexpected result and was stopped.")
-    return directory / name
 
 
 # --- parent side ---------------------------------------------------------------------------------------
@@ -244,7 +126,7 @@ def run_isolated(
     workdir = Path(tempfile.mkdtemp(prefix="fdin-iso-", dir=tmp_dir))
     proc: subprocess.Popen[bytes] | None = None
     try:
-        encoder = _Encoder(workdir, "arg")
+        encoder = Encoder(workdir, "arg")
         request = {
             "module": module, "qualname": qualname,
             "args": encoder.encode(list(args)), "kwargs": encoder.encode(dict(kwargs)),
@@ -252,12 +134,12 @@ def run_isolated(
             "memory_limit": memory_limit_bytes, "cpu_limit": math.ceil(cpu_limit_s),
             "parent_pid": os.getpid(),
         }
-        (workdir / _REQUEST).write_text(json.dumps(request))
-        root = str(Path(__file__).resolve().parent.parent)
+        (workdir / REQUEST).write_text(json.dumps(request))
+        root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                     "MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1"})
-        with open(workdir / _LOG, "wb") as child_log:
+        with open(workdir / LOG, "wb") as child_log:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-c", _BOOTSTRAP.format(root=root), str(workdir)],
                 stdin=subprocess.DEVNULL, stdout=child_log, stderr=child_log, env=env, cwd=str(workdir),
@@ -287,7 +169,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 def _collect(proc: subprocess.Popen[bytes], returncode: int, workdir: Path,
              memory_limit: int | None, timeout: float) -> Any:
-    result_path = workdir / _RESULT
+    result_path = workdir / RESULT
     if returncode < 0:
         sig = -returncode
         _log_child_tail(workdir, f"child killed by signal {sig}")
@@ -311,7 +193,7 @@ def _collect(proc: subprocess.Popen[bytes], returncode: int, workdir: Path,
         raise WorkerCrashedError("The background worker returned an unreadable result.")
     if payload.get("ok") is True:
         try:
-            return _decode(payload.get("value"), workdir, mmap=True)
+            return decode(payload.get("value"), workdir, mmap=True)
         except FdinError:
             raise
         except Exception as exc:  # malformed result files: fail closed, never trust them
@@ -323,7 +205,7 @@ def _collect(proc: subprocess.Popen[bytes], returncode: int, workdir: Path,
 def _rebuild_error(info: dict[str, Any], memory_limit: int | None) -> BaseException:
     type_name = str(info.get("type", "Exception"))
     module = str(info.get("module", ""))
-    message = str(info.get("message", ""))[:_MAX_MESSAGE_CHARS]
+    message = str(info.get("message", ""))[:MAX_MESSAGE_CHARS]
     if module == "fdin" or module.startswith("fdin."):
         # Only classes the parent has already imported: the child's text never triggers an import.
         home = _errors if module == "fdin.errors" else sys.modules.get(module)
@@ -342,62 +224,12 @@ def _rebuild_error(info: dict[str, Any], memory_limit: int | None) -> BaseExcept
 
 def _log_child_tail(workdir: Path, what: str) -> None:
     try:
-        tail = (workdir / _LOG).read_bytes()[-2000:].decode("utf-8", "replace")
+        tail = (workdir / LOG).read_bytes()[-2000:].decode("utf-8", "replace")
     except OSError:
         tail = ""
     # Debug level only: FFmpeg messages can contain upload paths (R-31: no filenames in logs).
     log.warning("isolated worker failed: %s", what)
     log.debug("isolated worker output tail:\n%s", tail)
-
-
-# --- child side ----------------------------------------------------------------------------------------
-def _apply_limits(memory_limit: int | None, cpu_limit: int | None, parent_pid: int | None) -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_limit:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (memory_limit * 2, memory_limit * 2))
-    if cpu_limit:
-        soft = max(1, int(cpu_limit))
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the parent
-        except (OSError, AttributeError):
-            pass
-    if parent_pid and os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(70)
-
-
-def _child_main(workdir_arg: str) -> int:
-    workdir = Path(workdir_arg)
-    request = json.loads((workdir / _REQUEST).read_text())
-    _apply_limits(request.get("memory_limit"), request.get("cpu_limit"), request.get("parent_pid"))
-    sys.path[:] = [p for p in request.get("sys_path", []) if isinstance(p, str)] or sys.path
-    try:
-        fn: Any = importlib.import_module(request["module"])
-        for part in request["qualname"].split("."):
-            fn = getattr(fn, part)
-        args = _decode(request["args"], workdir, mmap=False)
-        kwargs = _decode(request["kwargs"], workdir, mmap=False)
-        value = fn(*args, **kwargs)
-        payload: dict[str, Any] = {"ok": True, "value": _Encoder(workdir, "res").encode(value)}
-    except BaseException as exc:  # everything is reported to the parent, which decides
-        if isinstance(exc, SystemExit) and exc.code in (0, None):
-            exc = RuntimeError("the isolated function called sys.exit()")
-        payload = {"ok": False, "error": {
-            "type": type(exc).__name__, "module": type(exc).__module__,
-            "message": str(exc)[:_MAX_MESSAGE_CHARS], "memory_error": isinstance(exc, MemoryError),
-            "traceback": "".join(traceback.format_exception(exc))[-4000:],
-        }}
-    tmp = workdir / (_RESULT + ".part")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, workdir / _RESULT)
-    return 0
 
 
 # --- convenience wrappers ------------------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""The limits every decode obeys (documented in ``docs/media.md``) and :class:`DecodeLimits`, the one
+frozen record of a video read's limits that :func:`fdin.media.read_video`,
+:func:`fdin.media.open_video_stream` and the decode loop share."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+DEFAULT_MAX_IMAGE_PIXELS = 16_800_000      # ~ 5000 x 3360; Pillow's own bomb threshold is 89.5 MP
+DEFAULT_MAX_IMAGE_BYTES = 64 << 20          # 64 MiB on disk
+DEFAULT_MAX_VIDEO_BYTES = 1 << 30           # 1 GiB on disk (the app's upload limit is lower)
+DEFAULT_MAX_DURATION_S = 60.0               # seconds of decoded video
+DEFAULT_MAX_FRAMES = 1800                   # decoded frames (before resampling)
+DEFAULT_MAX_SIDE = 1920                     # returned frames are downscaled to this longer side
+DEFAULT_MAX_INPUT_SIDE = 4096               # inputs with a larger side are refused
+DEFAULT_MAX_OUTPUT_BYTES = 2 << 30          # pixels returned by read_video (N * H * W * 3)
+
+#: Pillow plugins allowed to open photos (never EPS: it runs Ghostscript; SVG/PDF are not photos).
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: FFmpeg demuxers allowed to open videos (``container.format.name`` values).
+VIDEO_DEMUXERS: frozenset[str] = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"})
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Where reading a video stops, and how.
+
+    Attributes:
+        max_duration: seconds of *decoded* video to read (measured on frame timestamps).
+        max_frames: decoded frames to read (counted before resampling).
+        max_side: returned frames are downscaled (aspect kept, area filter) to this longer side.
+        max_input_side: a stream wider or taller than this (header or any decoded frame) is refused.
+        target_fps: if set, keep the frames nearest to a uniform grid at this rate (no
+            interpolation; a source frame is never repeated, so slower sources keep all frames).
+        on_limit: ``"cut"`` returns the frames read so far with ``truncated=True`` and a note;
+            ``"error"`` raises :class:`~fdin.errors.MediaLimitError` (``ProcessingTimeoutError`` for
+            the deadline).
+        max_bytes: file-size limit, checked before parsing.
+        max_output_bytes: limit on returned pixels (``N*H*W*3``); counts as a limit like the others.
+        deadline_s: wall-clock budget for decoding in seconds (``None``: no budget).
+
+    Invalid values raise ``ValueError`` when the record is made.
+    """
+
+    max_duration: float = DEFAULT_MAX_DURATION_S
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_side: int = DEFAULT_MAX_SIDE
+    max_input_side: int = DEFAULT_MAX_INPUT_SIDE
+    target_fps: float | None = None
+    on_limit: Literal["cut", "error"] = "cut"
+    max_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    deadline_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.on_limit not in ("cut", "error"):
+            raise ValueError("on_limit must be 'cut' or 'error'")
+        if self.max_duration <= 0 or self.max_frames <= 0 or self.max_side <= 0 or self.max_input_side <= 0:
+            raise ValueError("limits must be positive")
+        if self.target_fps is not None and not (self.target_fps > 0 and math.isfinite(self.target_fps)):
+            raise ValueError("target_fps must be a positive number")
+
+    @classmethod
+    def of(cls, limits: DecodeLimits | None = None, **overrides: Any) -> DecodeLimits:
+        """``limits`` (default: the defaults) with some fields replaced; unknown names raise TypeError."""
+        return replace(limits or cls(), **overrides)

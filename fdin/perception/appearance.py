@@ -1,0 +1,59 @@
+"""Apparent gender/age along a track: which frames are estimated (:func:`estimate_appearance`) and the
+per-track summary (:class:`AppearanceSummary`, :func:`track_appearance`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from fdin.perception.base import FaceBackend
+from fdin.perception.types import FaceTrack
+
+
+def estimate_appearance(tracks: list[FaceTrack], frames: Any, be: FaceBackend, per_track: int) -> None:
+    """Set ``appearance`` on up to ``per_track`` evenly spread faces of each track (one batched call per frame)."""
+    by_frame: dict[int, list[tuple[FaceTrack, int]]] = {}
+    for t in tracks:
+        n = len(t.faces)
+        for pos in sorted(set(np.rint(np.linspace(0, n - 1, min(per_track, n))).astype(int).tolist())):
+            by_frame.setdefault(t.frame_indices[pos], []).append((t, pos))
+    for index, items in sorted(by_frame.items()):
+        image = np.ascontiguousarray(frames[index])
+        apps = be.appearance(image, [t.faces[pos] for t, pos in items])
+        for (t, pos), app in zip(items, apps, strict=True):
+            t.faces[pos] = replace(t.faces[pos], appearance=app)
+
+
+
+@dataclass(frozen=True)
+class AppearanceSummary:
+    """Apparent gender/age of one track: mean and spread (std) over the frames where it was estimated."""
+
+    p_female_mean: float
+    p_female_std: float
+    age_mean: float
+    age_std: float
+    frames: int
+    model: str
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "gender": {"label": "female" if self.p_female_mean >= 0.5 else "male",
+                       "p_female": round(self.p_female_mean, 4), "std": round(self.p_female_std, 4)},
+            "age": {"years": round(self.age_mean, 1), "std": round(self.age_std, 1)},
+            "frames": self.frames, "model": self.model,
+        }
+
+
+def track_appearance(track: FaceTrack) -> AppearanceSummary | None:
+    """Mean/std of ``p_female`` and age over the track's faces that carry an appearance estimate."""
+    apps = [f.appearance for f in track.faces if f.appearance is not None]
+    if not apps:
+        return None
+    p = np.array([a.p_female for a in apps], np.float64)
+    age = np.array([a.age_years for a in apps], np.float64)
+    return AppearanceSummary(p_female_mean=float(p.mean()), p_female_std=float(p.std()),
+                             age_mean=float(age.mean()), age_std=float(age.std()), frames=len(apps),
+                             model=apps[0].model)
