@@ -56,7 +56,7 @@ test: dev-venv system-test-deps
 	$(PY) -m pytest
 
 lint: dev-venv
-	$(VENV)/bin/ruff check fdin train tests app.py
+	$(VENV)/bin/ruff check fdin train tests benchmarks app.py
 
 # pip-audit needs PyPI's JSON advisory API (or OSV), which this workplace's mirror does not serve:
 # here it reports every package as "not found"; --strict turns that into a failure instead of a pass.

@@ -95,17 +95,20 @@ def padded_box(box: Sequence[float], padding: int = 10) -> tuple[int, int, int, 
 
 
 def crop_face(image: np.ndarray, box: Sequence[float], padding: int = 10) -> np.ndarray:
-    """The gray face crop upstream classifies (see the module docstring); any size, uint8."""
-    gray = to_gray(image)
+    """The gray face crop upstream classifies (see the module docstring); any size, uint8.
+
+    Only the crop and the image's two bottom rows are converted to gray (not the whole image).
+    """
+    image = np.asarray(image)
     x0, y0, x1, y1 = padded_box(box, padding)
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise ValueError(f"face box {list(box)} is too small")
-    fill = round(float(gray[-2:].mean()))
+    fill = round(float(to_gray(image[-2:]).mean()))
     out = np.full((y1 - y0, x1 - x0), fill, np.uint8)
-    h, w = gray.shape
+    h, w = image.shape[:2]
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = gray[sy0:sy1, sx0:sx1]
+        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = to_gray(image[sy0:sy1, sx0:sx1])
     return out
 
 
@@ -304,8 +307,7 @@ class FerExpressionModel:
 
     def predict(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[ExpressionEstimate]:
         """One estimate per xyxy face box in an (H, W, 3) RGB or (H, W) gray uint8 image."""
-        gray = to_gray(image)
-        return self.predict_crops([crop_face(gray, box, self.box_padding) for box in boxes])
+        return self.predict_crops([crop_face(image, box, self.box_padding) for box in boxes])
 
 
 __all__ = ["DEFAULT_MODEL", "LABELS", "PREPROCESS", "ExpressionEstimate", "FerExpressionModel", "add_onnx_to_folder",
