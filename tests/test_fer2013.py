@@ -366,3 +366,72 @@ def test_expression_estimate_is_typed_and_json_ready(crops):
     assert payload["model"]["synthetic_training_data"] is False and payload["model"]["backend"] == "onnxruntime"
     assert predictor.predict_crops([]) == []
     assert np.allclose(softmax(np.zeros((1, 7))), 1 / 7)
+
+
+# --- fine-tuning (train/expression.py) ----------------------------------------------------------------
+def test_expression_net_takes_the_gray_mini_xception_trunk():
+    from fdin.models.registry import create_model
+
+    net = create_model("expression_attribute_net", backbone="mini_xception", input_size=64, embed_dim=32).eval()
+    assert net.gray and net.pixel_mean.flatten().tolist() == [0.5] and net.pixel_std.flatten().tolist() == [0.5]
+    assert net.preprocess["input_size"] == [3, 64, 64] and "gray" in net.preprocess["normalisation"]
+    rgb = torch.rand(2, 3, 64, 64)
+    gray = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    with torch.inference_mode():
+        out = net(rgb)
+        direct = net.neck(net.trunk((gray - 0.5) / 0.5))
+    assert out["expression"].shape == (2, 7) and torch.allclose(out["embedding"], torch.nn.functional.normalize(direct))
+    rgb_net = create_model("expression_attribute_net", backbone="mobilenetv3_small_050", input_size=64, embed_dim=32)
+    assert not rgb_net.gray and rgb_net.pixel_mean.flatten().tolist() == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_fine_tuning_from_the_fer2013_weights(tmp_path):
+    from relation_helpers import ensure_synthetic_faces
+    from safetensors.torch import load_file
+
+    from fdin.weights import load_pretrained
+    from train import expression
+
+    if not (FOLDER / "model.safetensors").is_file():
+        pytest.skip("weights/expression-fer2013 is not present")
+    torch.set_num_threads(1)
+    n = ensure_synthetic_faces()
+    args = expression.parse_args(["--init", str(FOLDER)])
+    assert (args.backbone, args.input_size) == ("mini_xception", 64)  # defaults come from the init model
+
+    # epochs 0: the saved trunk is exactly the FER2013 weights (nothing else is loaded into it)
+    out0 = tmp_path / "init"
+    assert expression.main(["--synthetic", str(n), "--init", str(FOLDER), "--epochs", "0", "--embed-dim", "32",
+                            "--propagate-every", "0", "--out", str(out0), "--quiet"]) == 0
+    source = load_file(str(FOLDER / "model.safetensors"))
+    saved = load_file(str(out0 / "model" / "model.safetensors"))
+    trunk = {k[len("trunk."):]: v for k, v in saved.items() if k.startswith("trunk.")}
+    assert trunk and set(trunk) == set(source) - {"head.fc.weight", "head.fc.bias"}
+    assert all(torch.equal(trunk[k], source[k]) for k in trunk)
+
+    # a short fine-tune with the auxiliary heads and attribute propagation, rebuilt by load_pretrained
+    out = tmp_path / "run"
+    assert expression.main(["--synthetic", str(n), "--init", str(FOLDER), "--epochs", "2", "--batch-size", "16",
+                            "--embed-dim", "32", "--propagate-every", "1", "--threads", "1", "--out", str(out),
+                            "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"expression_accuracy", "gender_accuracy", "age_mae_years"} <= set(metrics["val"])
+    assert metrics["propagation"] and metrics["propagation"][0]["expression"]["missing"] > 0
+    loaded = load_pretrained(out / "model")
+    assert loaded.config["model_args"]["backbone"] == "mini_xception" and loaded.model.gray
+    assert loaded.config["synthetic_training_data"] is True  # fine-tuned on generated faces: says so
+    assert "Trunk initialised from" in loaded.config["trained_on"] and "FER2013" in loaded.config["trained_on"]
+    tuned = load_file(str(out / "model" / "model.safetensors"))
+    assert not torch.equal(tuned["trunk.stem.conv1.weight"], source["stem.conv1.weight"])  # it trained
+
+
+def test_init_refuses_a_trunk_it_does_not_fit(tmp_path):
+    from train import expression
+
+    if not (FOLDER / "model.safetensors").is_file():
+        pytest.skip("weights/expression-fer2013 is not present")
+    from fdin.models.registry import create_model
+
+    net = create_model("expression_attribute_net", backbone="mobilenetv3_small_050", input_size=64, embed_dim=32)
+    with pytest.raises(SystemExit, match="do not fit"):
+        expression.init_trunk(net, str(FOLDER))
