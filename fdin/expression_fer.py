@@ -270,7 +270,6 @@ class FerExpressionModel:
     def model(self) -> Any:
         """The PyTorch module (loaded on first access)."""
         if self._model is None:
-            import fdin.models.mini_xception  # noqa: F401  (registers the architecture)
             from fdin.weights import load_pretrained
 
             self._model = load_pretrained(self.path, verify=True).model

@@ -228,9 +228,10 @@ def model_card(fer_version: str) -> Any:
                  "1e-4 (tests/test_fer2013.py)."),
         trained_on=("FER2013 (Goodfellow et al., 'Challenges in Representation Learning', arXiv 1307.0414): "
                     "35,887 48x48 grayscale faces found by web image search, labelled with 7 expressions, "
-                    "released through the Kaggle ICML 2013 facial expression recognition challenge; its use "
-                    "is governed by that challenge's terms (research use; the images' own rights belong to "
-                    "their owners). Trained by upstream (oarriaga/face_classification), not by fdin; the MIT "
+                    "released through the Kaggle 'Challenges in Representation Learning: Facial Expression "
+                    "Recognition Challenge' (ICML 2013 workshop); its use is governed by that challenge's data "
+                    "terms (check them before any commercial use), and the rights in the images stay with "
+                    "their owners. Trained by upstream (oarriaga/face_classification), not by fdin; the MIT "
                     "licence covers the code and weights as their authors released them, not the images."),
         synthetic_training_data=False,
         licence="mit",

@@ -184,6 +184,16 @@ def expression_attribute_net(**kwargs: Any) -> ExpressionAttributeNet:
     return _create_expression_net(**kwargs)
 
 
+@register_model("mini_xception")
+def mini_xception(**kwargs: Any) -> nn.Module:
+    """The FER2013 mini-Xception (:mod:`fdin.models.mini_xception`, a timm model), so that
+    :func:`fdin.weights.load_pretrained` rebuilds ``weights/expression-fer2013``. Registered here, in a
+    module the registry already imports, and built lazily: timm is imported only when it is used."""
+    from fdin.models.mini_xception import mini_xception as build
+
+    return build(**kwargs)
+
+
 @register_model("expression_mnv3s")
 def expression_mnv3s(**kwargs: Any) -> ExpressionAttributeNet:
     """Default: timm ``mobilenetv3_small_100`` at 112 px (~2 ms per face on one CPU core)."""

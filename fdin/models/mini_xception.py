@@ -230,12 +230,3 @@ def mini_xception(pretrained: bool = False, **kwargs: Any) -> MiniXception:
     """mini-Xception, 64x64 grayscale, 7 FER2013 classes (``pretrained`` needs a local ``file`` overlay)."""
     return build_model_with_cfg(MiniXception, "mini_xception", pretrained, **kwargs)
 
-
-def _register_with_fdin() -> None:
-    """Also make ``fdin.weights.load_pretrained`` able to rebuild a ``mini_xception`` folder."""
-    from fdin.models.registry import register_model as register_fdin_model
-
-    register_fdin_model("mini_xception")(mini_xception)
-
-
-_register_with_fdin()
