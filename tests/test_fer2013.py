@@ -254,6 +254,15 @@ def test_load_pretrained_rebuilds_the_timm_model():
     loaded = load_pretrained("expression-fer2013")
     assert type(loaded.model).__name__ == "MiniXception" and loaded.source == "weights/expression-fer2013"
     assert loaded.provenance()["synthetic_training_data"] is False
+    # timm's own pretrained path, given the (verified) local file, builds the same model
+    overlay = {"file": str(FOLDER / "model.safetensors")}
+    via_timm = timm.create_model("mini_xception", pretrained=True, pretrained_cfg_overlay=overlay).eval()
+    x = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.equal(via_timm(x), loaded.model(x))
+    adapted = timm.create_model("mini_xception", pretrained=True, in_chans=3, num_classes=5,
+                                pretrained_cfg_overlay=overlay)  # timm adapts the first conv and classifier
+    assert adapted(torch.randn(1, 3, 64, 64)).shape == (1, 5)
 
 
 # --- parity ----------------------------------------------------------------------------------------
