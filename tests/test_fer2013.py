@@ -188,6 +188,12 @@ def test_mini_xception_is_a_timm_model():
     assert timm.create_model("mini_xception", num_classes=0)(x).shape == (2, 128)
     assert timm.create_model("mini_xception", in_chans=3)(torch.randn(1, 3, 64, 64)).shape == (1, 7)
     assert timm.create_model("mini_xception")(torch.randn(1, 1, 96, 80)).shape == (1, 7)  # any size
+    plain = timm.create_model("mini_xception").eval()
+    checkpointed = timm.create_model("mini_xception").eval()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.set_grad_checkpointing(True)
+    with torch.no_grad():
+        assert torch.allclose(checkpointed(x[:, :1]), plain(x[:, :1]), atol=1e-6)
 
 
 def test_tf_same_max_pool_pads_after():
@@ -360,6 +366,23 @@ def test_expressions_on_real_photos_are_the_expected_ones(crops):
     # image + box in gives the same as crop in
     via_boxes = predictor.predict(t1(), [box for photo, box in FACES.values() if photo == "t1"])
     assert [e.label for e in via_boxes] == [estimates[f"t1_{i}"].label for i in range(6)]
+
+
+def test_the_onnx_predictor_never_imports_torch():
+    import subprocess
+    import sys
+
+    if not (FOLDER / "model.onnx").is_file():
+        pytest.skip("weights/expression-fer2013 is not present")
+    code = ("import sys, numpy as np\n"
+            "from fdin.expression_fer import FerExpressionModel\n"
+            "m = FerExpressionModel.from_pretrained()\n"
+            "e = m.predict(np.full((120, 100, 3), 128, np.uint8), [(20, 20, 80, 90)])\n"
+            "assert m.backend == 'onnxruntime' and len(e) == 1\n"
+            "print(sorted(k for k in ('torch', 'timm', 'tensorflow', 'fer') if k in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_expression_estimate_is_typed_and_json_ready(crops):

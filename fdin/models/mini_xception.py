@@ -36,7 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from timm.layers import SelectAdaptivePool2d
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from torch import nn
 
 #: FER2013 class order, as the upstream model and the ``fer`` package use it.
@@ -159,6 +159,7 @@ class MiniXception(nn.Module):
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
+        self.grad_checkpointing = False
         self.stem = Stem(in_chans)
         chans = [STEM_CHANNELS, *STAGE_CHANNELS]
         self.stages = nn.Sequential(*[XceptionModule(chans[i], chans[i + 1]) for i in range(len(STAGE_CHANNELS))])
@@ -176,8 +177,7 @@ class MiniXception(nn.Module):
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        if enable:
-            raise NotImplementedError("mini_xception is small enough not to need gradient checkpointing")
+        self.grad_checkpointing = enable
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
@@ -189,7 +189,10 @@ class MiniXception(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> (B, 128, H', W') (4x4 at 64 px)."""
-        return self.stages(self.stem(x))
+        x = self.stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.stages, x)
+        return self.stages(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Features -> (B, num_classes) logits, or (B, 128) pooled features with ``pre_logits``."""
