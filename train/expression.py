@@ -16,11 +16,17 @@ Example (real data)::
 
     python -m train.expression --expw /data/ExpW --utkface /data/UTKFace --fer2013 /data/fer2013.csv \
         --epochs 30 --batch-size 128 --propagate-every 5 --out runs/expr
+
+``--backbone`` is any timm model name, including fdin's ``mini_xception``; ``--init FOLDER`` starts
+the trunk from a model folder's weights (e.g. ``--init weights/expression-fer2013``, the FER2013
+mini-Xception; its classifier is dropped), resolved and verified by :mod:`fdin.weights`. With
+``--init`` the backbone and input size default to that model's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -49,8 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--limit", type=int, default=0, help="use at most this many records (debugging)")
     model = parser.add_argument_group("model")
     model.add_argument("--architecture", default="expression_attribute_net")
-    model.add_argument("--backbone", default="mobilenetv3_small_100", help="any timm model name")
-    model.add_argument("--input-size", type=int, default=112)
+    model.add_argument("--backbone", help="any timm model name, e.g. mini_xception (default: the --init "
+                       "model's, else mobilenetv3_small_100)")
+    model.add_argument("--input-size", type=int, help="crop size (default: the --init model's, else 112)")
+    model.add_argument("--init", metavar="FOLDER", help="initialise the trunk from this model folder or Hub id "
+                       "(e.g. weights/expression-fer2013)")
+    model.add_argument("--init-revision", help="40-hex commit when --init is a Hub id")
     model.add_argument("--embed-dim", type=int, default=128)
     model.add_argument("--pretrained-file", help="local ImageNet weights for the timm trunk (never downloaded)")
     optim = parser.add_argument_group("optimisation")
@@ -70,7 +80,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--weights-out", help="where to write the model folder (default OUT/model)")
     out.add_argument("--push-to-hub", metavar="REPO", help="upload the model folder to this Hub repo")
     out.add_argument("--quiet", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    init = _init_config(args.init, args.init_revision) if args.init else {}
+    if args.backbone is None:
+        args.backbone = init.get("timm_model", "mobilenetv3_small_100")
+    if args.input_size is None:
+        args.input_size = int(init.get("preprocess", {}).get("input_size", [3, 112, 112])[-1])
+    return args
+
+
+def _init_config(source: str, revision: str | None) -> dict[str, Any]:
+    from fdin.weights import CONFIG_NAME, resolve_weights
+
+    path, _ = resolve_weights(source, revision=revision)
+    return json.loads((path / CONFIG_NAME).read_text())
+
+
+def init_trunk(model: Any, source: str, revision: str | None = None) -> str:
+    """Load a verified model folder's weights into ``model.trunk`` (its classifier is left out).
+
+    Every trunk tensor must come from the folder with its shape; returns the folder's provenance line.
+    """
+    from safetensors.torch import load_file
+
+    from fdin.weights import CONFIG_NAME, WEIGHTS_NAME, resolve_weights, verify_weights_dir
+
+    path, described = resolve_weights(source, revision=revision)
+    verify_weights_dir(path)
+    config = json.loads((path / CONFIG_NAME).read_text())
+    state = load_file(str(path / WEIGHTS_NAME))
+    own = model.trunk.state_dict()
+    missing = sorted(k for k in own if k not in state or state[k].shape != own[k].shape)
+    if missing:
+        raise SystemExit(f"--init {source}: its weights do not fit the {config.get('architecture')!r} trunk "
+                         f"(e.g. {missing[:3]}); pass the matching --backbone.")
+    model.trunk.load_state_dict({k: state[k] for k in own}, strict=True)
+    dropped = sorted(set(state) - set(own))
+    log.info("trunk initialised from %s (%d tensors; not used: %s)", described, len(own), dropped)
+    return f"trunk initialised from {described} ({config.get('name')}; trained on {config.get('trained_on')})"
 
 
 def load_records(args: argparse.Namespace) -> tuple[list, list, str]:
@@ -229,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                   "template_scale": 0.8}
     torch.manual_seed(args.seed)  # identical initial weights on every rank
     model = create_model(args.architecture, **model_args, pretrained_file=args.pretrained_file)
+    init_note = init_trunk(model, args.init, args.init_revision) if args.init else ""
     spec = AlignmentSpec(size=args.input_size, template_scale=model_args["template_scale"])
     train_set = FaceAttributeDataset(train_records, spec, augment=True, seed=args.seed,
                                      pseudo_weight=args.pseudo_weight)
@@ -280,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                      "After Zhang, Luo, Loy & Tang (IJCV 2018); architecture, losses and the attribute "
                      "propagation method are fdin's own reading (the paper's equations were not retrieved)."),
             trained_on=(data_description + (" Identity-disjoint validation (held-out source identities)."
-                                             if synthetic else "")),
+                                             if synthetic else "") + (f" {init_note[0].upper()}{init_note[1:]}."
+                                                                      if init_note else "")),
             synthetic_training_data=synthetic, metrics=card_metrics,
             training_command="python -m train.expression " + " ".join(argv if argv is not None else sys.argv[1:]),
             paper="Zhang, Luo, Loy, Tang. From Facial Expression Recognition to Interpersonal Relation Prediction. "

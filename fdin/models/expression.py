@@ -7,7 +7,9 @@ shapes and the losses below are **fdin's own choices**.
 
 Tensors:
     input ``x``: (B, 3, S, S) float32 RGB in [0, 1], an aligned crop (:mod:`fdin.alignment`);
-    mean/std normalisation happens inside the model (buffers), so callers cannot drift.
+    mean/std normalisation happens inside the model (buffers), so callers cannot drift. A grayscale
+    trunk (timm ``pretrained_cfg`` input with one channel, e.g. ``mini_xception``) gets BT.601 luma
+    computed inside the model and its own ``pretrained_cfg`` mean/std.
     outputs (dict): ``embedding`` (B, E) L2-normalised; ``expression`` (B, 7) logits in
     :data:`EXPRESSION_LABELS` order; ``gender`` (B,) logit of P(female); ``age`` (B,) years;
     ``pose`` (B, 3) degrees (yaw, pitch, residual roll after alignment; fdin sign conventions in
@@ -30,6 +32,8 @@ EXPRESSION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "ne
 HEAD_NAMES = ("expression", "gender", "age", "pose")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: RGB -> gray weights (ITU-R BT.601, as OpenCV's RGB2GRAY) for one-channel trunks.
+LUMA = (0.299, 0.587, 0.114)
 #: Regression targets are scaled by these before the loss (years, degrees).
 AGE_SCALE = 50.0
 POSE_SCALE = 45.0
@@ -44,20 +48,27 @@ class ExpressionAttributeNet(nn.Module):
             feature and the space attribute propagation builds its k-NN graph in.
         heads: ``nn.ModuleDict`` with ``expression`` (E->7), ``gender`` (E->1), ``age`` (E->1),
             ``pose`` (E->3).
-        mean, std: per-channel RGB normalisation applied to [0, 1] inputs.
+        mean, std: per-channel normalisation applied to [0, 1] inputs (one value each when ``gray``).
+        gray: the trunk takes one channel: RGB inputs are turned into BT.601 luma first.
     """
 
     def __init__(self, *, trunk: nn.Module, neck: nn.Module, heads: nn.ModuleDict,
-                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> None:
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                 gray: bool = False) -> None:
         super().__init__()
         self.trunk = trunk
         self.neck = neck
         self.heads = heads
-        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.gray = gray
+        chans = 1 if gray else 3
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, chans, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, chans, 1, 1), persistent=False)
+        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) in [0, 1] -> (B, E) unnormalised embedding (pre-L2)."""
+        if self.gray:
+            x = (x * self.luma).sum(1, keepdim=True)
         return self.neck(self.trunk((x - self.pixel_mean) / self.pixel_std))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -113,6 +124,8 @@ def masked_multitask_loss(outputs: dict[str, torch.Tensor], targets: dict[str, t
 def _timm_trunk(backbone: str, pretrained_file: str | None) -> nn.Module:
     import timm
 
+    import fdin.models.mini_xception  # noqa: F401  (registers mini_xception with timm)
+
     if pretrained_file:  # local ImageNet weights only; never the Hub
         return timm.create_model(backbone, pretrained=True, num_classes=0,
                                  pretrained_cfg_overlay={"file": pretrained_file})
@@ -120,13 +133,19 @@ def _timm_trunk(backbone: str, pretrained_file: str | None) -> nn.Module:
 
 
 def _create_expression_net(*, backbone: str, embed_dim: int = 128, input_size: int = 112,
-                           template_scale: float = 0.8, mean: tuple[float, ...] = IMAGENET_MEAN,
-                           std: tuple[float, ...] = IMAGENET_STD, drop_rate: float = 0.1,
+                           template_scale: float = 0.8, mean: tuple[float, ...] | None = None,
+                           std: tuple[float, ...] | None = None, drop_rate: float = 0.1,
                            pretrained_file: str | None = None, **_ignored: Any) -> ExpressionAttributeNet:
     trunk = _timm_trunk(backbone, pretrained_file)
+    cfg = getattr(trunk, "pretrained_cfg", None) or {}
+    gray = int(cfg.get("input_size", (3,))[0]) == 1
+    # RGB trunks keep the ImageNet default (what every saved model was built with); gray trunks
+    # (e.g. mini_xception: (x - 0.5) / 0.5) use their own pretrained_cfg statistics.
+    mean = tuple(mean or (cfg.get("mean", (0.5,)) if gray else IMAGENET_MEAN))
+    std = tuple(std or (cfg.get("std", (0.5,)) if gray else IMAGENET_STD))
     trunk.eval()
     with torch.no_grad():
-        features = trunk(torch.zeros(1, 3, input_size, input_size)).shape[1]
+        features = trunk(torch.zeros(1, 1 if gray else 3, input_size, input_size)).shape[1]
     trunk.train()
     neck = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(features, embed_dim), nn.LayerNorm(embed_dim),
                          nn.GELU())
@@ -136,7 +155,7 @@ def _create_expression_net(*, backbone: str, embed_dim: int = 128, input_size: i
         "age": nn.Linear(embed_dim, 1),
         "pose": nn.Linear(embed_dim, 3),
     })
-    model = ExpressionAttributeNet(trunk=trunk, neck=neck, heads=heads, mean=tuple(mean), std=tuple(std))
+    model = ExpressionAttributeNet(trunk=trunk, neck=neck, heads=heads, mean=mean, std=std, gray=gray)
     model.preprocess = preprocess_config(backbone=backbone, input_size=input_size,
                                          template_scale=template_scale, mean=mean, std=std)
     return model
@@ -152,7 +171,7 @@ def preprocess_config(*, backbone: str, input_size: int, template_scale: float,
         "value_range": [0.0, 1.0],
         "mean": list(mean),
         "std": list(std),
-        "normalisation": "inside the model (buffers)",
+        "normalisation": "inside the model (buffers)" + ("; RGB -> BT.601 gray first" if len(mean) == 1 else ""),
         "alignment": AlignmentSpec(size=input_size, template_scale=template_scale).to_dict(),
         "expression_labels": list(EXPRESSION_LABELS),
         "outputs": {"gender": "logit of P(female)", "age": "years", "pose": "yaw, pitch, residual roll (deg)"},
@@ -163,6 +182,16 @@ def preprocess_config(*, backbone: str, input_size: int, template_scale: float,
 def expression_attribute_net(**kwargs: Any) -> ExpressionAttributeNet:
     """Generic builder; ``backbone`` is any timm model name."""
     return _create_expression_net(**kwargs)
+
+
+@register_model("mini_xception")
+def mini_xception(**kwargs: Any) -> nn.Module:
+    """The FER2013 mini-Xception (:mod:`fdin.models.mini_xception`, a timm model), so that
+    :func:`fdin.weights.load_pretrained` rebuilds ``weights/expression-fer2013``. Registered here, in a
+    module the registry already imports, and built lazily: timm is imported only when it is used."""
+    from fdin.models.mini_xception import mini_xception as build
+
+    return build(**kwargs)
 
 
 @register_model("expression_mnv3s")
