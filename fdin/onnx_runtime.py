@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fdin.config import cache_dir
+from fdin.config import cache_root
 
 #: Providers fdin uses when the installed build offers them, in order of preference.
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -65,9 +65,9 @@ def create_session(model: str | os.PathLike[str] | bytes, *, threads: int | None
 
 
 def export_cache_dir() -> Path:
-    """Where ONNX files exported from verified weights are kept: ``<cache>/onnx`` (created;
-    :func:`fdin.config.cache_dir`)."""
-    return cache_dir("onnx")
+    """Where ONNX files exported from verified weights are kept: ``<cache>/onnx`` (not created here:
+    the exporter creates it when it writes, so looking up a cached file leaves no trace)."""
+    return cache_root() / "onnx"
 
 
 __all__ = ["PREFERRED_PROVIDERS", "choose_providers", "create_session", "export_cache_dir"]

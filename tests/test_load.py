@@ -24,7 +24,6 @@ pytestmark = pytest.mark.slow
 QUEUE_MAX_SIZE = 2
 CALLERS = 8
 ROUNDS = 4
-FAST_REFUSAL_S = 3.0
 RSS_GROWTH_LIMIT_MB = 150.0
 
 
@@ -62,11 +61,11 @@ def test_burst_beyond_the_queue_is_refused_fast_and_accepted_calls_finish(tmp_pa
         warm.close()
         # Two full bursts first, so lazily created state (client threads, allocator arenas, model
         # workspaces) is in the baseline; then memory must stay flat over the following bursts.
-        all_results = _round(demo.local_url, photo, tmp_path) + _round(demo.local_url, photo, tmp_path)
+        rounds = [_round(demo.local_url, photo, tmp_path), _round(demo.local_url, photo, tmp_path)]
         gc.collect()
         rss_before = rss_mb()
         for _ in range(ROUNDS - 2):
-            all_results += _round(demo.local_url, photo, tmp_path)
+            rounds.append(_round(demo.local_url, photo, tmp_path))
         gc.collect()
         rss_after = rss_mb()
         # the server still answers normally afterwards
@@ -74,6 +73,7 @@ def test_burst_beyond_the_queue_is_refused_fast_and_accepted_calls_finish(tmp_pa
         assert len(after.predict(handle_file(str(photo)), api_name="/detect_faces")[0]["faces"]) == 6
         after.close()
 
+    all_results = [r for results in rounds for r in results]
     ok = [r for r in all_results if r["ok"]]
     refused = [r for r in all_results if not r["ok"]]
     assert len(ok) + len(refused) == CALLERS * ROUNDS
@@ -82,6 +82,11 @@ def test_burst_beyond_the_queue_is_refused_fast_and_accepted_calls_finish(tmp_pa
     assert refused, "with 8 simultaneous callers and a queue of 2, some are refused"
     other = [r["error"] for r in refused if "queue is full" not in r["error"].lower()]
     assert other == [], f"only 'queue is full' refusals are expected (no 5xx or crashes): {other[:3]}"
-    slowest_refusal = max(r["s"] for r in refused)
-    assert slowest_refusal < FAST_REFUSAL_S, f"refusals must be immediate, slowest took {slowest_refusal:.1f} s"
+    # "At once" without a wall-clock window (which flakes on a loaded machine): a refused caller is
+    # told before its round's accepted calls, which wait for the one model slot in turn, are done.
+    for results in rounds:
+        refusals = [r["s"] for r in results if not r["ok"]]
+        if refusals:
+            last_accepted = max(r["s"] for r in results if r["ok"])
+            assert max(refusals) < last_accepted, "a refusal waited for the queue instead of coming at once"
     assert rss_after - rss_before < RSS_GROWTH_LIMIT_MB, f"RSS grew {rss_after - rss_before:.0f} MB"
