@@ -180,7 +180,7 @@ def _is_file_row(fields: list[str]) -> bool:
 
 def _is_subject_row(fields: list[str]) -> bool:
     codes = [i for i, f in enumerate(fields) if _CODE.fullmatch(f)]
-    return len(fields) >= 3 and bool(codes) and any(
+    return len(fields) >= 2 and bool(codes) and any(
         i not in codes[:1] and (f.lower() in _GENDER_WORDS or _INT.fullmatch(f)) for i, f in enumerate(fields))
 
 
@@ -216,19 +216,19 @@ def read_table(path: Path, is_data_row) -> _Table:
 
 def _locate(table: _Table, kind: str, matches, *, taken: set[int], keyword: str,
             tie_break=None) -> int:
-    """The column most rows of ``table`` satisfy ``matches(value, fields)`` for (a majority required).
+    """The one column whose values satisfy ``matches(value, fields)`` in most rows of ``table``.
 
-    Ties go to the header word ``keyword``, then to ``tie_break(col) -> score``; an unresolved tie or
-    no majority is a :class:`ReleaseFormatError`.
+    Every column matching in a majority of rows is a candidate; several candidates are resolved by the
+    header word ``keyword``, then by the highest ``tie_break(col)`` score. No candidate, or several
+    left, is a :class:`ReleaseFormatError`: a column is never picked by position.
     """
     width = max(len(f) for _, f in table.rows)
     counts = {c: sum(1 for _, f in table.rows if c < len(f) and matches(f[c], f)) for c in range(width)
               if c not in taken}
-    best = max(counts.values(), default=0)
-    if best * 2 <= len(table.rows):
+    tied = [c for c, n in counts.items() if n * 2 > len(table.rows)]
+    if not tied:
         raise ReleaseFormatError(f"{table.path.name}: no column holds {kind} in most rows "
-                                 f"(best column: {best} of {len(table.rows)} rows).")
-    tied = [c for c, n in counts.items() if n == best]
+                                 f"(best column: {max(counts.values(), default=0)} of {len(table.rows)} rows).")
     if len(tied) > 1:
         named = [c for c in tied if c < len(table.header) and keyword in table.header[c].lower()]
         tied = named if len(named) == 1 else tied
