@@ -96,6 +96,9 @@ def test_protocol_single_process_and_ddp_give_the_same_outputs(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     common = ["--data", str(data), "--protocol", "uvanemo", "--model", "fdin", *TINY]
     assert train_fdin.main([*common, "--out", str(single)]) == 0
+    stamp = (single / "age-fdin" / "metrics.json").stat().st_mtime_ns
+    assert train_fdin.main([*common, "--out", str(single)]) == 0  # resumes: nothing is re-trained
+    assert (single / "age-fdin" / "metrics.json").stat().st_mtime_ns == stamp
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "train.fdin", *common, "--out", str(ddp)],

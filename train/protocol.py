@@ -18,6 +18,11 @@ Outputs in ``--out``::
 
 ``--push-to-hub ORG/NAME`` publishes each final model to ``ORG/NAME-<target>-<model>``. Under
 ``torchrun --nproc_per_node N`` (DDP, gloo) every rank runs the same grid; rank 0 writes.
+
+Resumable: a run whose folder already holds ``metrics.json`` (and its final model) from the identical
+``train.fdin`` command is not repeated. So the grid can also be split into separate jobs
+(``--target age --model uniform`` ...) writing to the same OUT, and one last call without them
+collects everything into the table.
 """
 
 from __future__ import annotations
@@ -143,6 +148,18 @@ def restrict_authenticity(data: Path | None, authenticity: str, out: Path) -> Pa
     return view
 
 
+def finished(run_dir: Path, sub_argv: list[str], *, final: bool) -> bool:
+    """True if ``run_dir`` holds a completed run of exactly ``sub_argv`` (so the protocol can resume)."""
+    try:
+        args_json = json.loads((run_dir / "args.json").read_text())
+        json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    same = args_json.get("command") == "python -m train.fdin " + " ".join(shlex.quote(a) for a in sub_argv)
+    model_dir = Path(args_json.get("model_dir") or run_dir / "model")
+    return same and (not final or (model_dir / "config.json").exists())
+
+
 def _dist():
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     return world, rank
@@ -193,9 +210,12 @@ def run_protocol(args: argparse.Namespace, argv: list[str] | None = None) -> int
             if args.push_to_hub and not args.no_final:
                 overrides["push_to_hub"] = f"{args.push_to_hub}-{name}"
             sub_argv = to_argv(args, overrides)
-            if rank == 0:
-                log.info("=== %s: python -m train.fdin %s", name, " ".join(shlex.quote(a) for a in sub_argv))
-            train_fdin.main(sub_argv)
+            if finished(run_dir, sub_argv, final=not args.no_final):
+                log.info("=== %s: already finished with the same command in %s; not re-run", name, run_dir)
+            else:
+                if rank == 0:
+                    log.info("=== %s: python -m train.fdin %s", name, " ".join(shlex.quote(a) for a in sub_argv))
+                train_fdin.main(sub_argv)
             runs.append((target, model, run_dir, overrides))
     results = None
     if rank == 0:
