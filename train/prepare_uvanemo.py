@@ -634,9 +634,14 @@ def run_tasks(tasks: list[_Task], workers: int, *, progress: bool, done_before: 
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_init_worker,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(process_one, t) for t in tasks]
-            for fut in as_completed(futures):
-                seq_id, reason, _ = fut.result()
-                record(seq_id, reason)
+            try:
+                for fut in as_completed(futures):
+                    seq_id, reason, _ = fut.result()
+                    record(seq_id, reason)
+            except BaseException:  # Ctrl-C or a dead worker: do not wait for the queued videos
+                for fut in futures:
+                    fut.cancel()
+                raise
     return results
 
 
