@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--push-to-hub", metavar="REPO", help="upload the final model folder to this Hub repo")
     g.add_argument("--config", type=Path, help="JSON (or YAML) file of defaults for these arguments")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("evaluation protocol (train/protocol.py)")
+    g.add_argument("--protocol", choices=("uvanemo",),
+                   help="uvanemo: 10-fold subject-disjoint CV for gender and age over every --model; "
+                        "writes OUT/results.md and results.json")
+    g.add_argument("--authenticity", choices=("all", "spontaneous", "deliberate"), default="all",
+                   help="use only these videos (labels.csv authenticity column, from train.prepare_uvanemo)")
     return p
 
 
@@ -331,6 +337,12 @@ def age_band(age: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.protocol is not None or args.authenticity != "all":
+        from train import protocol
+
+        if args.protocol is not None:
+            return protocol.run_protocol(args, argv)
+        args.data = protocol.restrict_authenticity(args.data, args.authenticity, args.out)
     import torch
 
     from fdin.dynamics import DynamicsConfig
@@ -338,10 +350,13 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    own_group = False  # train.protocol may already have started the process group
     if world > 1:
         import torch.distributed as dist
 
-        dist.init_process_group("gloo")
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+            own_group = True
     args.out.mkdir(parents=True, exist_ok=True)
     args.dyn_config = DynamicsConfig()
     if args.data is None:
@@ -435,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 commit = push_to_hub(model_dir, args.push_to_hub)
                 log.info("pushed to %s at revision %s", args.push_to_hub, commit)
-    if world > 1:
+    if own_group:
         torch.distributed.destroy_process_group()
     return 0
 
