@@ -113,6 +113,6 @@ def test_protocol_single_process_and_ddp_give_the_same_outputs(tmp_path):
     _check_sensible(b["results"])
     assert (single / "results.md").read_text().count("\n") == (ddp / "results.md").read_text().count("\n")
     # both ranks ran every run, only rank 0 wrote: one metrics.json per run, a loadable final model
-    from fdin.weights import load_pretrained
+    from fdin import load_pretrained
 
     assert load_pretrained(ddp / "gender-fdin" / "model").config["synthetic_training_data"] is True
