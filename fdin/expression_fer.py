@@ -319,14 +319,18 @@ class FerExpressionModel:
                                    probs={k: float(v) for k, v in zip(self.labels, p, strict=True)},
                                    model=provenance) for p in probs]
 
+    def crop(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+        """The gray crop this model classifies for one xyxy box (:func:`crop_face` with its padding)."""
+        return crop_face(image, box, self.box_padding)
+
     def predict(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[ExpressionEstimate]:
         """One estimate per xyxy face box in an (H, W, 3) RGB or (H, W) gray uint8 image."""
-        return self.predict_crops([crop_face(image, box, self.box_padding) for box in boxes])
+        return self.predict_crops([self.crop(image, box) for box in boxes])
 
     def predict_with_embeddings(self, image: np.ndarray,
                                 boxes: Sequence[Sequence[float]]) -> tuple[list[ExpressionEstimate], np.ndarray]:
         """:meth:`predict` plus each face's (128,) pooled feature (one forward pass): ``(estimates, (B, 128))``."""
-        crops = [crop_face(image, box, self.box_padding) for box in boxes]
+        crops = [self.crop(image, box) for box in boxes]
         logits, embeddings = self.logits_and_embeddings(preprocess(crops, self.input_size))
         probs = softmax(logits.astype(np.float64)).astype(np.float32)
         return self._estimates(probs), np.asarray(embeddings, np.float32)
