@@ -48,10 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="the FER2013 expression model (folder / weights name / Hub id) giving the face embedding")
     model.add_argument("--backend", default="offline",
                        help="perception backend for landmarks, head pose and apparent gender/age (default offline)")
+    model.add_argument("--features-cache", metavar="FILE.npz",
+                       help="reuse the per-face features saved here by an earlier run with the same data options "
+                            "(written when missing)")
     model.add_argument("--embed-dim", type=int, default=64)
     model.add_argument("--hidden", type=int, default=256)
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=int, default=60)
+    optim.add_argument("--epochs", type=int, default=20)
     optim.add_argument("--batch-size", type=int, default=64)
     optim.add_argument("--lr", type=float, default=2e-3)
     optim.add_argument("--weight-decay", type=float, default=0.02)
@@ -112,6 +115,32 @@ def pair_features(records: list, *, expression: Any, backend: Any, quiet: bool =
             "wh": np.asarray(whs, np.float32), "labels": labels}
 
 
+def cached_features(args: argparse.Namespace, train_records: list, val_records: list, *, expression: Any,
+                    backend: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`pair_features` of both splits, read from / written to ``--features-cache`` when given. The
+    cache records its data options, expression model and backend; a mismatch recomputes."""
+    import json
+
+    key = json.dumps({k: getattr(args, k) for k in ("relation_csv", "relation_images", "synthetic", "synthetic_faces",
+                                                    "val_fraction", "seed")}
+                     | {"expression": expression.source, "backend": backend.name,
+                        "pairs": [len(train_records), len(val_records)]}, sort_keys=True)
+    path = Path(args.features_cache) if args.features_cache else None
+    if path is not None and path.is_file():
+        with np.load(path) as cached:
+            if str(cached["key"]) == key:
+                log.info("face features from %s", path)
+                return ({k[6:]: cached[k] for k in cached.files if k.startswith("train_")},
+                        {k[4:]: cached[k] for k in cached.files if k.startswith("val_")})
+    train = pair_features(train_records, expression=expression, backend=backend, quiet=args.quiet)
+    val = pair_features(val_records, expression=expression, backend=backend, quiet=args.quiet)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, key=np.array(key), **{f"train_{k}": v for k, v in train.items()},
+                 **{f"val_{k}": v for k, v in val.items()})
+    return train, val
+
+
 def predict(model: Any, data: dict[str, np.ndarray], *, mirrored: bool = False) -> np.ndarray:
     """(N, 8) probabilities for the pairs of :func:`pair_features` (no augmentation)."""
     import torch
@@ -165,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     expression = FerExpressionModel.from_pretrained(args.expression_weights, threads=args.threads)
     backend = get_backend(args.backend)
     t0 = time.perf_counter()
-    train_data = pair_features(train_records, expression=expression, backend=backend, quiet=args.quiet)
-    val_data = pair_features(val_records, expression=expression, backend=backend, quiet=args.quiet)
+    train_data, val_data = cached_features(args, train_records, val_records, expression=expression, backend=backend)
     feature_seconds = time.perf_counter() - t0
     log.info("face features in %.1f s", feature_seconds)
 
