@@ -127,7 +127,7 @@ def cached_features(args: argparse.Namespace, train_records: list, val_records: 
                         "pairs": [len(train_records), len(val_records)]}, sort_keys=True)
     path = Path(args.features_cache) if args.features_cache else None
     if path is not None and path.is_file():
-        with np.load(path) as cached:
+        with np.load(path, allow_pickle=False) as cached:
             if str(cached["key"]) == key:
                 log.info("face features from %s", path)
                 return ({k[6:]: cached[k] for k in cached.files if k.startswith("train_")},
