@@ -140,11 +140,11 @@ def test_the_relation_features_are_the_real_models_outputs(predictor, t1_rgb):
     np.testing.assert_allclose(features[:, 128], [f.appearance.p_female for f in faces], rtol=1e-6)
 
 
-def test_an_image_branch_relation_model_is_refused(tmp_path):
+def test_an_image_branch_relation_model_is_refused():
+    from types import SimpleNamespace
+
     from fdin.errors import WeightsIntegrityError
     from fdin.relate import RelationPredictor
-
-    from types import SimpleNamespace
 
     old = SimpleNamespace(config={"architecture": "siamese_relation_net"}, source="old-relation")
     with pytest.raises(WeightsIntegrityError, match="image crops"):
