@@ -398,12 +398,15 @@ def measure_relate(repeats: int) -> dict[str, Any]:
     b = np.ascontiguousarray(cv2.resize(bench_photo(360, 360)[:, ::-1], (300, 300)))
     for _ in range(2):
         predictor.relate(a, b)
-    samples = []
+    samples, stages = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         result = predictor.relate(a, b)
         samples.append(time.perf_counter() - t0)
+        stages.append(result.timings_ms)
+    per_face = {k: median([s[k] for s in stages]) / len(result.faces) for k in stages[0]} if stages else {}
     return {"load_s": load_s, "samples_s": samples, "median_s": median(samples), "faces": len(result.faces),
+            "stage_ms_per_face": per_face,
             "onnx": bool(getattr(predictor, "uses_onnx", False)), "images": [list(a.shape), list(b.shape)]}
 
 

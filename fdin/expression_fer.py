@@ -12,12 +12,15 @@ bottom rows, upstream's fill), converted to gray (BT.601 luma, OpenCV's ``RGB2GR
 64x64 (bilinear) and scaled to ``(x / 255 - 0.5) * 2``.
 
 Graph (``model.onnx``): input ``x`` (B, 1, 64, 64) float32 (normalised as above); outputs ``logits``
-and ``probs`` (B, 7), labels in :data:`fdin.models.mini_xception.FER2013_LABELS` order.
+and ``probs`` (B, 7), labels in :data:`fdin.models.mini_xception.FER2013_LABELS` order, and
+``embedding`` (B, 128): the globally average-pooled features before the classifier (timm's
+``forward_head(..., pre_logits=True)``), the face feature of fdin's relation model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -29,13 +32,18 @@ from typing import Any
 
 import numpy as np
 
+from fdin.labels import EXPRESSION_LABELS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "expression-fer2013"
 ONNX_NAME = "model.onnx"
 SHA_KEY = "fdin_weights_sha256"
-#: FER2013 order (kept here too so this module never imports torch).
-LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+ONNX_OUTPUTS = ("logits", "probs", "embedding")
+#: Width of ``embedding`` (the last stage's channels of mini-Xception).
+EMBEDDING_DIM = 128
+#: FER2013 order (fdin's one label list; importing it never imports torch).
+LABELS = EXPRESSION_LABELS
 #: The preprocessing contract written to the model's config.json.
 PREPROCESS: dict[str, Any] = {
     "input_size": [1, 64, 64],
@@ -142,8 +150,9 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, weights_sha256: str
             self.net = net
 
         def forward(self, x: torch.Tensor):
-            logits = self.net(x)
-            return logits, torch.softmax(logits, dim=1)
+            features = self.net.forward_features(x)
+            logits = self.net.forward_head(features)
+            return logits, torch.softmax(logits, dim=1), self.net.forward_head(features, pre_logits=True)
 
     was_training = model.training
     model.eval()
@@ -156,8 +165,8 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, weights_sha256: str
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, (torch.zeros(1, int(model.in_chans), size, size),), str(tmp),
-                              opset_version=opset, input_names=["x"], output_names=["logits", "probs"],
-                              dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}, "probs": {0: "batch"}},
+                              opset_version=opset, input_names=["x"], output_names=list(ONNX_OUTPUTS),
+                              dynamic_axes={"x": {0: "batch"}, **{k: {0: "batch"} for k in ONNX_OUTPUTS}},
                               dynamo=False)
         import onnx
 
@@ -242,7 +251,9 @@ class FerExpressionModel:
         except ImportError:
             log.info("onnxruntime is not installed; the expression model runs in PyTorch")
             return predictor
-        if session.get_modelmeta().custom_metadata_map.get(SHA_KEY, "") != sums[WEIGHTS_NAME]:
+        outputs = {o.name for o in session.get_outputs()}
+        if session.get_modelmeta().custom_metadata_map.get(SHA_KEY, "") != sums[WEIGHTS_NAME] \
+                or not set(ONNX_OUTPUTS) <= outputs:
             log.warning("%s/%s was exported from other weights; running in PyTorch (re-export with "
                         "python -m train.convert_fer2013)", described, ONNX_NAME)
             return predictor
@@ -277,15 +288,22 @@ class FerExpressionModel:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(B, 1, 64, 64) normalised input -> (B, 7) logits."""
+        return self.logits_and_embeddings(x)[0]
+
+    def logits_and_embeddings(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 1, 64, 64) normalised input -> ((B, 7) logits, (B, 128) pooled features)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if len(x) == 0:
-            return np.zeros((0, len(LABELS)), np.float32)
+            return np.zeros((0, len(LABELS)), np.float32), np.zeros((0, EMBEDDING_DIM), np.float32)
         if self.session is not None:
-            return self.session.run(["logits"], {"x": x})[0]
+            logits, embedding = self.session.run(["logits", "embedding"], {"x": x})
+            return logits, embedding
         import torch
 
         with torch.inference_mode():
-            return self.model(torch.from_numpy(x)).numpy()
+            features = self.model.forward_features(torch.from_numpy(x))
+            return (self.model.forward_head(features).numpy(),
+                    self.model.forward_head(features, pre_logits=True).numpy())
 
     def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Face crops (see :func:`crop_face`) -> (B, 7) probabilities."""
@@ -293,16 +311,37 @@ class FerExpressionModel:
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[ExpressionEstimate]:
         """One estimate per face crop (gray or RGB uint8, already cropped as :func:`crop_face` does)."""
-        probs = self.probabilities(crops)
+        return self._estimates(self.probabilities(crops))
+
+    def _estimates(self, probs: np.ndarray) -> list[ExpressionEstimate]:
         provenance = self.provenance()
         return [ExpressionEstimate(label=self.labels[int(p.argmax())],
                                    probs={k: float(v) for k, v in zip(self.labels, p, strict=True)},
                                    model=provenance) for p in probs]
 
+    def crop(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+        """The gray crop this model classifies for one xyxy box (:func:`crop_face` with its padding)."""
+        return crop_face(image, box, self.box_padding)
+
     def predict(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[ExpressionEstimate]:
         """One estimate per xyxy face box in an (H, W, 3) RGB or (H, W) gray uint8 image."""
-        return self.predict_crops([crop_face(image, box, self.box_padding) for box in boxes])
+        return self.predict_crops([self.crop(image, box) for box in boxes])
+
+    def predict_with_embeddings(self, image: np.ndarray,
+                                boxes: Sequence[Sequence[float]]) -> tuple[list[ExpressionEstimate], np.ndarray]:
+        """:meth:`predict` plus each face's (128,) pooled feature (one forward pass): ``(estimates, (B, 128))``."""
+        crops = [self.crop(image, box) for box in boxes]
+        logits, embeddings = self.logits_and_embeddings(preprocess(crops, self.input_size))
+        probs = softmax(logits.astype(np.float64)).astype(np.float32)
+        return self._estimates(probs), np.asarray(embeddings, np.float32)
 
 
-__all__ = ["DEFAULT_MODEL", "LABELS", "PREPROCESS", "ExpressionEstimate", "FerExpressionModel", "add_onnx_to_folder",
-           "crop_face", "export_onnx", "padded_box", "preprocess", "softmax"]
+@functools.lru_cache(maxsize=4)
+def shared_model(source: str = DEFAULT_MODEL) -> FerExpressionModel:
+    """One :class:`FerExpressionModel` per source for the whole process (the CLI, the app's Faces tab
+    and :class:`fdin.relate.RelationPredictor` share it; it holds no per-request state)."""
+    return FerExpressionModel.from_pretrained(source)
+
+
+__all__ = ["DEFAULT_MODEL", "EMBEDDING_DIM", "LABELS", "ONNX_OUTPUTS", "PREPROCESS", "ExpressionEstimate", "FerExpressionModel", "add_onnx_to_folder",
+           "crop_face", "export_onnx", "padded_box", "preprocess", "shared_model", "softmax"]

@@ -16,6 +16,7 @@ import numpy as np
 from fdin.labels import gender_label
 
 if TYPE_CHECKING:
+    from fdin.expression_fer import ExpressionEstimate
     from fdin.perception.types import Face
 
 
@@ -155,16 +156,30 @@ def any_synthetic(models: Sequence[ModelProvenance]) -> bool:
 
 @dataclass(frozen=True)
 class FacesResult:
-    """Every face of one photo (``fdin faces`` on a photo; the app's Faces tab)."""
+    """Every face of one photo (``fdin faces`` on a photo; the app's Faces tab). ``expressions[i]`` is
+    the FER2013 model's estimate for ``faces[i]`` (empty when no expression model was run; each face's
+    JSON ``expression`` is then ``null``)."""
 
     faces: list[Face]
     backend: Mapping[str, Any]
     width: int
     height: int
     notes: list[str] = field(default_factory=list)
+    expressions: list[ExpressionEstimate] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.expressions and len(self.expressions) != len(self.faces):
+            raise ValueError(f"{len(self.expressions)} expressions for {len(self.faces)} faces")
+
+    def expression_of(self, index: int) -> ExpressionEstimate | None:
+        return self.expressions[index] if self.expressions else None
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {"faces": [f.to_json_dict() for f in self.faces], "backend": dict(self.backend),
+        faces = []
+        for i, f in enumerate(self.faces):
+            estimate = self.expression_of(i)
+            faces.append({**f.to_json_dict(), "expression": estimate.to_json_dict() if estimate else None})
+        return {"faces": faces, "backend": dict(self.backend),
                 "image": {"width": int(self.width), "height": int(self.height)}}
 
 

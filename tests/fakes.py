@@ -10,6 +10,7 @@ import numpy as np
 from fdin.analyze import TraitResult
 from fdin.dynamics import CHANNEL_NAMES
 from fdin.errors import NoFaceError
+from fdin.expression_fer import ExpressionEstimate
 from fdin.labels import EXPRESSION_LABELS, REGION_NAMES, SYMMETRIC_TRAITS, TRAITS
 from fdin.media import Video
 from fdin.perception.base import FaceBackend
@@ -25,6 +26,30 @@ from fdin.results import (
     TrackCount,
 )
 from fdin.synth import smile_sequence
+
+FAKE_EXPRESSION_MODEL = {"name": "fake expression", "weights": "none", "trained_on": "nothing",
+                         "synthetic_training_data": False, "licence": "MIT"}
+
+
+def fake_expression(k: int) -> ExpressionEstimate:
+    """Face k's fixed expression: "happy" for even k, "neutral" for odd k (probabilities sum to 1)."""
+    probs = np.full(len(EXPRESSION_LABELS), 0.05)
+    probs[EXPRESSION_LABELS.index("happy" if k % 2 == 0 else "neutral")] = 0.7
+    return ExpressionEstimate(label="happy" if k % 2 == 0 else "neutral",
+                              probs=dict(zip(EXPRESSION_LABELS, probs.tolist(), strict=True)),
+                              model=dict(FAKE_EXPRESSION_MODEL))
+
+
+class FakeExpression:
+    """The :class:`fdin.expression_fer.FerExpressionModel` methods the app uses."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict(self, image: np.ndarray, boxes: Any) -> list[ExpressionEstimate]:
+        self.calls += 1
+        return [fake_expression(k) for k in range(len(boxes))]
+
 
 SYNTHETIC_MODEL = ModelProvenance(name="fdin", weights="weights/fdin-gender", trained_on="fdin.synth smiles",
                                   licence="MIT", synthetic_training_data=True, target="gender")
@@ -117,12 +142,11 @@ class FakeRelator:
         faces = []
         for k in range(n):
             box = np.array([10.0 + 50 * k, 10.0, 50.0 + 50 * k, 50.0])
-            probs = np.linspace(1, 2, len(EXPRESSION_LABELS))[::-1 if k % 2 else 1]
+            app = Appearance(0.7, 30.0 + k, "fake") if k else None
             faces.append(FaceAttributes(
                 index=k, image=int(image_b is not None and k == 1), bbox=box, canvas_bbox=box, score=0.9,
-                expression=dict(zip(EXPRESSION_LABELS, probs / probs.sum(), strict=True)),
-                gender=GenderEstimate(0.2 + 0.3 * k), age=AgeEstimate(25.0 + k), pose=Pose(1.0, 2.0, 3.0),
-                appearance=Appearance(0.7, 30.0, "fake") if k else None, detector_pose=Pose(0.0, 0.0, 0.0)))
+                expression=fake_expression(k), gender=GenderEstimate(app.p_female) if app else None,
+                age=AgeEstimate(app.age_years) if app else None, pose=Pose(1.0, 2.0, 3.0), appearance=app))
         pairs = [PairTraits(faces=(i, j), traits={t: 0.1 * (i + j + 1) % 1 for t in TRAITS},
                             directed={t: {"i_over_j": 0.6, "j_over_i": 0.4} for t in TRAITS
                                       if t not in SYMMETRIC_TRAITS})
@@ -138,6 +162,7 @@ class FakePredictors:
     def __init__(self, *, faces: int = 2, relation_faces: int = 3) -> None:
         self.fake_backend, self.fake_analyzer = FakeBackend(faces), FakeAnalyzer()
         self.fake_relator = FakeRelator(relation_faces)
+        self.fake_expression = FakeExpression()
         self.requests: list[str] = []
 
     def backend(self) -> FakeBackend:
@@ -151,3 +176,7 @@ class FakePredictors:
     def relation(self) -> FakeRelator:
         self.requests.append("relation")
         return self.fake_relator
+
+    def expression(self) -> FakeExpression:
+        self.requests.append("expression")
+        return self.fake_expression

@@ -47,9 +47,10 @@ def media(tmp_path_factory) -> Path:
 
 # --- the endpoints ---------------------------------------------------------------------------------
 def test_detect_faces_endpoint(client) -> None:
-    payload, image = client.predict(handle_file(str(group_photo())), api_name="/detect_faces")
+    payload, image, table = client.predict(handle_file(str(group_photo())), api_name="/detect_faces")
     assert len(payload["faces"]) == 6 and len(payload["faces"][0]["landmarks"]) == 68
-    assert Path(image).is_file()
+    assert Path(image).is_file() and table["headers"][0] == "face" and len(table["value"]["data"]) == 6
+    assert {f["expression"]["label"] for f in payload["faces"]} <= {"happy", "neutral"}
 
 
 def test_relate_photos_endpoint_two_photos(client, media) -> None:
@@ -87,7 +88,7 @@ def test_bad_file_gives_a_friendly_error_and_the_next_call_works(client, media) 
         client.predict(handle_file(str(text_as(media, "not-a-photo.jpg"))), api_name="/detect_faces")
     text = str(excinfo.value)
     assert "not a photo" in text and "Traceback" not in text
-    payload, _ = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
+    payload, *_ = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
     assert len(payload["faces"]) == 1
 
 

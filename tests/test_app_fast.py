@@ -13,7 +13,7 @@ import pytest
 
 from fdin.app import Handlers, RateLimiter, build_demo, server_address
 from fdin.app import examples as ex
-from fdin.app.rendering import FACE_COLUMNS
+from fdin.app.face_table import FACE_COLUMNS
 from fdin.app.texts import GENERIC_ERROR, RATE_LIMITED
 from fdin.errors import MediaError
 from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
@@ -78,11 +78,16 @@ def test_consent_gates_the_three_buttons(fakes) -> None:
 
 
 # --- handlers ------------------------------------------------------------------------------------
-def test_detect_faces_gives_the_cli_json_and_an_image(handlers, fakes) -> None:
-    payload, annotated = handlers.detect_faces("photo.jpg")
+def test_detect_faces_gives_the_cli_json_an_image_and_the_face_table(handlers, fakes) -> None:
+    payload, annotated, table = handlers.detect_faces("photo.jpg")
     assert set(payload) == {"faces", "backend", "image"} and len(payload["faces"]) == 2
     assert payload["image"] == {"width": 240, "height": 120} and payload["backend"]["name"] == "fake"
-    assert annotated.shape == (120, 240, 3) and fakes.requests == ["backend"]
+    assert annotated.shape == (120, 240, 3) and fakes.requests == ["backend", "expression"]
+    assert [f["expression"]["label"] for f in payload["faces"]] == ["happy", "neutral"]
+    assert table.headers == FACE_COLUMNS
+    assert [row[:4] for row in table.value["data"]] == [[0, "happy (70%)", "female (0.80)", "31"],
+                                                        [1, "neutral (70%)", "female (0.80)", "31"]]
+    assert table.value["data"][0][4] == "5 / -2 / 1"  # yaw / pitch / roll of the backend's pose
     json.dumps(payload)
 
 
@@ -106,7 +111,9 @@ def test_relate_photos_group_and_trait_fallback(handlers) -> None:
                                                                       progress=_no_progress)
     assert payload["mode"] == "group" and len(payload["faces"]) == 3 and len(payload["pairs"]) == 3
     assert table.headers == FACE_COLUMNS and len(table.value["data"]) == 3
-    assert table.value["data"][1][-1].startswith("female")  # the appearance model column, by field
+    # expression from the expression model, gender/age from the appearance model ("–" where it gave none)
+    assert table.value["data"][0][1:4] == ["happy (70%)", "–", "–"]
+    assert table.value["data"][1][1:4] == ["neutral (70%)", "female (0.70)", "31"]
     assert len(chart.data) > 0 and len(matrix.data[0].z) == 3
     assert matrix.layout.title.text == "Dominant across all pairs"  # an unknown trait falls back to the first
     assert handlers.rerender_matrix(payload, "warm").layout.title.text == "Warm across all pairs"

@@ -50,8 +50,8 @@ def _assert_friendly(text: str) -> None:
 
 # --- Faces -----------------------------------------------------------------------------------------
 def test_detect_faces_group_photo() -> None:
-    payload, annotated = ui.detect_faces(str(group_photo()))
-    assert len(payload["faces"]) == 6
+    payload, annotated, table = ui.detect_faces(str(group_photo()))
+    assert len(payload["faces"]) == 6 and len(table.value["data"]) == 6
     first = payload["faces"][0]
     assert len(first["landmarks"]) == 68 and len(first["bbox"]) == 4 and set(first["pose"]) == {"yaw", "pitch", "roll"}
     xs = [(f["bbox"][0] + f["bbox"][2]) / 2 for f in payload["faces"]]
@@ -61,13 +61,15 @@ def test_detect_faces_group_photo() -> None:
 
 
 def test_detect_faces_astronaut() -> None:
-    payload, _ = ui.detect_faces(str(astronaut_photo()))
+    payload, _, table = ui.detect_faces(str(astronaut_photo()))
     assert len(payload["faces"]) == 1
     assert payload["faces"][0]["appearance"] is not None
+    assert payload["faces"][0]["expression"]["label"] == "happy"  # she smiles (tests/test_fer2013.py table)
+    assert table.value["data"][0][1].startswith("happy (")
 
 
 def test_detect_faces_no_face_is_an_empty_list(media) -> None:
-    payload, _ = ui.detect_faces(str(no_face_photo(media)))
+    payload, _, _table = ui.detect_faces(str(no_face_photo(media)))
     assert payload["faces"] == []
 
 
@@ -134,7 +136,7 @@ def test_text_renamed_jpg_is_a_friendly_error(media) -> None:
         ui.detect_faces(str(text_as(media, "notes.jpg")))
     _assert_friendly(_error_text(excinfo))
     assert "photo" in _error_text(excinfo).lower()
-    payload, _ = ui.detect_faces(str(astronaut_photo()))  # the next request works
+    payload, *_ = ui.detect_faces(str(astronaut_photo()))  # the next request works
     assert len(payload["faces"]) == 1
 
 
@@ -185,6 +187,9 @@ def test_models_markdown_lists_every_role_and_generated_data() -> None:
     for role in ("expression", "relation", "gender"):
         assert f"| {role} |" in text
     assert "generated" in text.lower() and "licence" in text
+    expression_row = next(line for line in text.splitlines() if line.startswith("| expression |"))
+    assert "expression-fer2013" in expression_row and "FER2013" in expression_row and "terms" in expression_row
+    assert expression_row.rstrip(" |").endswith("| no | mit")  # real data, MIT weights
 
 
 def test_model_sources_follow_environment(monkeypatch) -> None:

@@ -47,6 +47,15 @@ def test_photo_in_a_subprocess(photo_path):
     assert len(face["landmarks"]) == 68 and len(face["keypoints"]) == 5
     assert face["appearance"]["gender"]["label"] == "female"
     assert set(face["pose"]) == {"yaw", "pitch", "roll"}
+    assert face["expression"] is None  # FDIN_WEIGHTS_DIR holds no expression model: none, not a made-up one
+
+
+def test_photo_json_carries_the_expression(photo_path, capsys):
+    """The astronaut smiles broadly: "happy" (written down before looking; tests/test_fer2013.py)."""
+    assert main(["faces", str(photo_path), "--backend", "offline"]) == 0
+    (face,) = json.loads(capsys.readouterr().out)["faces"]
+    assert face["expression"]["label"] == "happy" and list(face["expression"]["probs"])[3] == "happy"
+    assert face["expression"]["model"]["weights"] == "weights/expression-fer2013"
 
 
 def test_video_to_json_file(video_path, tmp_path, capsys):
@@ -58,6 +67,9 @@ def test_video_to_json_file(video_path, tmp_path, capsys):
     assert result["frames"]["count"] == 30 and result["frames"]["fps"] == pytest.approx(25.0)
     assert result["frames"]["detect_every"] == 5 and len(result["frames"]["timestamps_s"]) == 30
     assert result["primary_track"] == 0
+    expression = result["tracks"][0]["expression"]  # averaged over up to 5 frames of the track
+    assert expression["model"]["frames"] == 5 and abs(sum(expression["probs"].values()) - 1) < 1e-3
+    assert expression["label"] == max(expression["probs"], key=expression["probs"].get)
     (track,) = result["tracks"]
     assert track["first_frame"] == 0 and track["frames_found"] == len(track["faces"]) == 30
     assert track["lost_frames"] == []

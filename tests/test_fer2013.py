@@ -321,6 +321,27 @@ def test_onnx_matches_pytorch_and_the_predictor_uses_it(converted, inputs, tmp_p
     np.testing.assert_allclose(fallback.logits(inputs), predictor.logits(inputs), rtol=0, atol=PROB_TOL)
 
 
+def test_onnx_embedding_matches_pytorch_pooled_features(converted, inputs):
+    """The ``embedding`` output (relation features) is timm's pre-logits pooling of the same network."""
+    if not (FOLDER / "model.onnx").is_file():
+        pytest.skip("weights/expression-fer2013 is not present")
+    predictor = FerExpressionModel.from_pretrained()
+    assert {o.name for o in predictor.session.get_outputs()} == {"logits", "probs", "embedding"}
+    logits, embedding = predictor.logits_and_embeddings(inputs)
+    with torch.inference_mode():
+        features = converted.forward_features(torch.from_numpy(inputs))
+        ref = converted.forward_head(features, pre_logits=True).numpy()
+    assert embedding.shape == (len(inputs), 128)
+    np.testing.assert_allclose(embedding, ref, rtol=0, atol=PROB_TOL * max(1.0, float(np.abs(ref).max())))
+    np.testing.assert_allclose(logits, predictor.logits(inputs), rtol=0, atol=0)
+    torch_model = FerExpressionModel.from_pretrained(use_onnx=False)
+    estimates, boxes_embedding = predictor.predict_with_embeddings(t1(), [b for ph, b in FACES.values() if ph == "t1"])
+    t_estimates, t_embedding = torch_model.predict_with_embeddings(t1(), [b for ph, b in FACES.values() if ph == "t1"])
+    assert [e.label for e in estimates] == [e.label for e in t_estimates]
+    np.testing.assert_allclose(boxes_embedding, t_embedding, rtol=0, atol=1e-4)
+    assert predictor.logits_and_embeddings(inputs[:0])[1].shape == (0, 128)
+
+
 def test_a_stale_onnx_file_is_not_used(tmp_path, caplog):
     import shutil
 

@@ -283,7 +283,7 @@ def test_app_handler_face_case(name: str, faces: dict[str, Path]) -> None:
 
 
 def test_app_handlers_still_serve_after_the_corpus(faces: dict[str, Path]) -> None:
-    payload, _ = ui.detect_faces(str(astronaut_photo()))
+    payload, *_ = ui.detect_faces(str(astronaut_photo()))
     assert len(payload["faces"]) == 1
     assert ui.analyze_video(str(faces["face_smile"]), progress=_no_progress)[0]["frames_analyzed"] > 0
 
@@ -305,7 +305,7 @@ def test_native_crash_in_the_app_decode_path(handler: str, fault: str, faces: di
     assert "crashed" in message and "Try another file" in message and "longer than" not in message, message
     _assert_friendly(message, path=source)
     # the server process survived and the next request succeeds
-    payload, _ = ui.detect_faces(str(astronaut_photo()))
+    payload, *_ = ui.detect_faces(str(astronaut_photo()))
     assert len(payload["faces"]) == 1
 
 
@@ -374,7 +374,7 @@ def test_launched_app_hostile_then_valid(name: str, client, corpus: dict[str, mc
         assert html.escape(expected) in text, text
         assert "Traceback" not in text and "onerror" not in text and "<img" not in text
     assert time.monotonic() - t0 < DEADLINE_S
-    payload, _ = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
+    payload, *_ = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
     assert len(payload["faces"]) == 1, "the server answers the next (valid) request"
 
 

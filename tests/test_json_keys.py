@@ -13,12 +13,20 @@ import pytest
 from fdin.analyze import TraitResult
 from fdin.labels import EXPRESSION_LABELS, REGION_NAMES, SYMMETRIC_TRAITS, TRAITS, gender_label
 from fdin.results import Estimates, FacesResult
-from tests.fakes import FakeAnalyzer, FakeBackend, FakeRelator, fake_video
+from tests.fakes import FakeAnalyzer, FakeBackend, FakeRelator, fake_expression, fake_video
 
 pytestmark = pytest.mark.fast
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 MODEL_KEYS = {"name", "weights", "trained_on", "licence"}
+EXPRESSION_KEYS = {"label", "probs", "model"}
+
+
+def _assert_expression(expression: dict) -> None:
+    """The per-face ``expression`` of ``faces`` and ``relate``: the 7 classes in FER2013 order."""
+    assert set(expression) == EXPRESSION_KEYS and list(expression["probs"]) == list(EXPRESSION_LABELS)
+    assert expression["label"] == max(expression["probs"], key=expression["probs"].get)
+    assert set(expression["model"]) >= MODEL_KEYS
 
 
 def _documented(prefix: str) -> set[str]:
@@ -56,8 +64,12 @@ def test_relate_json_keys() -> None:
     face = data["faces"][1]
     assert set(face) == {"index", "image", "bbox", "score", "expression", "gender", "age", "pose", "appearance"}
     assert set(face["gender"]) == {"label", "p_female"} and set(face["age"]) == {"years"}
-    assert set(face["pose"]) == {"yaw", "pitch", "roll"} and set(face["expression"]) == set(EXPRESSION_LABELS)
-    assert set(face["appearance"]) == {"gender", "age", "model", "pose"}
+    assert set(face["pose"]) == {"yaw", "pitch", "roll"}
+    _assert_expression(face["expression"])
+    assert set(face["appearance"]) == {"gender", "age", "model"}
+    # gender/age come from the appearance model only: a face without one shows none
+    without = data["faces"][0]
+    assert without["appearance"] is None and without["gender"] is None and without["age"] is None
     assert set(data["pairs"][0]) == {"faces", "traits", "directed"} and set(data["pairs"][0]["traits"]) == set(TRAITS)
     assert set(data["pairs"][0]["directed"]) == set(TRAITS) - set(SYMMETRIC_TRAITS)
     assert all(set(m) >= MODEL_KEYS for m in data["models"])
@@ -69,11 +81,21 @@ def test_relate_json_keys() -> None:
 def test_faces_json_keys() -> None:
     backend = FakeBackend(faces=2)
     image = np.zeros((90, 160, 3), np.uint8)
-    data = json.loads(json.dumps(FacesResult(faces=backend.detect(image), backend=backend.info(), width=160,
-                                             height=90).to_json_dict()))
+    faces = backend.detect(image)
+    data = json.loads(json.dumps(FacesResult(faces=faces, backend=backend.info(), width=160, height=90,
+                                             expressions=[fake_expression(k) for k in range(len(faces))]
+                                             ).to_json_dict()))
     assert set(data) == {"faces", "backend", "image"} and data["image"] == {"width": 160, "height": 90}
-    assert set(data["faces"][0]) == {"bbox", "score", "landmarks", "keypoints", "pose", "appearance", "models"}
+    assert set(data["faces"][0]) == {"bbox", "score", "landmarks", "keypoints", "pose", "appearance", "models",
+                                     "expression"}
     assert set(data["faces"][0]["appearance"]) == {"gender", "age", "model"}
+    _assert_expression(data["faces"][0]["expression"])
+    documented = _documented("`faces` JSON keys:")
+    assert documented <= set(data) | set(data["faces"][0]) | EXPRESSION_KEYS, documented
+    without = FacesResult(faces=faces, backend=backend.info(), width=160, height=90).to_json_dict()
+    assert [f["expression"] for f in without["faces"]] == [None, None]  # no expression model was run
+    with pytest.raises(ValueError, match="expressions for"):
+        FacesResult(faces=faces, backend={}, width=1, height=1, expressions=[fake_expression(0)])
 
 
 @pytest.mark.parametrize(("p", "label"), [(0.0, "male"), (0.4999, "male"), (0.5, "female"), (1.0, "female")])

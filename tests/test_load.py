@@ -37,7 +37,7 @@ def _round(url: str, photo: Path, downloads: Path) -> list[dict]:
         barrier.wait()
         t0 = time.monotonic()
         try:
-            payload, _ = clients[k].predict(handle_file(str(photo)), api_name="/detect_faces")
+            payload, *_ = clients[k].predict(handle_file(str(photo)), api_name="/detect_faces")
             results[k] = {"ok": True, "faces": len(payload["faces"]), "s": time.monotonic() - t0}
         except Exception as error:  # the client raises for refused or failed calls
             results[k] = {"ok": False, "error": str(error), "s": time.monotonic() - t0}

@@ -14,7 +14,7 @@ pytest.importorskip("timm")
 from relation_helpers import ensure_synthetic_faces  # noqa: E402
 
 from fdin.models.registry import create_model  # noqa: E402
-from fdin.models.relation import CUE_DIM, SYMMETRIC_TRAITS, TRAITS, spatial_cue  # noqa: E402
+from fdin.models.relation import CUE_DIM, FACE_FEATURE_DIM, SYMMETRIC_TRAITS, TRAITS, spatial_cue  # noqa: E402
 
 torch.set_num_threads(1)
 SIZE = 64
@@ -32,6 +32,18 @@ def model():
     net = create_model("siamese_relation_net", branch_architecture="expression_attribute_net",
                        branch_args=BRANCH_ARGS, hidden=64)
     return net.eval()
+
+
+@pytest.fixture(scope="module")
+def feature_model():
+    torch.manual_seed(0)
+    return create_model("siamese_relation_features", embed_dim=16, hidden=32).eval()
+
+
+def _feature_inputs(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.rand(n, FACE_FEATURE_DIM, generator=g), torch.rand(n, FACE_FEATURE_DIM, generator=g)
+    return (a, b, *_inputs(n, seed)[2:])
 
 
 def _inputs(n=3, seed=0):
@@ -74,6 +86,49 @@ def test_symmetric_traits_are_exactly_swap_invariant(model):
     torch.testing.assert_close(full_ab[:, sym], full_ba[:, sym], rtol=0, atol=1e-6)
     # the directed trait is allowed to (and with random weights does) depend on the order
     assert not torch.allclose(ab[:, ~sym], ba[:, ~sym])
+
+
+def test_feature_model_shapes_backward_and_symmetry(feature_model):
+    """The shipped architecture: the same symmetry property on real-feature inputs."""
+    feature_model.train()
+    logits = feature_model(*_feature_inputs())
+    assert logits.shape == (3, len(TRAITS))
+    logits.sum().backward()
+    assert all(p.grad is not None for p in feature_model.branch.parameters())
+    feature_model.zero_grad()
+    feature_model.eval()
+    a, b, box_a, box_b, wh = _feature_inputs(6, seed=5)
+    with torch.no_grad():
+        ab, ba = feature_model(a, b, box_a, box_b, wh), feature_model(b, a, box_b, box_a, wh)
+        emb = feature_model.branch(a)["embedding"]
+    sym = torch.tensor([t in SYMMETRIC_TRAITS for t in TRAITS])
+    torch.testing.assert_close(ab[:, sym], ba[:, sym], rtol=0, atol=1e-6)
+    assert not torch.allclose(ab[:, ~sym], ba[:, ~sym])
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(6))
+    # the expression embedding enters L2-normalised: its scale does not matter, the attributes' does
+    scaled = a.clone()
+    scaled[:, :128] *= 3.0
+    with torch.no_grad():
+        torch.testing.assert_close(feature_model.branch(scaled)["embedding"], emb)
+        moved = a.clone()
+        moved[:, 128] += 1.0  # p_female
+        assert not torch.allclose(feature_model.branch(moved)["embedding"], emb)
+
+
+def test_face_features_layout():
+    from fdin.perception.types import Appearance, Face, Pose
+    from fdin.relate import NEUTRAL_AGE, NEUTRAL_P_FEMALE, face_features
+
+    def face(app):
+        z = np.zeros((68, 2), np.float32)
+        return Face(bbox=np.zeros(4, np.float32), score=1.0, landmarks=z, keypoints=z[:5],
+                    pose=Pose(9.0, -4.5, 45.0), appearance=app)
+
+    emb = np.arange(2 * 128, dtype=np.float32).reshape(2, 128)
+    out = face_features(emb, [face(Appearance(0.9, 25.0, "m")), face(None)])
+    assert out.shape == (2, FACE_FEATURE_DIM) and np.array_equal(out[:, :128], emb)
+    np.testing.assert_allclose(out[0, 128:], [0.9, 0.5, 0.2, -0.1, 1.0])
+    np.testing.assert_allclose(out[1, 128:130], [NEUTRAL_P_FEMALE, NEUTRAL_AGE / 50])
 
 
 def test_spatial_cue_definition():
@@ -129,12 +184,14 @@ def test_training_smoke(tmp_path, synthetic_faces_cached):
     from train import relation
 
     out = tmp_path / "rel"
-    code = relation.main(["--synthetic", "48", "--synthetic-faces", str(synthetic_faces_cached), "--epochs", "1",
-                          "--batch-size", "16", "--branch-weights", "", "--threads", "1", "--out", str(out),
-                          "--quiet"])
+    code = relation.main(["--synthetic", "24", "--synthetic-faces", str(synthetic_faces_cached), "--epochs", "2",
+                          "--batch-size", "8", "--threads", "1", "--out", str(out), "--quiet"])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["val"]["balanced_accuracy"]) == set(TRAITS)
+    assert metrics["expression_model"] == "weights/expression-fer2013" and metrics["backend"] == "offline"
     loaded = load_pretrained(out / "model")
+    assert loaded.config["architecture"] == "siamese_relation_features"
     assert loaded.config["symmetric_traits"] == list(SYMMETRIC_TRAITS)
     assert loaded.config["synthetic_training_data"] is True
+    assert "generated" in loaded.config["trained_on"] and "real pretrained models" in loaded.config["trained_on"]

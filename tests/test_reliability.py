@@ -193,7 +193,7 @@ def test_nothing_about_faces_is_logged_or_kept(tmp_path: Path, caplog: pytest.Lo
     with launched() as demo:
         gradio_cache = Path(os.environ.get("GRADIO_TEMP_DIR", tmp / "gradio")).resolve()
         client = Client(demo.local_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
-        payload, _ = client.predict(handle_file(str(face)), api_name="/detect_faces")
+        payload, *_ = client.predict(handle_file(str(face)), api_name="/detect_faces")
         assert len(payload["faces"]) == 1
         Handlers().relate_photos(str(face), str(face), progress=lambda *a, **k: None)
     out, err = capfd.readouterr()
@@ -229,7 +229,7 @@ def test_loading_and_inference_make_no_outbound_connections(monkeypatch: pytest.
     monkeypatch.setattr(socket.socket, "connect", guarded)
     models = LazyPredictors()
     models.analyzer()
-    payload, _ = Handlers(models).detect_faces(str(astronaut_photo()))
+    payload, *_ = Handlers(models).detect_faces(str(astronaut_photo()))
     assert len(payload["faces"]) == 1
     assert attempts == [], f"outbound connection attempts: {attempts}"
 

@@ -1,15 +1,21 @@
-"""Train the Siamese relation-trait model: ``python -m train.relation [options]``.
+"""Train the Siamese relation-trait model on real per-face features: ``python -m train.relation [options]``.
 
-The shared branch starts from a trained expression/attribute model (``--branch-weights``, default
-the shipped ``weights/expression``) and is fine-tuned at ``--branch-lr-scale`` times the head's
-learning rate (0 freezes it). Data: the Interpersonal Relation Dataset in fdin's CSV layout
-(``--relation-csv``, see :func:`train.datasets.read_relation_csv`) or, by default, fdin's generated
-pairs (:func:`train.synth_faces.pair_samples`; only exercises the pipeline). Splits are
-identity-disjoint for generated pairs (held-out source identities) and image-disjoint for the CSV
-(unless it has a ``split`` column). Metric: per-trait balanced accuracy on the validation split.
+Each face of a pair is described by real pretrained models, exactly as :class:`fdin.relate.RelationPredictor`
+describes it at inference (:func:`fdin.relate.face_features`): the FER2013 mini-Xception's 128-d
+pooled embedding (``--expression-weights``, default ``weights/expression-fer2013``, frozen) and the
+perception backend's apparent gender probability, age and head pose (``--backend``; landmarks are
+fitted to the given boxes, :func:`fdin.relate.faces_for_boxes`). The features are computed once (and
+once more for the mirrored scene, the augmentation); only the shared feature branch and the relation
+head are trained (model ``siamese_relation_features``).
+
+Data: the Interpersonal Relation Dataset in fdin's CSV layout (``--relation-csv``, see
+:func:`train.datasets.read_relation_csv`) or, by default, fdin's generated pairs
+(:func:`train.synth_faces.pair_samples`: real-photo faces warped to an expression, trait labels from
+fdin's rules; only exercises the pipeline). Splits are identity-disjoint for generated pairs (held-out
+source identities) and image-disjoint for the CSV (unless it has a ``split`` column). Metric: per-trait
+balanced accuracy on the validation split.
 
 Outputs in ``--out``: ``args.json``, ``metrics.json``, ``model/`` (:func:`fdin.weights.save_pretrained`).
-DDP: ``torchrun --nproc_per_node N -m train.relation ...`` (gloo, DistributedSampler).
 """
 
 from __future__ import annotations
@@ -38,20 +44,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--synthetic-faces", type=int, default=1200, help="generated faces the pairs draw from")
     data.add_argument("--val-fraction", type=float, default=0.2)
     model = parser.add_argument_group("model")
-    model.add_argument("--branch-weights", default="expression",
-                       help="expression model folder / weights name / Hub id for the shared branch ('' = random)")
-    model.add_argument("--branch-revision", help="pinned revision when --branch-weights is a Hub id")
+    model.add_argument("--expression-weights", default="expression-fer2013",
+                       help="the FER2013 expression model (folder / weights name / Hub id) giving the face embedding")
+    model.add_argument("--backend", default="offline",
+                       help="perception backend for landmarks, head pose and apparent gender/age (default offline)")
+    model.add_argument("--features-cache", metavar="FILE.npz",
+                       help="reuse the per-face features saved here by an earlier run with the same data options "
+                            "(written when missing)")
+    model.add_argument("--embed-dim", type=int, default=64)
     model.add_argument("--hidden", type=int, default=256)
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=int, default=10)
-    optim.add_argument("--batch-size", type=int, default=32)
+    optim.add_argument("--epochs", type=int, default=20)
+    optim.add_argument("--batch-size", type=int, default=64)
     optim.add_argument("--lr", type=float, default=2e-3)
-    optim.add_argument("--branch-lr-scale", type=float, default=0.1, help="0 freezes the branch")
     optim.add_argument("--weight-decay", type=float, default=0.02)
     optim.add_argument("--no-balance", dest="balance", action="store_false",
                        help="do not weight positives by the negative/positive ratio per trait")
     optim.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    optim.add_argument("--workers", type=int, default=0)
     optim.add_argument("--seed", type=int, default=0)
     out = parser.add_argument_group("output")
     out.add_argument("--out", default="runs/relation")
@@ -76,58 +85,90 @@ def load_records(args: argparse.Namespace) -> tuple[list, list, str]:
     return train, val, "fdin generated face pairs (train.synth_faces; only exercises the pipeline)"
 
 
-def build_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """``(model, model_args, branch_config)``: the relation model with its branch initialised."""
-    from fdin.models.registry import create_model
+def pair_features(records: list, *, expression: Any, backend: Any, quiet: bool = True) -> dict[str, np.ndarray]:
+    """Real per-face features of every pair, as is and mirrored: ``feat`` (N, 2, 2, D) [mirrored?, face],
+    ``boxes`` (N, 2, 2, 4), ``wh`` (N, 2), ``labels`` (N, 8) with NaN = not labelled."""
+    from tqdm import tqdm
 
-    branch_config: dict[str, Any] = {"architecture": "expression_mnv3s", "model_args": {}}
-    branch_state = None
-    if args.branch_weights:
-        from fdin.models.pretrained import load_pretrained
+    from fdin.relate import face_features, faces_for_boxes
+    from train.datasets import record_image
 
-        loaded = load_pretrained(args.branch_weights, revision=args.branch_revision)
-        branch_config = loaded.config
-        branch_state = loaded.model.state_dict()
-        branch_config = {**branch_config, "source": loaded.source}
-    model_args = {"branch_architecture": branch_config["architecture"],
-                  "branch_args": branch_config.get("model_args", {}), "hidden": args.hidden}
-    model = create_model("siamese_relation_net", **model_args)
-    if branch_state is not None:
-        model.branch.load_state_dict(branch_state)
-    return model, model_args, branch_config
+    feats, boxes, whs = [], [], []
+    for record in tqdm(records, desc="face features", disable=quiet, leave=False):
+        image = record_image(record)
+        h, w = image.shape[:2]
+        per_view_f, per_view_b = [], []
+        for mirrored in (False, True):
+            view = np.ascontiguousarray(image[:, ::-1]) if mirrored else image
+            bx = [np.asarray(b, np.float32) for b in (record.box_a, record.box_b)]
+            if mirrored:  # face a stays face a
+                bx = [np.array([w - b[2], b[1], w - b[0], b[3]], np.float32) for b in bx]
+            faces = faces_for_boxes(view, bx, backend)
+            _, embeddings = expression.predict_with_embeddings(view, bx)
+            per_view_f.append(face_features(embeddings, faces))
+            per_view_b.append(np.stack(bx))
+        feats.append(np.stack(per_view_f))
+        boxes.append(np.stack(per_view_b))
+        whs.append((w, h))
+    labels = np.stack([np.asarray(r.labels, np.float64) for r in records]) if records else np.zeros((0, 8))
+    return {"feat": np.asarray(feats, np.float32), "boxes": np.asarray(boxes, np.float32),
+            "wh": np.asarray(whs, np.float32), "labels": labels}
 
 
-def predict(model: Any, dataset: Any, *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(probabilities (N, 8), labels (N, 8), mask (N, 8))`` without augmentation."""
+def cached_features(args: argparse.Namespace, train_records: list, val_records: list, *, expression: Any,
+                    backend: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`pair_features` of both splits, read from / written to ``--features-cache`` when given. The
+    cache records its data options, expression model and backend; a mismatch recomputes."""
+    import json
+
+    key = json.dumps({k: getattr(args, k) for k in ("relation_csv", "relation_images", "synthetic", "synthetic_faces",
+                                                    "val_fraction", "seed")}
+                     | {"expression": expression.source, "backend": backend.name,
+                        "pairs": [len(train_records), len(val_records)]}, sort_keys=True)
+    path = Path(args.features_cache) if args.features_cache else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as cached:
+            if str(cached["key"]) == key:
+                log.info("face features from %s", path)
+                return ({k[6:]: cached[k] for k in cached.files if k.startswith("train_")},
+                        {k[4:]: cached[k] for k in cached.files if k.startswith("val_")})
+    train = pair_features(train_records, expression=expression, backend=backend, quiet=args.quiet)
+    val = pair_features(val_records, expression=expression, backend=backend, quiet=args.quiet)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, key=np.array(key), **{f"train_{k}": v for k, v in train.items()},
+                 **{f"val_{k}": v for k, v in val.items()})
+    return train, val
+
+
+def predict(model: Any, data: dict[str, np.ndarray], *, mirrored: bool = False) -> np.ndarray:
+    """(N, 8) probabilities for the pairs of :func:`pair_features` (no augmentation)."""
     import torch
 
     model.eval()
-    probs, labels, masks = [], [], []
+    v = int(mirrored)
     with torch.inference_mode():
-        for start in range(0, len(dataset), batch_size):
-            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            cols = [torch.stack(c) for c in zip(*items, strict=True)]
-            probs.append(torch.sigmoid(model(*cols[:5])).numpy())
-            labels.append(cols[5].numpy())
-            masks.append(cols[6].numpy())
-    if not probs:
-        return np.zeros((0, 8)), np.zeros((0, 8)), np.zeros((0, 8))
-    return np.concatenate(probs), np.concatenate(labels), np.concatenate(masks)
+        t = {k: torch.from_numpy(np.ascontiguousarray(data[k])) for k in ("feat", "boxes", "wh")}
+        if len(t["wh"]) == 0:
+            return np.zeros((0, 8))
+        logits = model(t["feat"][:, v, 0], t["feat"][:, v, 1], t["boxes"][:, v, 0], t["boxes"][:, v, 1], t["wh"])
+    return torch.sigmoid(logits).numpy()
 
 
-def evaluate(model: Any, dataset: Any) -> dict[str, Any]:
+def evaluate(model: Any, data: dict[str, np.ndarray]) -> dict[str, Any]:
     """Per-trait balanced accuracy (threshold 0.5) and its mean over traits with labels."""
-    from fdin.models.relation import TRAITS
+    from fdin.labels import TRAITS
 
-    probs, labels, masks = predict(model, dataset)
+    probs, labels = predict(model, data), data["labels"]
+    masks = np.isfinite(labels)
     per_trait: dict[str, Any] = {}
     for t, trait in enumerate(TRAITS):
-        m = masks[:, t] > 0
+        m = masks[:, t]
         per_trait[trait] = common.balanced_accuracy(labels[m, t], probs[m, t] >= 0.5)
     values = [v for v in per_trait.values() if v is not None]
     return {"n_pairs": len(labels), "balanced_accuracy": per_trait,
             "mean_balanced_accuracy": float(np.mean(values)) if values else None,
-            "positive_rate": {trait: float(labels[masks[:, t] > 0, t].mean()) if (masks[:, t] > 0).any() else None
+            "positive_rate": {trait: float(labels[masks[:, t], t].mean()) if masks[:, t].any() else None
                               for t, trait in enumerate(TRAITS)}}
 
 
@@ -135,106 +176,110 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.nn.functional as F
 
-    from fdin.alignment import AlignmentSpec
-    from fdin.models.expression import preprocess_config
-    from fdin.models.relation import CUE_NAMES, SYMMETRIC_TRAITS, TRAITS
+    from fdin.expression_fer import FerExpressionModel
+    from fdin.labels import SYMMETRIC_TRAITS, TRAITS
+    from fdin.models.registry import create_model
+    from fdin.models.relation import ATTRIBUTE_NAMES, CUE_NAMES
+    from fdin.perception import get_backend
     from fdin.weights import ModelCard, push_to_hub, save_pretrained
-    from train.datasets import PairDataset
 
     args = parse_args(argv)
-    info = common.start_run(threads=args.threads, seed=args.seed)
+    common.start_run(threads=args.threads, seed=args.seed)
     out_dir = Path(args.out)
     started = time.perf_counter()
 
     train_records, val_records, data_description = load_records(args)
+    common.write_json(out_dir / "args.json", vars(args))
+    log.info("data: %s; %d train / %d val pairs", data_description, len(train_records), len(val_records))
+    expression = FerExpressionModel.from_pretrained(args.expression_weights, threads=args.threads)
+    backend = get_backend(args.backend)
+    t0 = time.perf_counter()
+    train_data, val_data = cached_features(args, train_records, val_records, expression=expression, backend=backend)
+    feature_seconds = time.perf_counter() - t0
+    log.info("face features in %.1f s", feature_seconds)
+
     torch.manual_seed(args.seed)
-    model, model_args, branch_config = build_model(args)
-    branch_args = model_args["branch_args"]
-    spec = AlignmentSpec(size=branch_args.get("input_size", 112), template_scale=branch_args.get("template_scale", 0.8))
-    if info.is_main:
-        common.write_json(out_dir / "args.json", vars(args))
-        log.info("data: %s; %d train / %d val pairs", data_description, len(train_records), len(val_records))
-    train_set = PairDataset(train_records, spec, augment=True, seed=args.seed)
-    val_set = PairDataset(val_records, spec, augment=False)
-    loader = common.make_loader(train_set, batch_size=args.batch_size, shuffle=True, info=info,
-                                num_workers=args.workers, seed=args.seed)
-    groups = [{"params": list(model.relation_head.parameters()), "lr": args.lr}]
-    if args.branch_lr_scale > 0:
-        groups.append({"params": list(model.branch.parameters()), "lr": args.lr * args.branch_lr_scale})
-    else:
-        model.branch.requires_grad_(False)
-    net = torch.nn.parallel.DistributedDataParallel(model) if info.enabled else model
-    optimizer = torch.optim.AdamW(groups, weight_decay=args.weight_decay)
-    total_steps = max(1, args.epochs * len(loader))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups],
-                                                    total_steps=total_steps, pct_start=0.15)
-    labels_all = np.stack([r.labels for r in train_records]) if train_records else np.zeros((0, len(TRAITS)))
+    model_args = {"in_dim": int(train_data["feat"].shape[-1]), "embed_dim": args.embed_dim, "hidden": args.hidden}
+    model = create_model("siamese_relation_features", **model_args)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    n = len(train_records)
+    steps_per_epoch = max(1, -(-n // args.batch_size))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
+                                                    pct_start=0.15)
+    labels_all = train_data["labels"]
     pos = np.nansum(labels_all, 0)
     neg = np.sum(np.isfinite(labels_all), 0) - pos
     # per-trait positive weight = negatives / positives (clipped): balanced accuracy is the metric
     pos_weight = torch.tensor(np.clip(neg / np.maximum(pos, 1), 0.2, 5.0) if args.balance else np.ones(len(TRAITS)),
                               dtype=torch.float32)
+    feat, boxes = torch.from_numpy(train_data["feat"]), torch.from_numpy(train_data["boxes"])
+    wh = torch.from_numpy(train_data["wh"])
+    labels = torch.from_numpy(np.nan_to_num(labels_all).astype(np.float32))
+    mask = torch.from_numpy(np.isfinite(labels_all).astype(np.float32))
+    rng = torch.Generator().manual_seed(args.seed)
     history = []
     for epoch in range(args.epochs):
-        net.train()
-        if args.branch_lr_scale <= 0:
-            model.branch.eval()  # frozen: keep BatchNorm statistics too
-        common.set_epoch(loader, train_set, epoch)
-
-        def loss_of_batch(batch):
-            face_a, face_b, box_a, box_b, wh, labels, mask = batch
-            logits = net(face_a, face_b, box_a, box_b, wh)
-            per = F.binary_cross_entropy_with_logits(logits, labels, reduction="none", pos_weight=pos_weight) * mask
-            return per.sum() / mask.sum().clamp_min(1.0), len(face_a)
-
-        train_loss = common.train_one_epoch(net, loader, optimizer, scheduler, loss_of_batch, info=info,
-                                            quiet=args.quiet, desc=f"epoch {epoch + 1}/{args.epochs}")
-        history.append({"epoch": epoch + 1, "train_loss": train_loss})
+        model.train()
+        order = torch.randperm(n, generator=rng)
+        view = torch.randint(0, 2, (n,), generator=rng)  # mirrored scene with probability 0.5
+        total, seen = 0.0, 0
+        for start in range(0, n, args.batch_size):
+            idx = order[start:start + args.batch_size]
+            v = view[idx]
+            logits = model(feat[idx, v, 0], feat[idx, v, 1], boxes[idx, v, 0], boxes[idx, v, 1], wh[idx])
+            per = F.binary_cross_entropy_with_logits(logits, labels[idx], reduction="none",
+                                                     pos_weight=pos_weight) * mask[idx]
+            loss = per.sum() / mask[idx].sum().clamp_min(1.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+        history.append({"epoch": epoch + 1, "train_loss": round(total / max(seen, 1), 5)})
 
     train_seconds = time.perf_counter() - started
-    if info.is_main:
-        metrics = evaluate(model, val_set)
-        common.write_json(out_dir / "metrics.json", {
-            "val": metrics, "history": history, "train_pairs": len(train_records), "val_pairs": len(val_records),
-            "train_seconds": round(train_seconds, 1), "world_size": info.world_size, "data": data_description,
-            "branch_init": branch_config.get("source")})
-        synthetic = data_description.startswith("fdin generated")
-        card_metrics = {f"balanced_accuracy/{k}": round(v, 4) for k, v in metrics["balanced_accuracy"].items()
-                        if v is not None}
-        if metrics["mean_balanced_accuracy"] is not None:
-            card_metrics["mean_balanced_accuracy"] = round(metrics["mean_balanced_accuracy"], 4)
-        card = ModelCard(
-            title="fdin Siamese relation-trait model",
-            summary=("Siamese model: a shared expression/attribute branch on both aligned faces plus fdin's 12-d "
-                     "spatial cue -> 8 relation traits (dominant, competitive, trusting, warm, friendly, attached, "
-                     "demonstrative, assured). After Zhang, Luo, Loy & Tang (ICCV 2015, IJCV 2018); fusion, cue, "
-                     "symmetry handling and training are fdin's own choices. Symmetric traits are exactly invariant "
-                     "to swapping the two faces; 'dominant' is directed (face a over face b)."),
-            trained_on=data_description + (" Identity-disjoint validation (held-out source identities)."
-                                           if synthetic else ""),
-            synthetic_training_data=synthetic or bool(branch_config.get("synthetic_training_data")),
-            metrics=card_metrics,
-            training_command="python -m train.relation " + " ".join(argv if argv is not None else sys.argv[1:]),
-            paper=("Zhang, Luo, Loy, Tang. Learning Social Relation Traits from Face Images. ICCV 2015 "
-                   "(arXiv 1509.03936); From Facial Expression Recognition to Interpersonal Relation Prediction. "
-                   "IJCV 2018 (arXiv 1609.06426)."),
-            tags=("interpersonal-relation", "siamese", "timm"))
-        weights_out = Path(args.weights_out) if args.weights_out else out_dir / "model"
-        preprocess = branch_config.get("preprocess") or preprocess_config(
-            backbone=model.branch.preprocess["timm_backbone"], input_size=spec.size,
-            template_scale=spec.template_scale, mean=model.branch.pixel_mean.flatten().tolist(),
-            std=model.branch.pixel_std.flatten().tolist())
-        save_pretrained(model, weights_out, architecture="siamese_relation_net", model_args=model_args, card=card,
-                        extra_config={"preprocess": preprocess, "traits": list(TRAITS),
-                                      "symmetric_traits": list(SYMMETRIC_TRAITS), "directed_traits": ["dominant"],
-                                      "spatial_cue": list(CUE_NAMES), "task": "relation_traits",
-                                      "branch_init": branch_config.get("source")})
-        log.info("val mean balanced accuracy: %s", metrics["mean_balanced_accuracy"])
-        log.info("wrote %s and %s (%.0f s)", out_dir / "metrics.json", weights_out, train_seconds)
-        if args.push_to_hub:
-            commit = push_to_hub(weights_out, args.push_to_hub)
-            log.info("pushed to %s at revision %s (pin this revision)", args.push_to_hub, commit)
-    common.cleanup_distributed(info)
+    metrics = evaluate(model, val_data)
+    common.write_json(out_dir / "metrics.json", {
+        "val": metrics, "history": history, "train_pairs": len(train_records), "val_pairs": len(val_records),
+        "train_seconds": round(train_seconds, 1), "feature_seconds": round(feature_seconds, 1),
+        "data": data_description, "expression_model": expression.source, "backend": backend.name})
+    synthetic = data_description.startswith("fdin generated")
+    card_metrics = {f"balanced_accuracy/{k}": round(v, 4) for k, v in metrics["balanced_accuracy"].items()
+                    if v is not None}
+    if metrics["mean_balanced_accuracy"] is not None:
+        card_metrics["mean_balanced_accuracy"] = round(metrics["mean_balanced_accuracy"], 4)
+    card = ModelCard(
+        title="fdin Siamese relation-trait model",
+        summary=("Siamese model on real per-face features: the FER2013 mini-Xception expression embedding "
+                 "(weights/expression-fer2013, frozen) plus apparent gender and age from the perception "
+                 "backend's appearance model and its head pose, through a shared feature branch, with fdin's "
+                 "12-d spatial cue -> 8 relation traits (dominant, competitive, trusting, warm, friendly, "
+                 "attached, demonstrative, assured). After Zhang, Luo, Loy & Tang (ICCV 2015, IJCV 2018); "
+                 "features, fusion, cue, symmetry handling and training are fdin's own choices. Symmetric traits "
+                 "are exactly invariant to swapping the two faces; 'dominant' is directed (face a over face b)."),
+        trained_on=data_description + (" Identity-disjoint validation (held-out source identities). The face "
+                                       "features come from real pretrained models; the trait labels are "
+                                       "generated by fdin's rules." if synthetic else ""),
+        synthetic_training_data=synthetic,
+        metrics=card_metrics,
+        training_command="python -m train.relation " + " ".join(argv if argv is not None else sys.argv[1:]),
+        paper=("Zhang, Luo, Loy, Tang. Learning Social Relation Traits from Face Images. ICCV 2015 "
+               "(arXiv 1509.03936); From Facial Expression Recognition to Interpersonal Relation Prediction. "
+               "IJCV 2018 (arXiv 1609.06426)."),
+        tags=("interpersonal-relation", "siamese", "fer2013"))
+    weights_out = Path(args.weights_out) if args.weights_out else out_dir / "model"
+    save_pretrained(model, weights_out, architecture="siamese_relation_features", model_args=model_args, card=card,
+                    extra_config={"traits": list(TRAITS), "symmetric_traits": list(SYMMETRIC_TRAITS),
+                                  "directed_traits": ["dominant"], "spatial_cue": list(CUE_NAMES),
+                                  "task": "relation_traits",
+                                  "face_features": {"expression_embedding": {"model": expression.source, "dim": 128},
+                                                    "attributes": list(ATTRIBUTE_NAMES),
+                                                    "attributes_from": f"fdin.perception backend '{backend.name}'"}})
+    log.info("val mean balanced accuracy: %s", metrics["mean_balanced_accuracy"])
+    log.info("wrote %s and %s (%.0f s)", out_dir / "metrics.json", weights_out, train_seconds)
+    if args.push_to_hub:
+        commit = push_to_hub(weights_out, args.push_to_hub)
+        log.info("pushed to %s at revision %s (pin this revision)", args.push_to_hub, commit)
     return 0
 
 

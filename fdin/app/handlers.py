@@ -30,7 +30,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from fdin.app import rendering, settings
+from fdin.app import face_table, rendering, settings
 from fdin.app.predictors import LazyPredictors, Predictors
 from fdin.app.ratelimit import RateLimiter, client_key
 from fdin.app.texts import GENERIC_ERROR, RATE_LIMITED
@@ -138,14 +138,15 @@ class Handlers:
 
     # --- faces -----------------------------------------------------------------------------------
     def _detect_faces(self, image_path: str | None,
-                      request: gr.Request | None = None) -> tuple[dict[str, Any], np.ndarray]:
-        """Photo -> (the JSON of ``fdin faces``, annotated image)."""
+                      request: gr.Request | None = None) -> tuple[dict[str, Any], np.ndarray, Any]:
+        """Photo -> (the JSON of ``fdin faces``, annotated image, per-face table)."""
         from fdin import viz
         from fdin.faces import faces_in
 
         image = self.load_image(need(image_path, "a photo"))
-        result = faces_in(image, self.predictors.backend())
-        return result.to_json_dict(), viz.draw_faces(image, result.faces)
+        result = faces_in(image, self.predictors.backend(), self.predictors.expression())
+        table = gr.Dataframe(value=face_table.faces_rows(result), headers=face_table.FACE_COLUMNS)
+        return result.to_json_dict(), viz.draw_faces(image, result.faces), table
 
     # --- trait estimation ------------------------------------------------------------------------
     def _analyze_video(self, video_path: str | None, progress: gr.Progress = gr.Progress(),  # noqa: B008
@@ -198,7 +199,7 @@ class Handlers:
         traits = result.pairs[0].traits if result.pairs else {}
         if trait not in traits and traits:
             trait = next(iter(traits))
-        table = gr.Dataframe(value=rendering.faces_table(result.faces), headers=rendering.FACE_COLUMNS)
+        table = gr.Dataframe(value=face_table.relation_rows(result), headers=face_table.FACE_COLUMNS)
         return payload, annotated, table, chart, rendering.matrix_plot(payload, trait)
 
     @staticmethod

@@ -27,7 +27,7 @@ from fdin.app import settings, texts
 from fdin.app.handlers import Handlers
 from fdin.app.predictors import Predictors
 from fdin.app.ratelimit import RateLimiter
-from fdin.app.rendering import FACE_COLUMNS
+from fdin.app.face_table import FACE_COLUMNS
 
 from gradio.events import Dependency
 
@@ -156,12 +156,14 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                     buttons.append(faces_btn)
                 with gr.Column(scale=1):
                     faces_image = gr.Image(label="Faces, boxes and 68 landmarks", interactive=False, height=360)
+            faces_rows = gr.Dataframe(headers=FACE_COLUMNS, label="Per face", interactive=False)
             with gr.Accordion("JSON (same as `fdin faces`)", open=True):
                 faces_json = gr.JSON(label="faces")
-            faces_btn.click(h.detect_faces, inputs=faces_in, outputs=[faces_json, faces_image],
+            faces_btn.click(h.detect_faces, inputs=faces_in, outputs=[faces_json, faces_image, faces_rows],
                             api_name="detect_faces", **model_event)
             if photos:
-                gr.Examples([[p] for p in photos.values()], inputs=faces_in, outputs=[faces_json, faces_image],
+                gr.Examples([[p] for p in photos.values()], inputs=faces_in,
+                            outputs=[faces_json, faces_image, faces_rows],
                             fn=h.detect_faces, label="Examples: photos shipped with insightface and scikit-image",
                             **example_args)
 

@@ -2,9 +2,10 @@
 
 :class:`Predictors` is what :func:`fdin.app.build_demo` and :class:`fdin.app.handlers.Handlers` take:
 an analyzer (video -> :class:`fdin.analyze.TraitResult`), a relation predictor (photos ->
-:class:`fdin.relate.RelationResult`) and a face backend (:class:`fdin.perception.FaceBackend`).
+:class:`fdin.relate.RelationResult`), a face backend (:class:`fdin.perception.FaceBackend`) and the
+expression model (:class:`fdin.expression_fer.FerExpressionModel`).
 :class:`LazyPredictors` (the default) loads the real ones on first use, once, thread-safely: building
-the UI imports no torch and loads no weights. Tests pass fakes with the same three methods. No gradio.
+the UI imports no torch and loads no weights. Tests pass fakes with the same methods. No gradio.
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ class Relator(Protocol):
 
 
 class Predictors(Protocol):
-    """The three model roles the app serves; each call may load (once) and returns a shared predictor."""
+    """The model roles the app serves; each call may load (once) and returns a shared predictor."""
 
     def analyzer(self) -> Analyzer: ...
 
     def relation(self) -> Relator: ...
 
     def backend(self) -> FaceBackend: ...
+
+    def expression(self) -> Any: ...
 
 
 class LazyPredictors:
@@ -52,11 +55,22 @@ class LazyPredictors:
         self._lock = threading.Lock()
         self._analyzer: Any = None
         self._relation: Any = None
+        self._expression: Any = None
 
     def backend(self) -> Any:
         from fdin.perception import get_backend
 
         return get_backend()  # fdin.perception keeps one shared instance per backend
+
+    def expression(self) -> Any:
+        """The FER2013 expression model (shared by the Faces tab and the relation predictor)."""
+        with self._lock:
+            if self._expression is None:
+                from fdin.expression_fer import FerExpressionModel
+
+                source, revision = model_source("expression")
+                self._expression = FerExpressionModel.from_pretrained(source, revision=revision)
+            return self._expression
 
     def analyzer(self) -> Any:
         with self._lock:
@@ -71,14 +85,15 @@ class LazyPredictors:
             return self._analyzer
 
     def relation(self) -> Any:
+        expression = self.expression()
         with self._lock:
             if self._relation is None:
+                from fdin.models.pretrained import load_pretrained
                 from fdin.relate import RelationPredictor
 
                 t0 = time.perf_counter()
-                (expression, expression_rev), (relation, relation_rev) = (model_source("expression"),
-                                                                          model_source("relation"))
-                self._relation = RelationPredictor.from_pretrained(
-                    expression, relation, expression_revision=expression_rev, relation_revision=relation_rev)
-                log.info("relation models loaded in %.1f s", time.perf_counter() - t0)
+                relation, relation_rev = model_source("relation")
+                self._relation = RelationPredictor(expression=expression,
+                                                   relation=load_pretrained(relation, revision=relation_rev))
+                log.info("relation model loaded in %.1f s", time.perf_counter() - t0)
             return self._relation

@@ -1,5 +1,5 @@
-"""Turning typed results into what the app shows: summary text, the per-face table, plots, the
-annotated clip and keyframe. Reads result fields by name; no gradio here (plots come from
+"""Turning typed results into what the app shows: summary text, plots, the annotated clip and
+keyframe (the per-face table: :mod:`fdin.app.face_table`). Reads result fields by name; no gradio here (plots come from
 :mod:`fdin.viz`)."""
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
 from fdin.results import AgeEstimate, GenderEstimate
 
 DISPLAY_MIN_SIDE = 640  # small frames are upscaled before drawing so overlays stay legible
-FACE_COLUMNS = ["face", "expression (perceived)", "gender (p_female)", "apparent age", "yaw / pitch / roll (°)",
-                "appearance model"]
 
 
 def gender_text(g: GenderEstimate | None) -> str:
@@ -140,18 +138,6 @@ def canvas(image_a: np.ndarray, image_b: np.ndarray | None) -> np.ndarray:
     out[: image_a.shape[0], : image_a.shape[1]] = image_a
     out[: image_b.shape[0], image_a.shape[1]:] = image_b
     return out
-
-
-def faces_table(faces: list[Any]) -> list[list[Any]]:
-    """One row per :class:`fdin.relate.FaceAttributes` (columns :data:`FACE_COLUMNS`)."""
-    rows = []
-    for f in faces:
-        label, p = f.top_expression
-        app = f.appearance
-        app_text = f"{app.gender_label}, {app.age_years:.0f} y" if app is not None else "–"
-        rows.append([f.index, f"{label} ({p:.0%})", f"{f.gender.label} ({f.gender.p_female:.2f})",
-                     round(f.age.years), f"{f.pose.yaw:.0f} / {f.pose.pitch:.0f} / {f.pose.roll:.0f}", app_text])
-    return rows
 
 
 def matrix_plot(payload: dict[str, Any] | None, trait: str) -> Any:

@@ -29,7 +29,7 @@ LOCAL_HOST, SPACE_HOST, DEFAULT_PORT = "127.0.0.1", "0.0.0.0", 7860
 MODEL_ENV = {  # model role -> (env var with a Hub repo id, default folder in weights/)
     "gender": ("FDIN_GENDER_REPO", "fdin-gender"),
     "age": ("FDIN_AGE_REPO", "fdin-age"),
-    "expression": ("FDIN_EXPRESSION_REPO", "expression"),
+    "expression": ("FDIN_EXPRESSION_REPO", "expression-fer2013"),
     "relation": ("FDIN_RELATION_REPO", "relation"),
 }
 

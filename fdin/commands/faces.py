@@ -1,9 +1,11 @@
-"""``python -m fdin faces IMAGE_OR_VIDEO [--json OUT]``: faces, landmarks, pose, apparent gender/age.
+"""``python -m fdin faces IMAGE_OR_VIDEO [--json OUT]``: faces, landmarks, pose, apparent gender/age, expression.
 
 The input is read as a photo when its first bytes are an image format's (JPEG, PNG, WebP, GIF, BMP,
 TIFF; HEIC gets a clear refusal), otherwise as a video. A photo gives every face
-(``{"faces", "backend", "image"}``); a video gives face tracks (``{"tracks", "primary_track",
-"frames", "backend"}``) with per-track frame ranges, lost frames and an appearance summary.
+(``{"faces", "backend", "image"}``), each with its ``expression`` (FER2013 model: ``label``, ``probs``
+over the 7 classes, ``model``); a video gives face tracks (``{"tracks", "primary_track", "frames",
+"backend"}``) with per-track frame ranges, lost frames, an appearance summary and an ``expression``
+(the FER2013 probabilities averaged over up to 5 evenly spread frames of the track).
 
 Without ``--json`` the JSON goes to stdout (indented for a photo, compact for a video). With ``--json OUT`` it is written to OUT and a one-line
 summary goes to stdout. A photo without faces is a valid answer (``"faces": []``, exit 0); a file
@@ -21,7 +23,7 @@ from typing import Any
 from fdin.results import FacesResult
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
-HELP = "detect faces (68 landmarks, head pose, apparent gender/age) in a photo, or track them in a video"
+HELP = "detect faces (68 landmarks, head pose, apparent gender/age, expression) in a photo, or track them in a video"
 
 
 def _positive_int(text: str) -> int:
@@ -73,6 +75,7 @@ def faces_of_image(path: Path, backend: Any) -> FacesResult:
 
 
 def tracks_of_video(path: Path, backend: Any, *, detect_every: int, smooth: bool, quiet: bool) -> dict[str, Any]:
+    from fdin.faces import track_expression
     from fdin.media import read_video
     from fdin.perception import primary_track, track_appearance, track_faces
 
@@ -95,8 +98,9 @@ def tracks_of_video(path: Path, backend: Any, *, detect_every: int, smooth: bool
     primary = primary_track(tracks)
     out_tracks = []
     for t in tracks:
-        summary = track_appearance(t)
-        out_tracks.append({**t.to_json_dict(), "appearance": summary.to_json_dict() if summary else None})
+        summary, expression = track_appearance(t), track_expression(t, video.frames)
+        out_tracks.append({**t.to_json_dict(), "appearance": summary.to_json_dict() if summary else None,
+                           "expression": expression.to_json_dict() if expression else None})
     return {
         "tracks": out_tracks,
         "primary_track": primary.track_id if primary else None,

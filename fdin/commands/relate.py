@@ -1,7 +1,8 @@
 """``python -m fdin relate IMAGE [IMAGE2] [--json OUT]``: relation traits between faces.
 
 One group photo: every pair of detected faces. Two photos: the largest face of each (the spatial
-cue places the second photo to the right of the first; see :mod:`fdin.relate`). Prints the JSON
+cue places the second photo to the right of the first; see :mod:`fdin.relate`). Per face: the
+FER2013 expression, apparent gender and age from the appearance model, head pose. Prints the JSON
 result (or writes it to ``--json``); a one-line note on stderr says when the weights were trained on
 generated data.
 """
@@ -21,13 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image2", nargs="?", help="a second photo: relate the largest face of each photo")
     parser.add_argument("--json", metavar="OUT", help="write the JSON result to this file instead of stdout")
     parser.add_argument("--backend", help="face detection/landmark backend (default: fdin.perception's default)")
-    parser.add_argument("--expression-weights", default="expression",
-                        help="expression model: a folder, a name in weights/, or a Hub id (default: expression)")
+    parser.add_argument("--expression-weights", default="expression-fer2013",
+                        help="FER2013 expression model: a folder, a name in weights/, or a Hub id "
+                             "(default: expression-fer2013)")
     parser.add_argument("--expression-revision", help="pinned 40-hex revision for a Hub expression model")
     parser.add_argument("--relation-weights", default="relation",
                         help="relation model: a folder, a name in weights/, or a Hub id (default: relation)")
     parser.add_argument("--relation-revision", help="pinned 40-hex revision for a Hub relation model")
-    parser.add_argument("--no-onnx", action="store_true", help="run the branches in PyTorch, not ONNX Runtime")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="run the expression model in PyTorch, not ONNX Runtime")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,10 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fdin.alignment import AlignmentSpec
+from fdin.labels import EXPRESSION_LABELS  # ExpW / FER2013 order (0 angry ... 6 neutral)
 from fdin.models.registry import register_model
 
-#: ExpW / FER2013 label order (0 angry ... 6 neutral).
-EXPRESSION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 HEAD_NAMES = ("expression", "gender", "age", "pose")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

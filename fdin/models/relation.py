@@ -15,8 +15,19 @@ w_l/w_r]``. **fdin's own choices** (not the paper's):
   a direction; fdin reads it as "face a dominates face b" and keeps it ordered, ``h(a, b, cue_ab)``.
   Pairs are ordered left-to-right by box centre unless the caller chooses otherwise.
 
-Tensors: ``face_a``/``face_b`` (B, 3, S, S) float RGB in [0, 1] aligned crops; ``box_a``/``box_b``
-(B, 4) xyxy pixels; ``image_wh`` (B, 2) pixels. Output: (B, 8) logits in :data:`TRAITS` order.
+Two branches share :class:`SiameseRelationNet`:
+
+* ``siamese_relation_features`` (the shipped model, ``weights/relation``): the branch is
+  :class:`FaceFeatureBranch` on each face's **real** features, computed outside the network by
+  :func:`fdin.relate.face_features`: the FER2013 mini-Xception's 128-d pooled embedding
+  (``weights/expression-fer2013``, frozen) and the appearance model's apparent gender probability and
+  age plus the detector's head pose (:data:`ATTRIBUTE_NAMES`). Inputs ``face_a``/``face_b``: (B, 133).
+* ``siamese_relation_net`` (the papers' end-to-end form, for training on real relation data): the
+  branch is the image expression/attribute network; ``face_a``/``face_b`` (B, 3, S, S) float RGB in
+  [0, 1] aligned crops.
+
+``box_a``/``box_b`` (B, 4) xyxy pixels; ``image_wh`` (B, 2) pixels. Output: (B, 8) logits in
+:data:`TRAITS` order.
 """
 
 from __future__ import annotations
@@ -24,13 +35,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from fdin.labels import SYMMETRIC_TRAITS, TRAITS
 from fdin.models.registry import register_model
 
-TRAITS = ("dominant", "competitive", "trusting", "warm", "friendly", "attached", "demonstrative", "assured")
-#: Traits that are properties of the unordered pair (fdin's reading; see module docstring).
-SYMMETRIC_TRAITS = ("competitive", "trusting", "warm", "friendly", "attached", "demonstrative", "assured")
+#: The per-face attributes appended to the expression embedding, and how each is scaled.
+ATTRIBUTE_NAMES = ("p_female", "age_years/50", "yaw_deg/45", "pitch_deg/45", "roll_deg/45")
+EXPRESSION_EMBEDDING_DIM = 128
+FACE_FEATURE_DIM = EXPRESSION_EMBEDDING_DIM + len(ATTRIBUTE_NAMES)
 CUE_DIM = 12
 CUE_NAMES = ("x_a", "y_a", "w_a", "h_a", "x_b", "y_b", "w_b", "h_b", "dx_over_w_a", "dy_over_h_a",
              "log_w_a_over_w_b", "iou")
@@ -77,8 +91,28 @@ class RelationHead(nn.Module):
         return self.classifier(self.joint(torch.cat([e_a, e_b, torch.relu(self.cue_norm(cue))], dim=1)))
 
 
+class FaceFeatureBranch(nn.Module):
+    """The shared branch on real per-face features: (B, D) -> ``{"embedding": (B, E)}`` L2-normalised.
+
+    The expression embedding is L2-normalised first (its scale varies with the crop), the attributes
+    are used as given (already scaled, :data:`ATTRIBUTE_NAMES`); then Linear -> GELU -> Linear."""
+
+    def __init__(self, *, in_dim: int = FACE_FEATURE_DIM, expression_dim: int = EXPRESSION_EMBEDDING_DIM,
+                 embed_dim: int = 64, drop_rate: float = 0.1) -> None:
+        super().__init__()
+        self.in_dim, self.expression_dim, self.embed_dim = in_dim, expression_dim, embed_dim
+        self.mlp = nn.Sequential(nn.Linear(in_dim, 2 * embed_dim), nn.GELU(), nn.Dropout(drop_rate),
+                                 nn.Linear(2 * embed_dim, embed_dim))
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        expression = F.normalize(features[:, : self.expression_dim], dim=1)
+        x = torch.cat([expression, features[:, self.expression_dim:]], dim=1)
+        return {"embedding": F.normalize(self.mlp(x), dim=1)}
+
+
 class SiameseRelationNet(nn.Module):
-    """Shared ``branch`` (an :class:`~fdin.models.expression.ExpressionAttributeNet`) + ``relation_head``.
+    """Shared ``branch`` (:class:`FaceFeatureBranch` or an image
+    :class:`~fdin.models.expression.ExpressionAttributeNet`) + ``relation_head``.
 
     Args:
         branch: module with ``forward(x)['embedding']`` (B, E).
@@ -123,11 +157,23 @@ def siamese_relation_net(*, branch_architecture: str = "expression_mnv3s",
     return SiameseRelationNet(branch=branch, relation_head=head)
 
 
+@register_model("siamese_relation_features")
+def siamese_relation_features(*, in_dim: int = FACE_FEATURE_DIM, expression_dim: int = EXPRESSION_EMBEDDING_DIM,
+                              embed_dim: int = 64, hidden: int = 256, drop_rate: float = 0.2) -> SiameseRelationNet:
+    """The shipped relation model: :class:`FaceFeatureBranch` on real per-face features + the head."""
+    branch = FaceFeatureBranch(in_dim=in_dim, expression_dim=expression_dim, embed_dim=embed_dim)
+    head = RelationHead(embed_dim=embed_dim, hidden=hidden, drop_rate=drop_rate)
+    return SiameseRelationNet(branch=branch, relation_head=head)
+
+
 __all__ = [
+    "ATTRIBUTE_NAMES",
     "CUE_DIM",
     "CUE_NAMES",
+    "FACE_FEATURE_DIM",
     "SYMMETRIC_TRAITS",
     "TRAITS",
+    "FaceFeatureBranch",
     "RelationHead",
     "SiameseRelationNet",
     "spatial_cue",
