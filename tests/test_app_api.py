@@ -47,7 +47,7 @@ def media(tmp_path_factory) -> Path:
 
 # --- the endpoints ---------------------------------------------------------------------------------
 def test_detect_faces_endpoint(client) -> None:
-    payload, image = client.predict(handle_file(str(group_photo())), api_name="/detect_faces")
+    payload, image, _status = client.predict(handle_file(str(group_photo())), api_name="/detect_faces")
     assert len(payload["faces"]) == 6 and len(payload["faces"][0]["landmarks"]) == 68
     assert Path(image).is_file()
 
@@ -87,7 +87,7 @@ def test_bad_file_gives_a_friendly_error_and_the_next_call_works(client, media) 
         client.predict(handle_file(str(text_as(media, "not-a-photo.jpg"))), api_name="/detect_faces")
     text = str(excinfo.value)
     assert "not a photo" in text and "Traceback" not in text
-    payload, _ = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
+    payload, _image, _status = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
     assert len(payload["faces"]) == 1
 
 

@@ -50,7 +50,7 @@ def _assert_friendly(text: str) -> None:
 
 # --- Faces -----------------------------------------------------------------------------------------
 def test_detect_faces_group_photo() -> None:
-    payload, annotated = ui.detect_faces(str(group_photo()))
+    payload, annotated, _status = ui.detect_faces(str(group_photo()))
     assert len(payload["faces"]) == 6
     first = payload["faces"][0]
     assert len(first["landmarks"]) == 68 and len(first["bbox"]) == 4 and set(first["pose"]) == {"yaw", "pitch", "roll"}
@@ -61,14 +61,14 @@ def test_detect_faces_group_photo() -> None:
 
 
 def test_detect_faces_astronaut() -> None:
-    payload, _ = ui.detect_faces(str(astronaut_photo()))
+    payload, _image, _status = ui.detect_faces(str(astronaut_photo()))
     assert len(payload["faces"]) == 1
     assert payload["faces"][0]["appearance"] is not None
 
 
 def test_detect_faces_no_face_is_an_empty_list(media) -> None:
-    payload, _ = ui.detect_faces(str(no_face_photo(media)))
-    assert payload["faces"] == []
+    payload, _image, status = ui.detect_faces(str(no_face_photo(media)))
+    assert payload["faces"] == [] and "No face found" in status
 
 
 # --- Relations -------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_text_renamed_jpg_is_a_friendly_error(media) -> None:
         ui.detect_faces(str(text_as(media, "notes.jpg")))
     _assert_friendly(_error_text(excinfo))
     assert "photo" in _error_text(excinfo).lower()
-    payload, _ = ui.detect_faces(str(astronaut_photo()))  # the next request works
+    payload, _image, _status = ui.detect_faces(str(astronaut_photo()))  # the next request works
     assert len(payload["faces"]) == 1
 
 

@@ -35,6 +35,7 @@ from fdin.app.predictors import LazyPredictors, Predictors
 from fdin.app.ratelimit import RateLimiter, client_key
 from fdin.app.texts import GENERIC_ERROR, RATE_LIMITED
 from fdin.errors import FdinError, NoFaceError
+from fdin.results import any_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +139,16 @@ class Handlers:
 
     # --- faces -----------------------------------------------------------------------------------
     def _detect_faces(self, image_path: str | None,
-                      request: gr.Request | None = None) -> tuple[dict[str, Any], np.ndarray]:
-        """Photo -> (the JSON of ``fdin faces``, annotated image)."""
+                      request: gr.Request | None = None) -> tuple[dict[str, Any], np.ndarray, str]:
+        """Photo -> (the JSON of ``fdin faces``, annotated image, a sentence saying how many faces were
+        found, or that none was and why that may be)."""
         from fdin import viz
         from fdin.faces import faces_in
 
         image = self.load_image(need(image_path, "a photo"))
         result = faces_in(image, self.predictors.backend())
-        return result.to_json_dict(), viz.draw_faces(image, result.faces)
+        return result.to_json_dict(), viz.draw_faces(image, result.faces), rendering.faces_status(
+            len(result.faces), image.shape[1], image.shape[0])
 
     # --- trait estimation ------------------------------------------------------------------------
     def _analyze_video(self, video_path: str | None, progress: gr.Progress = gr.Progress(),  # noqa: B008
@@ -194,11 +197,12 @@ class Handlers:
         boxes = [{"bbox": f.canvas_bbox} for f in result.faces]
         annotated = viz.draw_faces(rendering.canvas(a, b), boxes, landmarks=False,
                                    labels=[str(f.index) for f in result.faces])
-        chart = viz.trait_bars(result.pairs[:10])
+        chart = viz.trait_heatmap(result.pairs)  # every pair, one row each
         traits = result.pairs[0].traits if result.pairs else {}
         if trait not in traits and traits:
             trait = next(iter(traits))
-        table = gr.Dataframe(value=rendering.faces_table(result.faces), headers=rendering.FACE_COLUMNS)
+        table = gr.Dataframe(value=rendering.faces_table(result.faces),
+                             headers=rendering.face_columns(any_synthetic(result.models)))
         return payload, annotated, table, chart, rendering.matrix_plot(payload, trait)
 
     @staticmethod
