@@ -73,7 +73,7 @@ def test_examples_are_shown_once_their_files_are_in_the_cache(fakes, tmp_path, m
 def test_consent_gates_the_three_buttons(fakes) -> None:
     demo = build_demo(fakes, examples="off")
     buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button) and b.elem_id]
-    assert {b.elem_id for b in buttons} == {"analyze-btn", "relate-btn", "faces-btn"}
+    assert {b.elem_id for b in buttons} == {"analyze-btn", "live-btn", "relate-btn", "faces-btn"}
     assert all(b.interactive is False for b in buttons)
 
 
@@ -232,9 +232,9 @@ def test_consent_hint_on_buttons_examples_only_fill_and_api_help(fakes, tmp_path
     demo = build_demo(fakes, examples="lazy")
     buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button) and b.elem_id]
     assert all(b.value == texts.CONSENT_HINT for b in buttons)
-    consent = next(fn for fn in demo.fns.values() if fn.name == "<lambda>" and len(fn.outputs) == 3)
+    consent = next(fn for fn in demo.fns.values() if fn.name == "<lambda>" and len(fn.outputs) == len(buttons))
     enabled = consent.fn(True)
-    assert [u.value for u in enabled] == ["Analyse video", "Relate faces", "Detect faces"]
+    assert [u.value for u in enabled] == ["Analyse video", "Analyse the last 10 s", "Relate faces", "Detect faces"]
     assert all(u.interactive is True for u in enabled)
     assert all(u.interactive is False and u.value == texts.CONSENT_HINT for u in consent.fn(False))
     # examples fill the input only: nothing but the (gated) buttons runs a model

@@ -50,6 +50,30 @@ class RawVideo(gr.Video):
         return None if payload is None else str(payload.path)
 
 
+class LiveWebcam(gr.Image):
+    """Streaming webcam input whose preprocess hands over the frame's in-memory data URL unchanged
+    (decoded with size bounds by :mod:`fdin.app.live`); a file reference is refused (no file reads)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> str | None:
+        url = getattr(payload, "url", None)
+        return url if isinstance(url, str) and url.startswith("data:image/") else None
+
+
+class LiveOverlay(gr.Image):
+    """Image output that sends an in-memory data URL as it is (no file in the cache per frame)."""
+
+    is_template = True
+
+    def postprocess(self, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("data:image/"):
+            from gradio.data_classes import Base64ImageData
+
+            return Base64ImageData(url=value)
+        return super().postprocess(value)
+
+
 def _existing(path: Path) -> str | None:
     return str(path) if path.is_file() else None
 
@@ -110,6 +134,50 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                               **model_event)
             video_in.upload(None, inputs=None, outputs=preview_note, js=texts.PREVIEW_CHECK_JS, queue=False,
                             api_visibility="private")
+
+        with gr.Tab("Live webcam", id="live"):
+            gr.Markdown(texts.LIVE_HELP)
+            live_state = gr.State(None)
+            with gr.Row():
+                with gr.Column(min_width=320):
+                    live_cam = LiveWebcam(label="Camera", sources=["webcam"], streaming=True, elem_id="live-cam",
+                                          webcam_options=gr.WebcamOptions(
+                                              mirror=False, constraints={"video": {"width": 640, "height": 480}}))
+                with gr.Column(min_width=320):
+                    live_overlay = LiveOverlay(label="Tracked face (landmarks, regions, top relations)",
+                                               interactive=False, elem_id="live-overlay")
+            with gr.Row():
+                with gr.Column(min_width=320):
+                    live_text = gr.Markdown(label="rolling estimate", elem_id="live-text")
+                    live_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
+                                         elem_id="live-btn")
+                    buttons.append((live_btn, "Analyse the last 10 s"))
+                with gr.Column(min_width=320):
+                    live_heat = gr.Plot(label="Rolling relational importance (gender)", elem_id="live-heat")
+            with gr.Accordion("Full analysis of the live buffer", open=True):
+                live_summary = gr.Markdown(label="summary", elem_id="live-summary")
+                with gr.Row():
+                    with gr.Column(min_width=320):
+                        live_clip = gr.Video(label="Annotated playback", interactive=False, height=300)
+                    with gr.Column(min_width=320):
+                        live_key = gr.Image(label="Top region relations at the expression peak", interactive=False,
+                                            height=300)
+                with gr.Row():
+                    with gr.Column(min_width=360):
+                        live_heat_g = gr.Plot(label="Relational importance (gender)", elem_id="live-heat-gender")
+                    with gr.Column(min_width=360):
+                        live_heat_a = gr.Plot(label="Relational importance (age)")
+                live_dyn = gr.Plot(label="Region dynamics over time")
+                live_file = gr.File(label="Download the JSON", interactive=False, height=90)
+                live_json = gr.JSON(label="analysis", visible=False)
+            live_cam.stream(h.live_frame, inputs=[live_cam, live_state, consent],
+                            outputs=[live_overlay, live_text, live_heat, live_state],
+                            stream_every=settings.LIVE_STREAM_EVERY_S, time_limit=settings.LIVE_TIME_LIMIT_S,
+                            concurrency_id="live", concurrency_limit=settings.LIVE_CONCURRENCY,
+                            show_progress="hidden", api_visibility="private")
+            live_btn.click(h.analyze_live, inputs=live_state,
+                           outputs=[live_json, live_summary, live_clip, live_key, live_heat_g, live_heat_a, live_dyn,
+                                    live_file], api_visibility="private", **model_event)
 
         with gr.Tab("Relations", id="relations"):
             traits = texts.trait_names()

@@ -66,6 +66,14 @@ annotated photo and a sentence saying how many faces were found (or that none wa
 Limits: files up to 50 MB, the first 20 s of a video, one request at a time with a short queue.
 """
 
+#: What the live mode says while the consent box is unticked (frames are then not processed).
+CONSENT_FIRST = "Tick the consent box at the top first: until then no frame is processed."
+LIVE_HELP = (
+    "Start the camera: the server follows your face on every frame it receives (68 landmarks, the FDIN "
+    "regions and, once an estimate exists, the top region pairs) and refreshes a rolling FDIN estimate "
+    "over the last 4 s about once a second. Frames are kept in memory for 10 s only and never written "
+    "to disk. The button analyses those 10 s exactly as an uploaded video.")
+
 #: The label of every model button until the consent box is ticked (the hint sits where people click).
 CONSENT_HINT = "Tick the consent box at the top to enable this button"
 
