@@ -146,7 +146,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
 
         with gr.Tab("Live webcam", id="live"):
             gr.Markdown(texts.LIVE_HELP)
-            live_state = gr.State(None)
+            live_state = gr.State(None, time_to_live=settings.LIVE_STATE_TTL_S)  # the buffer is freed after
             with gr.Row():
                 with gr.Column(min_width=320):
                     live_cam = LiveWebcam(label="Camera", sources=["webcam"], streaming=True, elem_id="live-cam",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -209,6 +210,8 @@ class LiveSession:
     processed: int = 0
     dropped: int = 0
     frame_ms: deque = field(default_factory=lambda: deque(maxlen=60))
+    # the stream adds frames while the "analyse" button reads the buffer (two events, one session)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def accept_time(self, now: float) -> bool:
         """Per-session rate limit: False (drop the frame) when it follows the last one too closely."""
@@ -222,23 +225,26 @@ class LiveSession:
         """Track the face in ``frame`` (decoded from ``data``), buffer it; the Face or None."""
         t0 = time.perf_counter()
         face = self.tracker.step(frame, backend)
-        self.times.append(now)
-        self.faces.append(None if face is None else np.asarray(face.landmarks, np.float32))
-        self.jpegs.append(data)
-        while self.times and (now - self.times[0] > BUFFER_S or len(self.times) > MAX_BUFFER_FRAMES):
-            self.times.popleft()
-            self.faces.popleft()
-            self.jpegs.popleft()
+        with self.lock:
+            self.times.append(now)
+            self.faces.append(None if face is None else np.asarray(face.landmarks, np.float32))
+            self.jpegs.append(data)
+            while self.times and (now - self.times[0] > BUFFER_S or len(self.times) > MAX_BUFFER_FRAMES):
+                self.times.popleft()
+                self.faces.popleft()
+                self.jpegs.popleft()
         self.processed += 1
         self.frame_ms.append((time.perf_counter() - t0) * 1000)
         return face
 
     def window(self, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """``(landmarks (N, 68, 2), timestamps (N,))`` of the frames with a face in the last ``seconds``."""
-        if not self.times:
+        with self.lock:
+            times, faces = list(self.times), list(self.faces)
+        if not times:
             return np.zeros((0, 68, 2), np.float32), np.zeros(0)
-        end = self.times[-1]
-        pairs = [(t, lm) for t, lm in zip(self.times, self.faces, strict=True) if lm is not None and end - t <= seconds]
+        end = times[-1]
+        pairs = [(t, lm) for t, lm in zip(times, faces, strict=True) if lm is not None and end - t <= seconds]
         if not pairs:
             return np.zeros((0, 68, 2), np.float32), np.zeros(0)
         return np.stack([p[1] for p in pairs]), np.asarray([p[0] for p in pairs], np.float64)
@@ -253,7 +259,7 @@ class LiveSession:
 
         self.last_rolling_t = now
         landmarks, times = self.window(ROLLING_WINDOW_S)
-        if len(times) < 5 or times[-1] - times[0] < MIN_ROLLING_S:
+        if len(times) < 4 or times[-1] - times[0] < MIN_ROLLING_S:
             self.rolling_result = None
             return None
         prediction = analyzer.predict_landmarks(landmarks, times - times[0])
@@ -265,12 +271,14 @@ class LiveSession:
         """The buffered frames as a :class:`fdin.media.Video` (what an upload becomes after decoding)."""
         from fdin.media import Video
 
-        if len(self.jpegs) < 2:
+        with self.lock:
+            jpegs, received = list(self.jpegs), list(self.times)
+        if len(jpegs) < 2:
             raise NoFaceError("The live buffer is empty: start the camera and keep your face in view first.")
-        frames = [decode_frame(d) for d in self.jpegs]
+        frames = [decode_frame(d) for d in jpegs]
         shape = frames[-1].shape
         keep = [k for k, f in enumerate(frames) if f.shape == shape]  # a camera switch changes the size
-        times = np.asarray([self.times[k] for k in keep], np.float64)
+        times = np.asarray([received[k] for k in keep], np.float64)
         times -= times[0]
         duration = float(times[-1]) if len(times) > 1 else 0.0
         fps = (len(times) - 1) / duration if duration > 0 else 1.0
