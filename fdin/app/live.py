@@ -194,6 +194,7 @@ class Rolling:
     seconds: float
     frames: int
     top_relations: list[dict[str, Any]]
+    at: float = 0.0  # receive time of the window's last frame
 
 
 @dataclass
@@ -253,18 +254,18 @@ class LiveSession:
         return now - self.last_rolling_t >= ROLLING_EVERY_S
 
     def rolling(self, now: float, analyzer: Any) -> Rolling | None:
-        """Refresh the rolling FDIN estimate over the last :data:`ROLLING_WINDOW_S` seconds (None when
-        the face was seen for less than :data:`MIN_ROLLING_S` in it)."""
+        """Refresh the rolling FDIN estimate over the last :data:`ROLLING_WINDOW_S` seconds. None (and
+        the previous estimate is kept, shown with its age) when the face was seen for less than
+        :data:`MIN_ROLLING_S` in the window."""
         from fdin.regions import top_relations
 
         self.last_rolling_t = now
         landmarks, times = self.window(ROLLING_WINDOW_S)
         if len(times) < 4 or times[-1] - times[0] < MIN_ROLLING_S:
-            self.rolling_result = None
             return None
         prediction = analyzer.predict_landmarks(landmarks, times - times[0])
         self.rolling_result = Rolling(prediction, float(times[-1] - times[0]), len(times),
-                                      top_relations(prediction.importance.matrix, k=3))
+                                      top_relations(prediction.importance.matrix, k=3), float(times[-1]))
         return self.rolling_result
 
     def video(self) -> Any:
@@ -322,8 +323,13 @@ def rolling_markdown(session: LiveSession, demonstration: bool) -> str:
         return head + f"\n\nThe rolling estimate needs the face in view for {MIN_ROLLING_S:g} s."
     est = r.prediction.estimates
     label = "FDIN demonstration output" if demonstration else "FDIN estimate"
-    lines = [head, f"**Rolling {label}** over the last {r.seconds:.1f} s ({r.frames} frames): apparent gender "
+    age = (session.times[-1] - r.at) if session.times else 0.0
+    when = f"the {r.seconds:.1f} s up to {age:.0f} s ago" if age >= 2 * ROLLING_EVERY_S else f"the last {r.seconds:.1f} s"
+    lines = [head, f"**Rolling {label}** over {when} ({r.frames} frames): apparent gender "
                    f"{gender_text(est.gender)}, apparent age {age_text(est.age)}."]
+    if age >= 2 * ROLLING_EVERY_S:
+        lines.append(f"(Not refreshed: the face was in view for less than {MIN_ROLLING_S:g} s of the last "
+                     f"{ROLLING_WINDOW_S:g} s.)")
     if r.top_relations:
         lines.append("Top region pairs: " + "; ".join(
             f"{' – '.join(pretty_name(x) for x in rel['regions'])} ({rel['importance']:.0%})"
