@@ -91,7 +91,8 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                rate_limiter: RateLimiter | None = None, handlers: Handlers | None = None) -> gr.Blocks:
     """Build the app around ``predictors`` (default: the real ones, loaded on first use).
     ``examples``: "lazy", "eager" or "off" (default: ``FDIN_EXAMPLES``, else "lazy"); examples appear
-    when their files are in the cache folder (``app.py`` prepares them before building)."""
+    (except "off") when their files are in the cache folder (``app.py`` prepares them before building).
+    A click on an example only fills the input; the consent-gated button runs it."""
     mode = ex.examples_mode(examples)
     h = handlers if handlers is not None else Handlers(predictors, rate_limiter=rate_limiter)
     folder = ex.examples_dir()
