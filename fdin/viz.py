@@ -74,12 +74,13 @@ def importance_heatmap(regions: Sequence[str], matrix: np.ndarray, *, title: str
     fig = go.Figure(go.Heatmap(
         z=m, x=names, y=names, colorscale="Viridis", zmin=0.0,
         hovertemplate="%{y} ↔ %{x}<br>importance %{z:.4f}<extra></extra>",
-        colorbar={"title": {"text": "importance"}},
+        colorbar={"title": {"text": "importance", "side": "right"}, "thickness": 12},
     ))
     fig.update_layout(
         title={"text": title or "Relational importance of region pairs"},
         height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        xaxis={"side": "bottom", "tickangle": -40}, yaxis={"autorange": "reversed"},
+        xaxis={"side": "bottom", "tickangle": -40, "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
+        yaxis={"autorange": "reversed", "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
     )
     return fig
 
@@ -116,6 +117,41 @@ def trait_bars(pairs: Sequence[Any], *, height: int = 420) -> Any:
         height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
         xaxis={"range": [0, 1], "title": {"text": "probability"}}, yaxis={"autorange": "reversed"},
         legend={"orientation": "h", "y": -0.15},
+    )
+    return fig
+
+
+def trait_heatmap(pairs: Sequence[Any], *, row_height: int = 26) -> Any:
+    """Pairs × traits heatmap of relation-trait probabilities: one row per face pair (every pair, however
+    many), one column per trait, the probability written in each cell. Readable at any number of pairs
+    (the height grows with them) where grouped bars need one colour per pair.
+
+    Args:
+        pairs: as for :func:`trait_bars`.
+    """
+    go = _go()
+    labels, rows, traits = [], [], None
+    for k, pair in enumerate(pairs):
+        idx, values, label = _pair_fields(pair)
+        traits = traits or list(values)
+        labels.append(label or (f"{idx[0]} – {idx[1]}" if isinstance(idx, Sequence) and len(idx) == 2
+                                else f"pair {k}"))
+        rows.append([float(values[t]) for t in traits])
+    traits = traits or []
+    z = np.asarray(rows, dtype=float).reshape(len(rows), len(traits))
+    names = [pretty_name(t) for t in traits]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=names, y=labels, zmin=0.0, zmax=1.0, colorscale="RdBu_r", text=np.round(z, 2).astype(str),
+        texttemplate="%{text}", textfont={"size": 10},
+        hovertemplate="faces %{y}<br>%{x}: %{z:.2f}<extra></extra>",
+        colorbar={"title": {"text": "p"}, "thickness": 10},
+    ))
+    fig.update_layout(
+        title={"text": f"Relation traits, all {len(labels)} pairs"}, height=140 + row_height * max(len(labels), 2),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={"side": "top", "tickangle": -35, "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
+        yaxis={"autorange": "reversed", "dtick": 1, "type": "category", "title": {"text": "faces"},
+               "automargin": True},
     )
     return fig
 
@@ -176,7 +212,7 @@ def region_dynamics(times: Sequence[float], trajectories: np.ndarray, regions: S
     fig.update_layout(title={"text": "Region dynamics over time"}, height=height,
                       margin={"l": 10, "r": 10, "t": 50, "b": 10},
                       xaxis={"title": {"text": "time (s)"}}, yaxis={"title": {"text": ylabel}},
-                      legend={"orientation": "h", "y": -0.2})
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.25, "font": {"size": 10}})
     return fig
 
 
@@ -330,4 +366,5 @@ __all__ = [
     "region_dynamics",
     "relation_matrix",
     "trait_bars",
+    "trait_heatmap",
 ]

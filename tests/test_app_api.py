@@ -47,7 +47,7 @@ def media(tmp_path_factory) -> Path:
 
 # --- the endpoints ---------------------------------------------------------------------------------
 def test_detect_faces_endpoint(client) -> None:
-    payload, image, table = client.predict(handle_file(str(group_photo())), api_name="/detect_faces")
+    payload, image, _status, table = client.predict(handle_file(str(group_photo())), api_name="/detect_faces")
     assert len(payload["faces"]) == 6 and len(payload["faces"][0]["landmarks"]) == 68
     assert Path(image).is_file() and table["headers"][0] == "face" and len(table["value"]["data"]) == 6
     assert {f["expression"]["label"] for f in payload["faces"]} <= {"happy", "neutral"}

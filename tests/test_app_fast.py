@@ -73,13 +73,14 @@ def test_examples_are_shown_once_their_files_are_in_the_cache(fakes, tmp_path, m
 def test_consent_gates_the_three_buttons(fakes) -> None:
     demo = build_demo(fakes, examples="off")
     buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button) and b.elem_id]
-    assert {b.elem_id for b in buttons} == {"analyze-btn", "relate-btn", "faces-btn"}
+    assert {b.elem_id for b in buttons} == {"analyze-btn", "live-btn", "relate-btn", "faces-btn"}
     assert all(b.interactive is False for b in buttons)
 
 
 # --- handlers ------------------------------------------------------------------------------------
-def test_detect_faces_gives_the_cli_json_an_image_and_the_face_table(handlers, fakes) -> None:
-    payload, annotated, table = handlers.detect_faces("photo.jpg")
+def test_detect_faces_gives_the_cli_json_an_image_a_status_and_the_face_table(handlers, fakes) -> None:
+    payload, annotated, status, table = handlers.detect_faces("photo.jpg")
+    assert status == "Found 2 faces (numbered left to right)."
     assert set(payload) == {"faces", "backend", "image"} and len(payload["faces"]) == 2
     assert payload["image"] == {"width": 240, "height": 120} and payload["backend"]["name"] == "fake"
     assert annotated.shape == (120, 240, 3) and fakes.requests == ["backend", "expression"]
@@ -96,8 +97,15 @@ def test_analyze_video_renders_every_output(handlers) -> None:
     payload, summary, clip, keyframe, heat_gender, heat_age, dynamics, json_file = out
     assert list(payload)[:9] == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
                                  "top_relations", "models", "timings_ms"] and "video" in payload
-    assert "| apparent gender | male" in summary and "female" in summary  # FDIN 0.3 vs appearance 0.9
-    assert "face found in 19, lost in 1" in summary and "Only the first 2 s" in summary
+    # the appearance model (real faces) first, FDIN's synthetic-data weights labelled a demonstration
+    assert "| apparent gender | female (p_female 0.90, spread ±0.05 over frames) | male (p_female 0.30) |" in summary
+    assert "from appearance (averaged over 5 frames) | from facial dynamics (FDIN), demonstration output" in summary
+    assert "confidence" not in summary.lower()
+    assert "**The two gender estimates disagree:** the appearance model says female" in summary
+    # every analysed frame accounted for: 19 followed + 1 lost = 20 (the fake track spans the clip)
+    assert "the face was followed in 19, lost in 1 while" in summary and "outside its track" not in summary
+    assert "average the appearance model over 5 of the 19 frames" in summary
+    assert "Only the first 2 s" in summary
     assert SYNTHETIC_WEIGHTS_NOTE in summary
     assert json.loads(Path(json_file).read_text())["dynamics"] == payload["dynamics"]
     assert Path(clip).stat().st_size > 0 and min(keyframe.shape[:2]) >= 640
@@ -114,7 +122,8 @@ def test_relate_photos_group_and_trait_fallback(handlers) -> None:
     # expression from the expression model, gender/age from the appearance model ("–" where it gave none)
     assert table.value["data"][0][1:4] == ["happy (70%)", "–", "–"]
     assert table.value["data"][1][1:4] == ["neutral (70%)", "female (0.70)", "31"]
-    assert len(chart.data) > 0 and len(matrix.data[0].z) == 3
+    assert len(chart.data[0].y) == 3 and len(chart.data[0].x) == 8  # pairs x traits: every pair drawn
+    assert len(matrix.data[0].z) == 3
     assert matrix.layout.title.text == "Dominant across all pairs"  # an unknown trait falls back to the first
     assert handlers.rerender_matrix(payload, "warm").layout.title.text == "Warm across all pairs"
     assert handlers.rerender_matrix({"faces": [1, 2]}, "warm") is None
@@ -183,3 +192,76 @@ def test_rate_limit_per_client(fakes) -> None:
 ])
 def test_server_address_flags_over_env_over_defaults(env, cli, expected) -> None:
     assert server_address(*cli, env=env) == expected
+
+
+# --- the friction a first visitor hits (issue 14) ----------------------------------------------------
+def test_every_pair_of_six_faces_is_drawn(fakes) -> None:
+    h = Handlers(FakePredictors(relation_faces=6), rate_limiter=RateLimiter(0, 60))
+    h.load_image = lambda path: np.zeros((120, 400, 3), np.uint8)
+    payload, _image, _table, chart, _matrix = h.relate_photos("g.jpg", progress=_no_progress)
+    rows = list(chart.data[0].y)
+    assert len(payload["pairs"]) == 15 and len(rows) == 15 and len(set(rows)) == 15
+    assert {"2 – 4", "2 – 5", "3 – 4", "3 – 5", "4 – 5"} <= set(rows)  # the pairs the bar chart dropped
+    assert np.asarray(chart.data[0].z).shape == (15, 8) and "15 pairs" in chart.layout.title.text
+
+
+@pytest.mark.parametrize(("shape", "expected"), [((600, 900), "No face found** in this 900×600 photo."),
+                                                 ((1, 1), "The photo is very small.")])
+def test_no_face_says_so(shape, expected) -> None:
+    h = Handlers(FakePredictors(faces=0), rate_limiter=RateLimiter(0, 60))
+    h.load_image = lambda path: np.zeros((*shape, 3), np.uint8)
+    payload, _image, status, _table = h.detect_faces("landscape.jpg")
+    assert payload["faces"] == [] and expected in status
+
+
+def test_frame_accounting_names_every_frame() -> None:
+    from fdin.app.rendering import frame_accounting
+
+    text = frame_accounting(97, 36, 30)
+    assert "followed in 36, lost in 30" in text and "31 lie outside its track" in text
+
+
+def test_agreeing_estimates_say_nothing_and_real_weights_are_not_demonstrations() -> None:
+    from fdin.app.rendering import disagreement
+    from fdin.results import GenderEstimate
+
+    assert disagreement(GenderEstimate(0.8), GenderEstimate(0.9), demonstration=True) is None
+    text = disagreement(GenderEstimate(0.2), GenderEstimate(0.9), demonstration=False)
+    assert "FDIN (facial dynamics) say male" in text and "demonstrat" not in text
+
+
+def test_consent_hint_on_buttons_examples_only_fill_and_api_help(fakes, tmp_path, monkeypatch) -> None:
+    from fdin.app import texts
+
+    monkeypatch.setenv("FDIN_CACHE_DIR", str(tmp_path))
+    ex.example_photos()
+    demo = build_demo(fakes, examples="lazy")
+    buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button) and b.elem_id]
+    assert all(b.value == texts.CONSENT_HINT for b in buttons)
+    consent = next(fn for fn in demo.fns.values() if fn.name == "<lambda>" and len(fn.outputs) == len(buttons))
+    enabled = consent.fn(True)
+    assert [u.value for u in enabled] == ["Analyse video", "Analyse the last 10 s", "Relate faces", "Detect faces"]
+    assert all(u.interactive is True for u in enabled)
+    assert all(u.interactive is False and u.value == texts.CONSENT_HINT for u in consent.fn(False))
+    # examples fill the input only: nothing but the (gated) buttons runs a model
+    from fdin.app.layout import RawImage, RawVideo
+
+    datasets = {b._id for b in demo.blocks.values() if isinstance(b, gr.Dataset)}
+    example_fns = [fn for fn in demo.fns.values() if {i._id for i in fn.inputs} & datasets]
+    assert datasets and example_fns
+    assert all(isinstance(o, (RawImage, RawVideo, gr.Dataset)) for fn in example_fns for o in fn.outputs)
+    assert "take no consent argument" in texts.API_MARKDOWN
+
+
+def test_api_help_matches_the_endpoints(fakes) -> None:
+    import re
+
+    from fdin.app import texts
+
+    info = build_demo(fakes, examples="off").get_api_info()["named_endpoints"]
+    for name, count in re.findall(r"`(/\w+)` returns (\d+) values", texts.API_MARKDOWN):
+        assert len(info[name]["returns"]) == int(count), name
+    assert len(re.findall(r"returns (\d+) values", texts.API_MARKDOWN)) == 3
+    assert "7860" not in texts.API_MARKDOWN  # no hard-coded port: the app may listen elsewhere
+    labels = [r["label"] for ep in info.values() for r in ep["returns"]]
+    assert not any(re.fullmatch(r"value_\d+", str(label)) for label in labels), labels

@@ -50,7 +50,7 @@ def _assert_friendly(text: str) -> None:
 
 # --- Faces -----------------------------------------------------------------------------------------
 def test_detect_faces_group_photo() -> None:
-    payload, annotated, table = ui.detect_faces(str(group_photo()))
+    payload, annotated, _status, table = ui.detect_faces(str(group_photo()))
     assert len(payload["faces"]) == 6 and len(table.value["data"]) == 6
     first = payload["faces"][0]
     assert len(first["landmarks"]) == 68 and len(first["bbox"]) == 4 and set(first["pose"]) == {"yaw", "pitch", "roll"}
@@ -61,7 +61,7 @@ def test_detect_faces_group_photo() -> None:
 
 
 def test_detect_faces_astronaut() -> None:
-    payload, _, table = ui.detect_faces(str(astronaut_photo()))
+    payload, _, _status, table = ui.detect_faces(str(astronaut_photo()))
     assert len(payload["faces"]) == 1
     assert payload["faces"][0]["appearance"] is not None
     assert payload["faces"][0]["expression"]["label"] == "happy"  # she smiles (tests/test_fer2013.py table)
@@ -69,8 +69,8 @@ def test_detect_faces_astronaut() -> None:
 
 
 def test_detect_faces_no_face_is_an_empty_list(media) -> None:
-    payload, _, _table = ui.detect_faces(str(no_face_photo(media)))
-    assert payload["faces"] == []
+    payload, _image, status, _table = ui.detect_faces(str(no_face_photo(media)))
+    assert payload["faces"] == [] and "No face found" in status
 
 
 # --- Relations -------------------------------------------------------------------------------------
@@ -82,7 +82,7 @@ def test_relate_group_photo() -> None:
     assert len(traits) == 8 and all(0.0 <= v <= 1.0 for v in traits.values())
     assert annotated.ndim == 3
     assert len(table.value["data"]) == 6
-    assert len(chart.data) == 10  # at most ten pairs in the bar chart
+    assert len(chart.data[0].y) == 15 and len(chart.data[0].x) == 8  # every pair x every trait (issue 14)
     assert len(matrix.data[0].z) == 6  # 3+ faces: the 6x6 relation matrix
 
 

@@ -239,7 +239,7 @@ def test_app_handler_corpus_case(name: str, corpus: dict[str, mc.MediaCase]) -> 
     if case.kind == "image":
         expected = _expected_error(case)
         if expected is None:
-            payload, annotated = ui.detect_faces(str(case.path))
+            payload, annotated, *_ = ui.detect_faces(str(case.path))
             assert isinstance(payload["faces"], list) and annotated.dtype == np.uint8
             if "size" in case.meta:
                 assert (payload["image"]["height"], payload["image"]["width"]) == tuple(case.meta["size"])

@@ -27,8 +27,8 @@ def examples_dir() -> Path:
 
 
 def examples_mode(mode: str | None = None) -> str:
-    """``mode`` or ``FDIN_EXAMPLES``: "lazy" (default; outputs cached on first click), "eager" (at
-    launch) or "off"."""
+    """``mode`` or ``FDIN_EXAMPLES``: "lazy" (default), "eager" or "off" (no examples). Examples only
+    fill the input (the consent-gated button runs them), so "lazy" and "eager" show the same."""
     mode = (mode or os.environ.get("FDIN_EXAMPLES", "lazy")).strip().lower()
     return mode if mode in ("lazy", "eager", "off") else "lazy"
 

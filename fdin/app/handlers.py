@@ -33,8 +33,9 @@ import numpy as np
 from fdin.app import face_table, rendering, settings
 from fdin.app.predictors import LazyPredictors, Predictors
 from fdin.app.ratelimit import RateLimiter, client_key
-from fdin.app.texts import GENERIC_ERROR, RATE_LIMITED
+from fdin.app.texts import CONSENT_FIRST, GENERIC_ERROR, RATE_LIMITED
 from fdin.errors import FdinError, NoFaceError
+from fdin.results import any_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class Handlers:
         self.detect_faces = self._friendly(self._detect_faces, "detect_faces")
         self.analyze_video = self._friendly(self._analyze_video, "analyze_video")
         self.relate_photos = self._friendly(self._relate_photos, "relate_photos")
+        self.analyze_live = self._friendly(self._analyze_live, "analyze_live")
 
     # --- error mapping and rate limit ------------------------------------------------------------
     def _friendly(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -138,15 +140,17 @@ class Handlers:
 
     # --- faces -----------------------------------------------------------------------------------
     def _detect_faces(self, image_path: str | None,
-                      request: gr.Request | None = None) -> tuple[dict[str, Any], np.ndarray, Any]:
-        """Photo -> (the JSON of ``fdin faces``, annotated image, per-face table)."""
+                      request: gr.Request | None = None) -> tuple[dict[str, Any], np.ndarray, str, Any]:
+        """Photo -> (the JSON of ``fdin faces``, annotated image, a sentence saying how many faces were
+        found, or that none was and why that may be, the per-face table)."""
         from fdin import viz
         from fdin.faces import faces_in
 
         image = self.load_image(need(image_path, "a photo"))
         result = faces_in(image, self.predictors.backend(), self.predictors.expression())
         table = gr.Dataframe(value=face_table.faces_rows(result), headers=face_table.FACE_COLUMNS)
-        return result.to_json_dict(), viz.draw_faces(image, result.faces), table
+        status = rendering.faces_status(len(result.faces), image.shape[1], image.shape[0])
+        return result.to_json_dict(), viz.draw_faces(image, result.faces), status, table
 
     # --- trait estimation ------------------------------------------------------------------------
     def _analyze_video(self, video_path: str | None, progress: gr.Progress = gr.Progress(),  # noqa: B008
@@ -158,12 +162,19 @@ class Handlers:
         video = self.read_video(path)
         if len(video) == 0:
             raise NoFaceError("The video holds no decodable frame.")
+        return self._analysis_outputs(video, progress)
+
+    def _analysis_outputs(self, video: Any, progress: Any) -> tuple[Any, ...]:
+        """A decoded :class:`fdin.media.Video` (an upload or the live buffer) -> the eight outputs."""
+        progress(0.02, desc="loading the models (only the first request after a start waits for this)")
         analyzer = self.predictors.analyzer()
         spans = {"decode": (0.0, 0.05), "track": (0.05, 0.8), "dynamics": (0.8, 0.88)}
 
         def report(stage: str, fraction: float) -> None:
             lo, hi = spans.get(stage, (0.8, 0.88))
-            progress(lo + (hi - lo) * fraction, desc={"track": "tracking"}.get(stage, stage))
+            progress(lo + (hi - lo) * fraction,
+                     desc={"track": "tracking", "decode": "preparing (the first request loads the face models)"}
+                     .get(stage, stage))
 
         result = analyzer.analyze(video, progress=report)
         progress(0.9, desc="drawing")
@@ -178,6 +189,57 @@ class Handlers:
         summary = rendering.summary_markdown(result, list(getattr(video, "notes", []) or []))
         return payload, summary, clip, key, heat_gender, heat_age, dynamics, json_file
 
+    # --- live webcam -----------------------------------------------------------------------------
+    def live_frame(self, frame: str | None, session: Any = None, consent: bool = True) -> tuple[Any, Any, Any, Any]:
+        """One streamed webcam frame (an in-memory image data URL) -> (overlay data URL, rolling
+        summary, rolling importance heatmap, session). Outputs that do not change are ``gr.skip()``;
+        a frame over the per-session rate, or a bad frame, changes nothing (no error: the stream goes
+        on). Not rate limited per client like the model buttons: it is bounded per session instead
+        (:mod:`fdin.app.live`)."""
+        from fdin import viz
+        from fdin.app import live
+
+        session = session if isinstance(session, live.LiveSession) else live.LiveSession()
+        if not consent:
+            return gr.skip(), CONSENT_FIRST, gr.skip(), session
+        now = time.monotonic()
+        if frame is None or not session.accept_time(now):
+            return gr.skip(), gr.skip(), gr.skip(), session
+        try:
+            data = live.frame_bytes(frame)
+            image = live.decode_frame(data)
+            face = session.add(now, data, image, self.predictors.backend())
+            out = live.jpeg_data_url(live.overlay(image, face, session.rolling_result))
+            if not session.rolling_due(now):
+                return out, gr.skip(), gr.skip(), session
+            analyzer = self.predictors.analyzer()
+            rolled = session.rolling(now, analyzer)
+            demo = any_synthetic(analyzer.provenance()) if hasattr(analyzer, "provenance") else True
+            text = live.rolling_markdown(session, demo)
+            if rolled is None:
+                return out, text, gr.skip(), session
+            heat = viz.importance_heatmap(list(rolled.prediction.importance.regions),
+                                          np.asarray(rolled.prediction.importance.by_target["gender"]),
+                                          title=f"Rolling importance: gender (last {rolled.seconds:.0f} s)",
+                                          height=420)
+            return out, text, heat, session
+        except FdinError as error:
+            log.info("live frame dropped: %s", type(error).__name__)
+            return gr.skip(), gr.skip(), gr.skip(), session
+        except Exception:
+            log.exception("live frame failed")
+            return gr.skip(), gr.skip(), gr.skip(), session
+
+    def _analyze_live(self, session: Any = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                      request: gr.Request | None = None) -> tuple[Any, ...]:
+        """The live buffer (the last seconds of streamed frames) -> the same eight outputs as an upload."""
+        from fdin.app.live import LiveSession
+
+        if not isinstance(session, LiveSession):
+            raise NoFaceError("The live buffer is empty: start the camera and keep your face in view first.")
+        progress(0.0, desc="decoding the live buffer")
+        return self._analysis_outputs(session.video(), progress)
+
     # --- relations -------------------------------------------------------------------------------
     def _relate_photos(self, image_a: str | None, image_b: str | None = None, trait: str = "warm",
                        progress: gr.Progress = gr.Progress(),  # noqa: B008
@@ -189,13 +251,14 @@ class Handlers:
         progress(0.0, desc="decoding")
         a = self.load_image(need(image_a, "a photo"))
         b = self.load_image(image_b) if image_b else None
+        progress(0.05, desc="loading the models (only the first request after a start waits for this)")
         predictor = self.predictors.relation()
         result = predictor.relate(a, b, progress=lambda stage, fraction: progress(0.1 + 0.8 * fraction, desc=stage))
         payload = result.to_json_dict()
         boxes = [{"bbox": f.canvas_bbox} for f in result.faces]
         annotated = viz.draw_faces(rendering.canvas(a, b), boxes, landmarks=False,
                                    labels=[str(f.index) for f in result.faces])
-        chart = viz.trait_bars(result.pairs[:10])
+        chart = viz.trait_heatmap(result.pairs)  # every pair, one row each
         traits = result.pairs[0].traits if result.pairs else {}
         if trait not in traits and traits:
             trait = next(iter(traits))

@@ -10,8 +10,10 @@ Design notes:
 * **Webcam mirroring**: ``WebcamOptions(mirror=False)``. A mirrored face swaps image left/right, so
   every ``*_left``/``*_right`` region name would be wrong; unmirrored, what the server analyses is
   what the camera saw and region names stay subject-centric.
-* **Consent** (R-33): a checkbox enables the buttons in the browser. It gates the UI only; the API
-  endpoints do not take it (API users read the same notice in the "Models & API" tab).
+* **Consent** (R-33): a checkbox enables the buttons in the browser; until it is ticked each button
+  says so (:data:`~fdin.app.texts.CONSENT_HINT`). Examples only fill the input (``run_on_click=False``),
+  so they too run through the gated button. The API endpoints do not take a consent argument: the API
+  help (Models & API tab) states that calling them is the caller's own statement of the same consent.
 """
 
 from __future__ import annotations
@@ -48,6 +50,39 @@ class RawVideo(gr.Video):
         return None if payload is None else str(payload.path)
 
 
+class LiveWebcam(gr.Image):
+    """Streaming webcam input whose preprocess hands over the frame's in-memory data URL unchanged
+    (decoded with size bounds by :mod:`fdin.app.live`); a file reference is refused (no file reads)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> str | None:
+        url = getattr(payload, "url", None)
+        return url if isinstance(url, str) and url.startswith("data:image/") else None
+
+
+class LiveOverlay(gr.Image):
+    """Image output that sends an in-memory data URL as it is (no file in the cache per frame)."""
+
+    is_template = True
+
+    def postprocess(self, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("data:image/"):
+            from gradio.data_classes import Base64ImageData
+
+            return Base64ImageData(url=value)
+        return super().postprocess(value)
+
+
+#: A failed request says so once, in the toast (a plain sentence from the handler); the per-output
+#: "Error" badges would repeat it on every output. Table headers wrap between words, never inside one.
+CSS = """
+[data-testid="status-tracker"] span.error, [data-testid="status-tracker"] .clear-status { display: none; }
+#faces-table th, #faces-table th * { word-break: normal !important; overflow-wrap: normal !important;
+  hyphens: none !important; }
+"""
+
+
 def _existing(path: Path) -> str | None:
     return str(path) if path.is_file() else None
 
@@ -56,7 +91,8 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                rate_limiter: RateLimiter | None = None, handlers: Handlers | None = None) -> gr.Blocks:
     """Build the app around ``predictors`` (default: the real ones, loaded on first use).
     ``examples``: "lazy", "eager" or "off" (default: ``FDIN_EXAMPLES``, else "lazy"); examples appear
-    when their files are in the cache folder (``app.py`` prepares them before building)."""
+    (except "off") when their files are in the cache folder (``app.py`` prepares them before building).
+    A click on an example only fills the input; the consent-gated button runs it."""
     mode = ex.examples_mode(examples)
     h = handlers if handlers is not None else Handlers(predictors, rate_limiter=rate_limiter)
     folder = ex.examples_dir()
@@ -65,10 +101,10 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
     photos = {k: p for k, p in (("group", _existing(folder / ex.GROUP_NAME)),
                                 ("astronaut", _existing(folder / ex.ASTRONAUT_NAME))) if p} if mode != "off" else {}
     model_event = {"concurrency_id": settings.MODEL_CONCURRENCY_ID, "concurrency_limit": 1}
-    example_args = {"cache_examples": True, "cache_mode": mode, "api_visibility": "private"}
-    buttons: list[gr.Button] = []
+    example_args = {"cache_examples": False, "run_on_click": False, "api_visibility": "private"}
+    buttons: list[tuple[gr.Button, str]] = []  # (button, its label once consent is given)
 
-    with gr.Blocks(title=texts.TITLE, analytics_enabled=False, delete_cache=settings.DELETE_CACHE) as demo:
+    with gr.Blocks(title=texts.TITLE, analytics_enabled=False, delete_cache=settings.DELETE_CACHE, css=CSS) as demo:
         gr.Markdown(texts.INTRO)
         gr.Markdown(texts.NOTICE, elem_id="fdin-notice")
         consent = gr.Checkbox(label=texts.CONSENT, value=False, elem_id="fdin-consent")
@@ -80,19 +116,25 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                                         sources=["upload", "webcam"], include_audio=False,
                                         webcam_options=gr.WebcamOptions(mirror=False), height=360,
                                         elem_id="video-in")
-                    analyze_btn = gr.Button("Analyse video", variant="primary", interactive=False,
+                    if clip:  # right under the input: visible without scrolling; fills the input only
+                        gr.Examples([[clip]], inputs=video_in, label="Example: a smile generated by fdin from a "
+                                    "real photo", **example_args)
+                    preview_note = gr.Markdown(label="preview note", elem_id="preview-note")
+                    analyze_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
                                             elem_id="analyze-btn")
-                    buttons.append(analyze_btn)
-                    summary = gr.Markdown(elem_id="analysis-summary")
+                    buttons.append((analyze_btn, "Analyse video"))
+                    summary = gr.Markdown(label="summary", elem_id="analysis-summary")
                     json_file = gr.File(label="Download the JSON", interactive=False, height=90)
                 with gr.Column(scale=1):
                     clip_out = gr.Video(label="Annotated playback (landmarks, regions, top relations)",
                                         interactive=False, height=360)
                     keyframe = gr.Image(label="Top region relations at the expression peak (width = importance)",
                                         interactive=False, height=360)
-            with gr.Row():
-                heat_gender = gr.Plot(label="Relational importance (gender)", elem_id="heat-gender")
-                heat_age = gr.Plot(label="Relational importance (age)", elem_id="heat-age")
+            with gr.Row():  # columns wrap under each other on a phone instead of squeezing the heatmaps
+                with gr.Column(min_width=360):
+                    heat_gender = gr.Plot(label="Relational importance (gender)", elem_id="heat-gender")
+                with gr.Column(min_width=360):
+                    heat_age = gr.Plot(label="Relational importance (age)", elem_id="heat-age")
             dynamics_plot = gr.Plot(label="Region dynamics over time", elem_id="region-dynamics")
             with gr.Accordion("JSON (same as `fdin analyze`)", open=False):
                 analysis_json = gr.JSON(label="analysis")
@@ -100,9 +142,52 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                                json_file]
             analyze_btn.click(h.analyze_video, inputs=video_in, outputs=analyze_outputs, api_name="analyze_video",
                               **model_event)
-            if clip:
-                gr.Examples([[clip]], inputs=video_in, outputs=analyze_outputs, fn=h.analyze_video,
-                            label="Example: a smile generated by fdin from a real photo", **example_args)
+            video_in.upload(None, inputs=None, outputs=preview_note, js=texts.PREVIEW_CHECK_JS, queue=False,
+                            api_visibility="private")
+
+        with gr.Tab("Live webcam", id="live"):
+            gr.Markdown(texts.LIVE_HELP)
+            live_state = gr.State(None, time_to_live=settings.LIVE_STATE_TTL_S)  # the buffer is freed after
+            with gr.Row():
+                with gr.Column(min_width=320):
+                    live_cam = LiveWebcam(label="Camera", sources=["webcam"], streaming=True, elem_id="live-cam",
+                                          webcam_options=gr.WebcamOptions(
+                                              mirror=False, constraints={"video": {"width": 640, "height": 480}}))
+                with gr.Column(min_width=320):
+                    live_overlay = LiveOverlay(label="Tracked face (landmarks, regions, top relations)",
+                                               interactive=False, elem_id="live-overlay")
+            with gr.Row():
+                with gr.Column(min_width=320):
+                    live_text = gr.Markdown(label="rolling estimate", elem_id="live-text")
+                    live_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
+                                         elem_id="live-btn")
+                    buttons.append((live_btn, "Analyse the last 10 s"))
+                with gr.Column(min_width=320):
+                    live_heat = gr.Plot(label="Rolling relational importance (gender)", elem_id="live-heat")
+            with gr.Accordion("Full analysis of the live buffer", open=True):
+                live_summary = gr.Markdown(label="summary", elem_id="live-summary")
+                with gr.Row():
+                    with gr.Column(min_width=320):
+                        live_clip = gr.Video(label="Annotated playback", interactive=False, height=300)
+                    with gr.Column(min_width=320):
+                        live_key = gr.Image(label="Top region relations at the expression peak", interactive=False,
+                                            height=300)
+                with gr.Row():
+                    with gr.Column(min_width=360):
+                        live_heat_g = gr.Plot(label="Relational importance (gender)", elem_id="live-heat-gender")
+                    with gr.Column(min_width=360):
+                        live_heat_a = gr.Plot(label="Relational importance (age)")
+                live_dyn = gr.Plot(label="Region dynamics over time")
+                live_file = gr.File(label="Download the JSON", interactive=False, height=90)
+                live_json = gr.JSON(label="analysis", visible=False)
+            live_cam.stream(h.live_frame, inputs=[live_cam, live_state, consent],
+                            outputs=[live_overlay, live_text, live_heat, live_state],
+                            stream_every=settings.LIVE_STREAM_EVERY_S, time_limit=settings.LIVE_TIME_LIMIT_S,
+                            concurrency_id="live", concurrency_limit=settings.LIVE_CONCURRENCY,
+                            show_progress="hidden", api_visibility="private")
+            live_btn.click(h.analyze_live, inputs=live_state,
+                           outputs=[live_json, live_summary, live_clip, live_key, live_heat_g, live_heat_a, live_dyn,
+                                    live_file], api_visibility="private", **model_event)
 
         with gr.Tab("Relations", id="relations"):
             traits = texts.trait_names()
@@ -115,13 +200,17 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                                            type="filepath", height=300, elem_id="photo-b")
                     trait_in = gr.Dropdown(choices=traits, value="warm" if "warm" in traits else traits[0],
                                            label="Trait for the relation matrix (3+ faces)")
-                    relate_btn = gr.Button("Relate faces", variant="primary", interactive=False,
+                    if "group" in photos:
+                        gr.Examples([[photos["group"]]], inputs=[photo_a],
+                                    label="Example: a group photo shipped with insightface", **example_args)
+                    relate_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
                                            elem_id="relate-btn")
-                    buttons.append(relate_btn)
+                    buttons.append((relate_btn, "Relate faces"))
                 with gr.Column(scale=1):
                     relate_image = gr.Image(label="Faces (numbered left to right)", interactive=False, height=360)
-            faces_table = gr.Dataframe(headers=FACE_COLUMNS, label="Per face", interactive=False)
-            trait_chart = gr.Plot(label="Relation traits per pair", elem_id="trait-chart")
+            faces_table = gr.Dataframe(headers=FACE_COLUMNS, label="Per face", interactive=False, wrap=True,
+                                       elem_id="faces-table")
+            trait_chart = gr.Plot(label="Relation traits, every pair", elem_id="trait-chart")
             matrix_plot = gr.Plot(label="Relation matrix across all pairs (group photos with 3+ faces)",
                                   elem_id="relation-matrix")
             with gr.Accordion("JSON (same as `fdin relate`)", open=False):
@@ -131,36 +220,34 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                              api_name="relate_photos", **model_event)
             trait_in.change(h.rerender_matrix, inputs=[relate_json, trait_in], outputs=matrix_plot,
                             api_visibility="private", queue=False)
-            if "group" in photos:
-                gr.Examples([[photos["group"]]], inputs=[photo_a], outputs=relate_outputs, fn=h.relate_photos,
-                            label="Example: a group photo shipped with insightface", **example_args)
 
         with gr.Tab("Faces", id="faces"):
             with gr.Row():
                 with gr.Column(scale=1):
                     faces_in = RawImage(label="Photo", sources=["upload", "webcam"], type="filepath", height=360,
                                         elem_id="faces-in")
-                    faces_btn = gr.Button("Detect faces", variant="primary", interactive=False,
+                    if photos:
+                        gr.Examples([[p] for p in photos.values()], inputs=faces_in,
+                                    label="Examples: photos shipped with insightface and scikit-image",
+                                    **example_args)
+                    faces_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
                                           elem_id="faces-btn")
-                    buttons.append(faces_btn)
+                    buttons.append((faces_btn, "Detect faces"))
                 with gr.Column(scale=1):
+                    faces_status = gr.Markdown(label="faces found", elem_id="faces-status")
                     faces_image = gr.Image(label="Faces, boxes and 68 landmarks", interactive=False, height=360)
             faces_rows = gr.Dataframe(headers=FACE_COLUMNS, label="Per face", interactive=False)
             with gr.Accordion("JSON (same as `fdin faces`)", open=True):
                 faces_json = gr.JSON(label="faces")
-            faces_btn.click(h.detect_faces, inputs=faces_in, outputs=[faces_json, faces_image, faces_rows],
+            faces_btn.click(h.detect_faces, inputs=faces_in, outputs=[faces_json, faces_image, faces_status, faces_rows],
                             api_name="detect_faces", **model_event)
-            if photos:
-                gr.Examples([[p] for p in photos.values()], inputs=faces_in,
-                            outputs=[faces_json, faces_image, faces_rows],
-                            fn=h.detect_faces, label="Examples: photos shipped with insightface and scikit-image",
-                            **example_args)
 
         with gr.Tab("Models & API", id="models"):
             gr.Markdown(texts.models_markdown())
             gr.Markdown(texts.API_MARKDOWN)
             gr.Markdown(texts.DISCLAIMERS)
 
-        consent.change(lambda ok: [gr.Button(interactive=bool(ok)) for _ in buttons], inputs=consent,
-                       outputs=buttons, api_visibility="private", queue=False)
+        consent.change(lambda ok: [gr.Button(interactive=bool(ok), value=label if ok else texts.CONSENT_HINT)
+                                   for _, label in buttons],
+                       inputs=consent, outputs=[b for b, _ in buttons], api_visibility="private", queue=False)
     return demo

@@ -176,3 +176,37 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                        outputs=buttons, api_visibility="private", queue=False)
     demo.fdin_handlers = h  # for tests and callers that want the bound handlers
     return demo
+class LiveWebcam(gr.Image):
+    """Streaming webcam input whose preprocess hands over the frame's in-memory data URL unchanged
+    (decoded with size bounds by :mod:`fdin.app.live`); a file reference is refused (no file reads)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> str | None:
+        url = getattr(payload, "url", None)
+        return url if isinstance(url, str) and url.startswith("data:image/") else None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+    
+class LiveOverlay(gr.Image):
+    """Image output that sends an in-memory data URL as it is (no file in the cache per frame)."""
+
+    is_template = True
+
+    def postprocess(self, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("data:image/"):
+            from gradio.data_classes import Base64ImageData
+
+            return Base64ImageData(url=value)
+        return super().postprocess(value)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+    

@@ -17,10 +17,12 @@ DISPLAY_MIN_SIDE = 640  # small frames are upscaled before drawing so overlays s
 
 
 def gender_text(g: GenderEstimate | None) -> str:
+    """``"female (p_female 0.83, spread ±0.05 over frames)"``: the label and its plain probability
+    (plain probabilities only: a probability from weights trained on generated data is no measure of trust)."""
     if g is None:
         return "–"
     spread = f", spread ±{g.std:.2f} over frames" if g.std is not None else ""
-    return f"{g.label} (confidence {g.confidence:.0%}, p_female {g.p_female:.2f}{spread})"
+    return f"{g.label} (p_female {g.p_female:.2f}{spread})"
 
 
 def age_text(a: AgeEstimate | None) -> str:
@@ -29,29 +31,72 @@ def age_text(a: AgeEstimate | None) -> str:
     return f"{a.years:.0f} years" + (f" ± {a.std:.0f}" if a.std is not None else "")
 
 
+def frame_accounting(frames: int, found: int, lost: int) -> str:
+    """Every analysed frame counted once: followed, lost while followed, or outside the face's track."""
+    outside = max(int(frames) - int(found) - int(lost), 0)
+    text = (f"the face was followed in {found}, lost in {lost} while it was being followed "
+            "(a fit failed its checks; nothing is filled in)")
+    if outside:
+        text += f", and {outside} lie outside its track (before it was first found or after it was given up)"
+    return text
+
+
+def disagreement(dynamics: GenderEstimate | None, appearance: GenderEstimate | None, *,
+                 demonstration: bool) -> str | None:
+    """A plain sentence when the FDIN and appearance gender labels differ, else None."""
+    if dynamics is None or appearance is None or dynamics.label == appearance.label:
+        return None
+    fdin_side = "the FDIN demonstration weights" if demonstration else "FDIN (facial dynamics)"
+    return (f"**The two gender estimates disagree:** the appearance model says {appearance.label}, "
+            f"{fdin_side} say {dynamics.label}."
+            + (" Trust the appearance model's estimate; the FDIN output only demonstrates the method."
+               if demonstration else ""))
+
+
 def summary_markdown(result: Any, notes: list[str] | tuple[str, ...] = ()) -> str:
-    """The trait-estimation summary of a :class:`fdin.analyze.TraitResult` (``notes``: the decoder's)."""
+    """The trait-estimation summary of a :class:`fdin.analyze.TraitResult` (``notes``: the decoder's).
+    The appearance model (trained on real faces) comes first; FDIN's column is labelled a demonstration
+    output when its weights were trained on data fdin generated."""
     from fdin.viz import pretty_name
 
     dyn, app = result.dynamics, result.appearance
+    demo = bool(result.synthetic_weights)
+    frames = f"averaged over {app.frames} frames" if app.frames else "no frame had an estimate"
+    fdin_head = ("from facial dynamics (FDIN), demonstration output" if demo
+                 else "from facial dynamics (FDIN)")
     rows = [
-        "| | from facial dynamics (FDIN) | from appearance (per frame, averaged) |",
+        f"| | from appearance ({frames}) | {fdin_head} |",
         "|---|---|---|",
-        f"| apparent gender | {gender_text(dyn.gender)} | {gender_text(app.gender)} |",
-        f"| apparent age | {age_text(dyn.age)} | {age_text(app.age)} |",
+        f"| apparent gender | {gender_text(app.gender)} | {gender_text(dyn.gender)} |",
+        f"| apparent age | {age_text(app.age)} | {age_text(dyn.age)} |",
     ]
     lines = ["\n".join(rows)]
+    differ = disagreement(dyn.gender, app.gender, demonstration=demo)
+    if differ:
+        lines.append(differ)
     if result.top_relations:
         top = result.top_relations[0]
         pair = " – ".join(pretty_name(r) for r in top["regions"])
         lines.append(f"Most important region pair for the gender estimate: **{pair}** "
                      f"({top['importance']:.1%} of the total importance).")
-    lines.append(f"Analysed {result.frames_analyzed} frames at {result.fps:g} fps; face found in "
-                 f"{result.face_track.found}, lost in {result.face_track.lost}.")
+    track = result.face_track
+    lines.append(f"Analysed {result.frames_analyzed} frames at {result.fps:g} fps: "
+                 f"{frame_accounting(result.frames_analyzed, track.found, track.lost)}. "
+                 f"The appearance columns average the appearance model over {app.frames or 0} of the "
+                 f"{track.found} frames with the face (a few frames spread over the clip).")
     lines += [f"Note: {html.escape(str(note))}" for note in notes]
-    if result.synthetic_weights:
+    if demo:
         lines.append(f"*The FDIN weights: {SYNTHETIC_WEIGHTS_NOTE}*")
     return "\n\n".join(lines)
+
+
+def faces_status(count: int, width: int, height: int) -> str:
+    """What the Faces tab says about a photo's faces: how many, or that there is none and why."""
+    if count:
+        return f"Found {count} face{'s' if count != 1 else ''} (numbered left to right)."
+    small = " The photo is very small." if min(width, height) < 64 else ""
+    return (f"**No face found** in this {width}×{height} photo.{small} fdin finds faces roughly facing the "
+            "camera and at least about 40 pixels wide; try a closer, frontal, well-lit photo.")
 
 
 def for_display(frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,10 @@ VIDEO_TARGET_FPS = 15.0             # frames kept for tracking (dynamics are res
 VIDEO_MAX_SIDE = 720                # decoded frames are downscaled to this longer side
 IMAGE_TIMEOUT_S = 30.0
 TOP_RELATIONS = 5
+LIVE_STREAM_EVERY_S = 0.04          # the browser sends a webcam frame at most every 40 ms (and only after the last reply)
+LIVE_TIME_LIMIT_S = 120             # one live stream runs at most 2 min (then the visitor restarts it)
+LIVE_STATE_TTL_S = 300             # a live session's buffer (<= 10 s of JPEGs) is dropped 5 min after its last frame
+LIVE_CONCURRENCY = 2                # live sessions processed at once (2 cores); frames are bounded in fdin.app.live
 RATE_LIMIT_REQUESTS = 30            # per client (IP): a burst of this many model requests ...
 RATE_LIMIT_WINDOW_S = 60.0          # ... refilled evenly over this many seconds (env FDIN_RATE_LIMIT="30/60")
 

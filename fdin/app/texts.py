@@ -45,24 +45,56 @@ DISCLAIMERS = f"""\
 
 API_MARKDOWN = """\
 ### Calling the API
-Every tab is an API endpoint (`/detect_faces`, `/analyze_video`, `/relate_photos`):
+Every tab is an API endpoint (`/detect_faces`, `/analyze_video`, `/relate_photos`). **Consent:** the
+endpoints take no consent argument; by calling them you state what the box above states: the people
+shown agreed to have their faces analysed. The same notice and limits apply.
 
 ```python
 from gradio_client import Client, handle_file
 
-client = Client("http://127.0.0.1:7860/")          # or "<org>/<space>" on Hugging Face
+client = Client(APP_URL)  # the address this page is served from, e.g. "http://127.0.0.1:<port>/",
+                          # or "<org>/<space>" on Hugging Face ("Use via API" below the page shows it)
 faces = client.predict(handle_file("photo.jpg"), api_name="/detect_faces")[0]   # the CLI faces JSON
 analysis = client.predict(handle_file("clip.mp4"), api_name="/analyze_video")[0]   # the CLI's analyze JSON
-relation = client.predict(handle_file("a.jpg"), handle_file("b.jpg"), api_name="/relate_photos")[0]
+relation = client.predict(handle_file("a.jpg"), handle_file("b.jpg"), "warm", api_name="/relate_photos")[0]
 group = client.predict(handle_file("group.jpg"), None, "warm", api_name="/relate_photos")[0]
 ```
-`/analyze_video` returns, in order: the JSON of `fdin analyze`, a summary, the annotated clip,
-a keyframe with the top region relations, the gender and age importance heatmaps (Plotly), the region
-dynamics plot and the JSON file. `/relate_photos` returns the JSON of `fdin relate`, the
-annotated image, the per-face table, the trait chart and (3+ faces) the relation matrix for `trait`.
-`/detect_faces` returns the JSON of `fdin faces` (with each face's expression), the annotated photo and
-the per-face table (expression, apparent gender and age, head pose).
+`/analyze_video` returns 8 values, in order: the JSON of `fdin analyze`, the summary (Markdown), the
+annotated clip, a keyframe with the top region relations, the gender and age importance heatmaps
+(Plotly), the region dynamics plot and the JSON file. `/relate_photos` returns 5 values: the JSON of
+`fdin relate`, the annotated image, the per-face table, the pairs × traits chart and (3+ faces, else
+empty) the relation matrix for `trait`. `/detect_faces` returns 4 values: the JSON of `fdin faces` (with each face's expression), the
+annotated photo, a sentence saying how many faces were found (or that none was) and the per-face table
+(expression, apparent gender and age, head pose).
 Limits: files up to 50 MB, the first 20 s of a video, one request at a time with a short queue.
+"""
+
+#: What the live mode says while the consent box is unticked (frames are then not processed).
+CONSENT_FIRST = "Tick the consent box at the top first: until then no frame is processed."
+LIVE_HELP = (
+    "Start the camera: the server follows your face on every frame it receives (68 landmarks, the FDIN "
+    "regions and, once an estimate exists, the top region pairs) and refreshes a rolling FDIN estimate "
+    "over the last 4 s about once a second. Frames are kept in memory for 10 s only and never written "
+    "to disk. The button analyses those 10 s exactly as an uploaded video.")
+
+#: The label of every model button until the consent box is ticked (the hint sits where people click).
+CONSENT_HINT = "Tick the consent box at the top to enable this button"
+
+#: Runs in the browser after a video upload: when the browser cannot play the file (HEVC in most
+#: browsers other than Safari), say so, so the blank preview does not look like a failed upload.
+PREVIEW_CHECK_JS = """
+async () => {
+  const player = () => [...document.querySelectorAll('#video-in video')]
+      .find(v => v.dataset.testid !== 'webcam-video');
+  for (let i = 0; i < 40; i++) {
+    const v = player();
+    if (v && v.error) break;
+    if (v && v.readyState >= 1 && v.videoWidth > 0) return '';
+    await new Promise(r => setTimeout(r, 100));
+  }
+  return '**This browser cannot preview this video** (often HEVC/H.265 from a phone). That is only the ' +
+         'preview: the upload worked and the server can analyse it; the annotated playback will be H.264.';
+}
 """
 
 FALLBACK_TRAITS = ["dominant", "competitive", "trusting", "warm", "friendly", "attached", "demonstrative",
