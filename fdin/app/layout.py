@@ -23,7 +23,8 @@ from typing import Any
 import gradio as gr
 
 from fdin.app import examples as ex
-from fdin.app import settings, texts
+from fdin.app import settings, storage, texts
+from fdin.app.blocks import GuardedBlocks, seal_events
 from fdin.app.handlers import Handlers
 from fdin.app.predictors import Predictors
 from fdin.app.ratelimit import RateLimiter
@@ -58,6 +59,8 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
     ``examples``: "lazy", "eager" or "off" (default: ``FDIN_EXAMPLES``, else "lazy"); examples appear
     when their files are in the cache folder (``app.py`` prepares them before building)."""
     mode = ex.examples_mode(examples)
+    store = storage.current()  # this instance's private folder: Gradio's cache and fdin's scratch
+    os.environ["GRADIO_TEMP_DIR"] = str(store.gradio)
     h = handlers if handlers is not None else Handlers(predictors, rate_limiter=rate_limiter)
     folder = ex.examples_dir()
     os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(folder / "cached"))
@@ -68,7 +71,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
     example_args = {"cache_examples": True, "cache_mode": mode, "api_visibility": "private"}
     buttons: list[gr.Button] = []
 
-    with gr.Blocks(title=texts.TITLE, analytics_enabled=False, delete_cache=settings.DELETE_CACHE) as demo:
+    with GuardedBlocks(title=texts.TITLE, analytics_enabled=False, delete_cache=settings.DELETE_CACHE) as demo:
         gr.Markdown(texts.INTRO)
         gr.Markdown(texts.NOTICE, elem_id="fdin-notice")
         consent = gr.Checkbox(label=texts.CONSENT, value=False, elem_id="fdin-consent")
@@ -127,9 +130,11 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
             with gr.Accordion("JSON (same as `fdin relate`)", open=False):
                 relate_json = gr.JSON(label="relations")
             relate_outputs = [relate_json, relate_image, faces_table, trait_chart, matrix_plot]
-            relate_btn.click(h.relate_photos, inputs=[photo_a, photo_b, trait_in], outputs=relate_outputs,
-                             api_name="relate_photos", **model_event)
-            trait_in.change(h.rerender_matrix, inputs=[relate_json, trait_in], outputs=matrix_plot,
+            # the last result's matrix data, kept on the server per session (never sent by the client)
+            matrix_kept = gr.State(None, time_to_live=settings.SCRATCH_MAX_AGE_S)
+            relate_btn.click(h.relate_photos_ui, inputs=[photo_a, photo_b, trait_in],
+                             outputs=[*relate_outputs, matrix_kept], api_name="relate_photos", **model_event)
+            trait_in.change(h.rerender_matrix, inputs=[matrix_kept, trait_in], outputs=matrix_plot,
                             api_visibility="private", queue=False)
             if "group" in photos:
                 gr.Examples([[photos["group"]]], inputs=[photo_a], outputs=relate_outputs, fn=h.relate_photos,
@@ -161,4 +166,19 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
 
         consent.change(lambda ok: [gr.Button(interactive=bool(ok)) for _ in buttons], inputs=consent,
                        outputs=buttons, api_visibility="private", queue=False)
+    seal_events(demo, PUBLIC_ENDPOINTS)
+    store.keep = lambda: _kept_in_cache(demo)
+    store.start_sweeper(*settings.DELETE_CACHE)
     return demo
+
+
+#: The documented API; every other event is private (:func:`fdin.app.blocks.seal_events`).
+PUBLIC_ENDPOINTS = {"analyze_video", "relate_photos", "detect_faces"}
+
+
+def _kept_in_cache(demo: gr.Blocks) -> set[str]:
+    """The example files Gradio shows (shipped photos, not user media): the purge keeps them."""
+    keep: set[str] = set()
+    for block in list(demo.blocks.values()):
+        keep.update(str(p) for p in getattr(block, "keep_in_cache", ()) or ())
+    return keep

@@ -18,12 +18,14 @@ INTRO = ("# fdin: facial dynamics and relation traits\n"
 CONSENT = "I understand, and the people shown agreed to have their faces analysed."
 GENERIC_ERROR = "Something went wrong processing this file. Please try another file."
 RATE_LIMITED = "Too many requests from your connection. Please wait a minute and try again."
+UNKNOWN_TRAIT = "Unknown trait: please pick one from the list."
+ARGUMENT_TOO_LONG = "A text argument is too long; please check the request."
 
 NOTICE = (
     "**What happens to your media.** The video or photos you submit are analysed on this server to "
     "estimate *apparent* attributes (gender, age, expression, head pose) and relation traits. Nothing is "
-    "stored: uploads and results are deleted from the server's cache within 15 minutes, and nothing is "
-    "logged about the faces. Only use faces of people who agreed. **The shipped demo models:** "
+    "stored: uploads and results are deleted from the server within 15 minutes (and when the app stops), "
+    "and nothing is logged about the faces. Only use faces of people who agreed. **The shipped demo models:** "
     f"{SYNTHETIC_WEIGHTS_NOTE} Not for identification or decisions about people."
 )
 
@@ -37,8 +39,8 @@ DISCLAIMERS = f"""\
   people** (hiring, access, policing, scoring...) or to identify anyone.
 - Expressions are *perceived* expressions, not emotions.
 - **The demo weights:** {SYNTHETIC_WEIGHTS_NOTE}
-- Nothing is stored: uploads and results are deleted from the server within 15 minutes; no faces, file
-  names or results are logged.
+- Nothing is stored: uploads, results and working files are deleted from the server within 15 minutes
+  of being written, and all of them when the app stops; no faces, file names or results are logged.
 """
 
 API_MARKDOWN = """\
@@ -59,7 +61,9 @@ a keyframe with the top region relations, the gender and age importance heatmaps
 dynamics plot and the JSON file. `/relate_photos` returns the JSON of `fdin relate`, the
 annotated image, the per-face table, the trait chart and (3+ faces) the relation matrix for `trait`.
 `/detect_faces` returns the JSON of `fdin faces` and the annotated photo.
-Limits: files up to 50 MB, the first 20 s of a video, one request at a time with a short queue.
+Limits: files up to 50 MB (200 MB per client per 10 minutes), photos analysed at up to 2560 px on their
+longer side (larger ones are downscaled first; coordinates refer to the downscaled photo), the first 20 s
+of a video, one request at a time with a short queue (direct REST calls outside the queue are refused).
 """
 
 FALLBACK_TRAITS = ["dominant", "competitive", "trusting", "warm", "friendly", "attached", "demonstrative",
