@@ -11,6 +11,7 @@ header hygiene, as one small ASGI middleware. No gradio here (Starlette-level on
   :data:`~fdin.app.settings.UPLOAD_QUOTA_WINDOW_S` (a sliding window). A request whose declared
   length would pass the quota is refused with 429 before its body is read; bytes actually received
   count, so a missing or lying ``Content-Length`` is cut off with 429 at the quota.
+* **Routes.** Gradio routes the app never uses (:data:`DENIED_PREFIXES`) answer 404.
 * **Headers.** Gradio answers ``Range`` requests with a copy of the *request's* headers (cookies
   included); response headers that only belong in requests are dropped.
 * **Logs.** Refusals are logged with sizes and the route kind only, never a body, a path argument or
@@ -44,7 +45,13 @@ REQUEST_ONLY_HEADERS = frozenset({
     "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "forwarded", "upgrade-insecure-requests", "te",
     "priority", "dnt", "pragma", "cache-control-request",
 })
-UPLOAD_SUFFIXES = ("/gradio_api/upload", "/gradio_api/process_recording")
+UPLOAD_SUFFIXES = ("/gradio_api/upload",)
+#: Gradio routes the app never uses, refused with 404 before Gradio sees them: post-processing a screen
+#: recording with the system ffmpeg, fetching a URL for the client (an outbound proxy), the developer
+#: and "vibe" editor routes, run history, and component server functions (no fdin component has one).
+DENIED_PREFIXES = tuple("/gradio_api/" + p for p in (
+    "process_recording", "file=http", "file/http", "proxy=", "vibe-", "undo-vibe-edit", "dev/", "runs",
+    "run-history", "component_server"))
 
 
 class _TooLarge(Exception):
@@ -118,6 +125,10 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
+        if path.lower().startswith(DENIED_PREFIXES):
+            log.info("refused a request to a route the app does not use")
+            await _refuse(send, _TooLarge(404, "Not Found"))
+            return
         upload = path.rstrip("/").endswith(UPLOAD_SUFFIXES)
         declared = None
         for name, value in scope.get("headers") or []:

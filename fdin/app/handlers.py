@@ -150,6 +150,7 @@ class Handlers:
             return out
 
         wrapper.__name__ = name
+        wrapper.fdin_rate_limited = True  # type: ignore[attr-defined]  # checked by the event audit test
         return wrapper
 
     # --- faces -----------------------------------------------------------------------------------

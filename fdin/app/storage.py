@@ -95,6 +95,7 @@ def sweep(folder: Path, max_age_s: float, *, keep: Iterable[str] = (), now: floa
     now = time.time() if now is None else now
     keep_set = {os.path.realpath(k) for k in keep}
     deleted = 0
+    emptied: set[str] = set()  # folders this sweep deleted something from
     if not folder.is_dir():
         return 0
     for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
@@ -107,6 +108,7 @@ def sweep(folder: Path, max_age_s: float, *, keep: Iterable[str] = (), now: floa
                 if now - max(info.st_mtime, info.st_ctime) > max_age_s:
                     os.unlink(path)
                     deleted += 1
+                    emptied.add(dirpath)
                 elif info.st_mode & 0o077 and not stat.S_ISLNK(info.st_mode):
                     os.chmod(path, stat.S_IMODE(info.st_mode) & 0o700)
             except FileNotFoundError:
@@ -115,8 +117,9 @@ def sweep(folder: Path, max_age_s: float, *, keep: Iterable[str] = (), now: floa
             path = os.path.join(dirpath, name)
             try:
                 info = os.lstat(path)
-                if not os.listdir(path) and now - max(info.st_mtime, info.st_ctime) > max_age_s:
+                if not os.listdir(path) and (path in emptied or now - max(info.st_mtime, info.st_ctime) > max_age_s):
                     os.rmdir(path)
+                    emptied.add(dirpath)
                 elif info.st_mode & 0o077:
                     os.chmod(path, 0o700)
             except (FileNotFoundError, OSError):
