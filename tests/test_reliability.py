@@ -677,3 +677,13 @@ def test_app_purges_at_start_while_running_and_at_a_normal_stop(signame: str, tm
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_model_cards_hold_no_build_paths() -> None:
+    from fdin.weights import portable_command
+
+    for card in sorted((ROOT / "weights").glob("*/README.md")):
+        text = card.read_text()
+        assert "/tmp/" not in text and "/home/" not in text and "/work/" not in text, card
+    assert portable_command("python -m train.relation --out /tmp/ship_rel --x") == \
+        "python -m train.relation --out <path>/ship_rel --x"

@@ -153,7 +153,7 @@ class Storage:
                 log.exception("could not list the files to keep; sweeping without them")
                 keep = []
             n = sweep(self.gradio, max_age_s, keep=keep) + sweep(self.scratch, max_age_s)
-        _trim_heap()
+        trim_heap()
         return n
 
     def start_sweeper(self, frequency_s: float, max_age_s: float) -> None:
@@ -222,7 +222,7 @@ def install(storage: Storage | None = None) -> Storage:
         return _current
 
 
-def _trim_heap() -> None:
+def trim_heap() -> None:
     """Give freed heap pages back to the system (glibc ``malloc_trim``); a no-op elsewhere."""
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
@@ -239,4 +239,4 @@ def limit_malloc_arenas(count: int = 2) -> None:
         ctypes.CDLL("libc.so.6").mallopt(-8, int(count))  # M_ARENA_MAX
 
 
-__all__ = ["Storage", "current", "install", "limit_malloc_arenas", "purge_leftovers", "storage_root", "sweep"]
+__all__ = ["Storage", "current", "install", "limit_malloc_arenas", "trim_heap", "purge_leftovers", "storage_root", "sweep"]
