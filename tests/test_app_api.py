@@ -189,3 +189,16 @@ def test_example_events_are_private_and_load_only_the_servers_examples(tmp_path,
                                       json={"data": data, "fn_index": fn._id, "session_hash": "s"}, timeout=30)
                 assert response.status_code != 200 or "passwd" not in response.text, (data, response.text[:200])
                 assert "root:" not in response.text
+
+
+def test_json_payloads_hold_no_absolute_server_paths(client, media) -> None:
+    """Issue 16: the JSON results name models and backends, never a file on the server (file outputs
+    travel as Gradio file references into the instance's private folder, checked separately)."""
+    import re
+
+    absolute = re.compile(r"(^|[\s\"'=:(])/(tmp|home|work|root|usr|srv|opt|var|etc)/")
+    faces, _ = client.predict(handle_file(str(group_photo())), api_name="/detect_faces")
+    relate, *_ = client.predict(handle_file(str(group_photo())), api_name="/relate_photos")
+    for payload in (faces, relate):
+        text = json.dumps(payload)
+        assert not absolute.search(text), absolute.search(text)
