@@ -28,8 +28,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fdin.app import settings
-
 log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -113,12 +111,11 @@ def _client(scope: Scope) -> str:
 class GuardMiddleware:
     """ASGI middleware applying the limits of this module (see the module docstring)."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], *, max_body_bytes: int | None = None,
-                 quota: UploadQuota | None = None) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], *, max_body_bytes: int, quota: UploadQuota) -> None:
+        """``max_body_bytes`` and ``quota`` come from :func:`fdin.app.settings.launch_kwargs`."""
         self.app = app
-        self.max_body = settings.MAX_BODY_BYTES if max_body_bytes is None else int(max_body_bytes)
-        self.quota = quota if quota is not None else UploadQuota(settings.UPLOAD_QUOTA_BYTES,
-                                                                 settings.UPLOAD_QUOTA_WINDOW_S)
+        self.max_body = int(max_body_bytes)
+        self.quota = quota
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":

@@ -239,4 +239,4 @@ def limit_malloc_arenas(count: int = 2) -> None:
         ctypes.CDLL("libc.so.6").mallopt(-8, int(count))  # M_ARENA_MAX
 
 
-__all__ = ["Storage", "current", "install", "limit_malloc_arenas", "trim_heap", "purge_leftovers", "storage_root", "sweep"]
+__all__ = ["Storage", "current", "install", "limit_malloc_arenas", "purge_leftovers", "storage_root", "sweep", "trim_heap"]
