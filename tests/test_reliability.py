@@ -687,3 +687,22 @@ def test_model_cards_hold_no_build_paths() -> None:
         assert "/tmp/" not in text and "/home/" not in text and "/work/" not in text, card
     assert portable_command("python -m train.relation --out /tmp/ship_rel --x") == \
         "python -m train.relation --out <path>/ship_rel --x"
+
+
+@pytest.mark.slow
+def test_matrix_redraw_uses_the_same_sessions_last_result(tmp_path: Path) -> None:
+    """The UI flow over HTTP: a relate call in session S keeps its matrix data server-side; a redraw in
+    S draws it for the new trait, a redraw in another session has nothing to draw."""
+    from gradio_client import Client, handle_file
+
+    _f, _h, demo = _fake_demo()
+    with launched(demo) as app:
+        client = Client(app.local_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
+        payload, *_ = client.predict(handle_file(str(astronaut_photo())), None, "warm", api_name="/relate_photos")
+        assert len(payload["faces"]) == 3
+        index = next(fn._id for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "rerender_matrix")
+        mine = _run_unqueued(app.local_url, index, [None, "dominant"], session=client.session_hash)
+        assert mine.status_code == 200 and "Dominant across all pairs" in json.dumps(mine.json()["data"])
+        other = _run_unqueued(app.local_url, index, [None, "dominant"], session="someone-else")
+        assert other.status_code == 200 and other.json()["data"] == [None]
+        client.close()
