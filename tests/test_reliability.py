@@ -706,3 +706,16 @@ def test_matrix_redraw_uses_the_same_sessions_last_result(tmp_path: Path) -> Non
         other = _run_unqueued(app.local_url, index, [None, "dominant"], session="someone-else")
         assert other.status_code == 200 and other.json()["data"] == [None]
         client.close()
+
+
+def test_argument_checks_refuse_long_text_and_unknown_choices_but_pass_streamed_frames() -> None:
+    from fdin.app.blocks import check_arguments
+
+    with gr.Blocks():
+        dropdown, image = gr.Dropdown(choices=["warm", "dominant"]), gr.Image()
+    fn = SimpleNamespace(inputs=[dropdown, image])
+    check_arguments(fn, ["warm", {"url": "data:image/webp;base64," + "A" * 200_000}])  # a webcam frame
+    for bad in (["x" * 300, None], ["cold", None], [["warm"], None], ["warm", {"path": "p" * 5000}]):
+        with pytest.raises(gr.Error) as excinfo:
+            check_arguments(fn, bad)
+        assert "xxx" not in excinfo.value.message and "cold" not in excinfo.value.message

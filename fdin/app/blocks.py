@@ -4,7 +4,7 @@
 
 * **before** Gradio touches the arguments: a text argument longer than
   :data:`~fdin.app.settings.MAX_TEXT_CHARS`, any string in a file reference longer than 4096
-  characters, or a value outside a dropdown's choices is refused with one fixed sentence — the value
+  characters (``data:`` URLs of streamed frames are bounded by the request-body limit instead), or a value outside a dropdown's choices is refused with one fixed sentence — the value
   itself is never echoed back or logged (only its type and size);
 * **after** the handler: a failure in Gradio's own pre/post-processing (encoding an output, building
   the response) becomes the fixed :data:`~fdin.app.texts.GENERIC_ERROR` instead of Gradio's
@@ -32,8 +32,8 @@ MAX_REFERENCE_CHARS = 4096  # a path, URL or original file name inside a file re
 
 
 def _longest_string(value: Any, depth: int = 0) -> int:
-    if isinstance(value, str):
-        return len(value)
+    if isinstance(value, str):  # data: URLs (streamed webcam frames) are bounded by the body limit instead
+        return 0 if value.startswith("data:") else len(value)
     if depth > 6:
         return 0
     if isinstance(value, dict):
