@@ -90,14 +90,15 @@ def need(value: Any, what: str) -> Any:
 def load_image_isolated(path: str) -> np.ndarray:
     from fdin.isolation import load_image_isolated as load
 
-    return load(path, timeout=settings.IMAGE_TIMEOUT_S, max_side=settings.IMAGE_MAX_SIDE)
+    return load(path, timeout=settings.IMAGE_TIMEOUT_S, max_side=settings.IMAGE_MAX_SIDE,
+                tmp_dir=scratch_root())  # the exchange folder is purged with the instance's files
 
 
 def read_video_isolated(path: str) -> Any:
     from fdin.isolation import read_video_isolated as read
 
     return read(path, timeout=settings.VIDEO_TIMEOUT_S, max_duration=settings.VIDEO_MAX_DURATION_S,
-                target_fps=settings.VIDEO_TARGET_FPS, max_side=settings.VIDEO_MAX_SIDE)
+                target_fps=settings.VIDEO_TARGET_FPS, max_side=settings.VIDEO_MAX_SIDE, tmp_dir=scratch_root())
 
 
 def _no_progress(*args: Any, **kwargs: Any) -> None:
