@@ -59,6 +59,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def portable_command(command: str) -> str:
+    """A training command without the build machine's absolute paths (each becomes ``<path>/name``)."""
+    return " ".join(f"<path>/{Path(token).name}" if token.startswith(("/", "~")) and len(token) > 1 else token
+                    for token in command.split(" "))
+
+
 def write_checksums(model_dir: str | os.PathLike[str]) -> Path:
     """Write ``SHA256SUMS`` for every regular file in ``model_dir`` (except itself)."""
     model_dir = Path(model_dir)
@@ -150,7 +156,7 @@ class ModelCard:
             "## Limitations and bias", "", self.limitations, "",
         ]
         if self.training_command:
-            body += ["## How it was trained", "", "```bash", self.training_command, "```", ""]
+            body += ["## How it was trained", "", "```bash", portable_command(self.training_command), "```", ""]
         if self.paper:
             body += ["## Paper", "", self.paper, ""]
         body += ["## Loading", "", "```python", "from fdin import load_pretrained",

@@ -168,3 +168,38 @@ def test_uploads_are_deleted_by_delete_cache(monkeypatch) -> None:
 def test_production_delete_cache_removes_uploads_within_15_minutes() -> None:
     frequency, age = settings.DELETE_CACHE
     assert frequency + age <= 15 * 60
+
+
+def test_example_events_are_private_and_load_only_the_servers_examples(tmp_path, monkeypatch) -> None:
+    """Issue 16: with examples shown, even ``?all_endpoints=true`` lists only the three endpoints, and
+    the example loaders take an index into the server's own list (an index past it, or a path, loads
+    nothing)."""
+    from fdin.app import examples as ex
+
+    monkeypatch.setenv("FDIN_CACHE_DIR", str(tmp_path))
+    ex.example_photos()
+    with launched(build_demo(examples="lazy")) as demo:
+        for query in ("", "?all_endpoints=true"):
+            info = httpx.get(demo.local_url + "gradio_api/info" + query).json()
+            assert set(info["named_endpoints"]) == ENDPOINTS and info["unnamed_endpoints"] == {}, query
+        loaders = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "load_example"]
+        assert loaders and all(fn.api_visibility == "private" for fn in loaders)
+        for fn in loaders:
+            for data in ([99], ["/etc/passwd"], [{"path": "/etc/passwd"}]):
+                response = httpx.post(demo.local_url + "gradio_api/run/predict",
+                                      json={"data": data, "fn_index": fn._id, "session_hash": "s"}, timeout=30)
+                assert response.status_code != 200 or "passwd" not in response.text, (data, response.text[:200])
+                assert "root:" not in response.text
+
+
+def test_json_payloads_hold_no_absolute_server_paths(client, media) -> None:
+    """Issue 16: the JSON results name models and backends, never a file on the server (file outputs
+    travel as Gradio file references into the instance's private folder, checked separately)."""
+    import re
+
+    absolute = re.compile(r"(^|[\s\"'=:(])/(tmp|home|work|root|usr|srv|opt|var|etc)/")
+    faces, *_ = client.predict(handle_file(str(group_photo())), api_name="/detect_faces")
+    relate, *_ = client.predict(handle_file(str(group_photo())), api_name="/relate_photos")
+    for payload in (faces, relate):
+        text = json.dumps(payload)
+        assert not absolute.search(text), absolute.search(text)

@@ -41,6 +41,15 @@ def handlers(fakes: FakePredictors) -> Handlers:
     return h
 
 
+def _pixels(path: str) -> np.ndarray:
+    """The annotated images come back as WebP files encoded inside the handler."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.format == "WEBP"
+        return np.asarray(img.convert("RGB"))
+
+
 def _request(host: str):
     from types import SimpleNamespace
 
@@ -83,7 +92,7 @@ def test_detect_faces_gives_the_cli_json_an_image_a_status_and_the_face_table(ha
     assert status == "Found 2 faces (numbered left to right)."
     assert set(payload) == {"faces", "backend", "image"} and len(payload["faces"]) == 2
     assert payload["image"] == {"width": 240, "height": 120} and payload["backend"]["name"] == "fake"
-    assert annotated.shape == (120, 240, 3) and fakes.requests == ["backend", "expression"]
+    assert _pixels(annotated).shape == (120, 240, 3) and fakes.requests == ["backend", "expression"]
     assert [f["expression"]["label"] for f in payload["faces"]] == ["happy", "neutral"]
     assert table.headers == FACE_COLUMNS
     assert [row[:4] for row in table.value["data"]] == [[0, "happy (70%)", "female (0.80)", "31"],
@@ -108,15 +117,15 @@ def test_analyze_video_renders_every_output(handlers) -> None:
     assert "Only the first 2 s" in summary
     assert SYNTHETIC_WEIGHTS_NOTE in summary
     assert json.loads(Path(json_file).read_text())["dynamics"] == payload["dynamics"]
-    assert Path(clip).stat().st_size > 0 and min(keyframe.shape[:2]) >= 640
+    assert Path(clip).stat().st_size > 0 and min(_pixels(keyframe).shape[:2]) >= 640
     regions = payload["importance"]["regions"]
     assert len(heat_gender.data[0].z) == len(regions) and heat_age.layout.title.text.endswith("age")
     assert len(dynamics.data) == len(regions)
 
 
 def test_relate_photos_group_and_trait_fallback(handlers) -> None:
-    payload, _annotated, table, chart, matrix = handlers.relate_photos("group.jpg", None, "no-such-trait",
-                                                                      progress=_no_progress)
+    payload, _annotated, table, chart, matrix, kept = handlers.relate_photos_ui("group.jpg", None, "no-such-trait",
+                                                                               progress=_no_progress)
     assert payload["mode"] == "group" and len(payload["faces"]) == 3 and len(payload["pairs"]) == 3
     assert table.headers == FACE_COLUMNS and len(table.value["data"]) == 3
     # expression from the expression model, gender/age from the appearance model ("–" where it gave none)
@@ -125,14 +134,14 @@ def test_relate_photos_group_and_trait_fallback(handlers) -> None:
     assert len(chart.data[0].y) == 3 and len(chart.data[0].x) == 8  # pairs x traits: every pair drawn
     assert len(matrix.data[0].z) == 3
     assert matrix.layout.title.text == "Dominant across all pairs"  # an unknown trait falls back to the first
-    assert handlers.rerender_matrix(payload, "warm").layout.title.text == "Warm across all pairs"
-    assert handlers.rerender_matrix({"faces": [1, 2]}, "warm") is None
+    assert handlers.rerender_matrix(kept, "warm").layout.title.text == "Warm across all pairs"
+    assert handlers.rerender_matrix(None, "warm") is None
 
 
 def test_relate_two_photos_side_by_side(handlers) -> None:
     payload, annotated, *_rest, matrix = handlers.relate_photos("a.jpg", "b.jpg", progress=_no_progress)
     assert payload["mode"] == "two_photos" and matrix is None
-    assert annotated.shape == (120, 480, 3)
+    assert _pixels(annotated).shape == (120, 480, 3)
 
 
 @pytest.mark.parametrize("name", sorted(ENDPOINTS))

@@ -348,3 +348,374 @@ def test_onnx_external_data_escaping_the_model_folder_is_refused(tmp_path: Path)
         onnx_session(evil, 1)
     with pytest.raises(Exception, match="escapes model directory"):
         OnnxBranch(evil)
+
+
+# --- issue 16: no way around the queue, no event that trusts the client -----------------------------
+def _fake_demo(**kwargs):
+    from tests.fakes import FakePredictors
+
+    fakes = FakePredictors()
+    handlers = Handlers(fakes, rate_limiter=kwargs.pop("rate_limiter", RateLimiter(0, 60)))
+    handlers.load_image = lambda path: __import__("numpy").full((120, 360, 3), 128, "uint8")
+    return fakes, handlers, build_demo(handlers=handlers, examples=kwargs.pop("examples", "off"))
+
+
+#: Events that run outside the queue, each with the reason it is cheap (bounded work, server-side data).
+CHEAP_UNQUEUED = {
+    "rerender_matrix": "a known trait name and the session's own result (<= MATRIX_MAX_FACES faces), rate-limited",
+    "<lambda>": "the consent checkbox: returns three button updates",
+    "load_example_input": "Gradio's example loader: an index into the server's own example list",
+}
+#: Queued events that are not fdin handlers, with the reason they are bounded.
+OTHER_QUEUED = {
+    "load_example_output": "Gradio's example output loader: reads (or computes once) the cached output of "
+                           "one of the server's examples",
+}
+
+
+def _audit_events(demo) -> list[str]:
+    """Every dependency of the Blocks: queued and rate-limited (an fdin handler wrapper), or in one of
+    the lists above. Returns the problems found."""
+    problems = []
+    for fn in demo.fns.values():
+        if fn.fn is None:
+            continue
+        name = getattr(fn.fn, "__name__", "?")
+        if fn.queue:
+            if not getattr(fn.fn, "fdin_rate_limited", False) and name not in OTHER_QUEUED:
+                problems.append(f"queued event {name} is not rate-limited")
+        elif name not in CHEAP_UNQUEUED:
+            problems.append(f"unqueued event {name} is neither queued nor known to be cheap")
+        if fn.api_name not in {"analyze_video", "relate_photos", "detect_faces"} and fn.api_visibility != "private":
+            problems.append(f"event {name} ({fn.api_name}) is visible in the API")
+    return problems
+
+
+def test_every_event_is_queued_and_rate_limited_or_cheap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generic over the Blocks config (new events are covered): with and without examples."""
+    from fdin.app import examples as ex
+
+    monkeypatch.setenv("FDIN_CACHE_DIR", str(tmp_path))
+    ex.example_photos()  # the shipped photos, so the example events exist
+    for mode in ("off", "lazy"):
+        demo = build_demo(examples=mode)
+        assert _audit_events(demo) == [], mode
+        config_ids = {d["id"] for d in demo.get_config_file()["dependencies"]}
+        assert config_ids == {fn._id for fn in demo.fns.values()}, "the audit saw every dependency of the config"
+    assert settings.queue_kwargs()["api_open"] is False
+
+
+#: The routes of Gradio 6.31 the app serves; a new route (a gradio upgrade) must be reviewed here.
+KNOWN_ROUTES = {
+    "/", "/config", "/config/", "/favicon.ico", "/theme.css", "/robots.txt", "/manifest.json", "/pwa_icon",
+    "/pwa_icon/{size}", "/login", "/login/", "/logout", "/static/{path:path}", "/assets/{path:path}",
+    "/svelte/{path:path}", "/gradio_api/deep_link", "/monitoring", "/monitoring/summary", "/monitoring/{key}",
+    "/openapi.json",
+    *(f"/gradio_api/{p}{s}" for p in (
+        "api/{api_name}", "app_id", "call/v2/{api_name}", "call/{api_name}", "info", "login_check", "reset",
+        "run/{api_name}", "runs", "token", "undo-vibe-edit", "user", "vibe-code", "vibe-edit",
+        "vibe-starter-queries", "component_server") for s in ("", "/")),
+    *(f"/gradio_api/{p}" for p in (
+        "call/v2/{api_name}/{event_id}", "call/{api_name}/{event_id}", "cancel",
+        "custom_component/{id}/{environment}/{type}/{file_name}", "dev/reload", "file/{path:path}",
+        "file={path_or_url:path}", "heartbeat/{session_hash}", "openapi.json", "process_recording",
+        "proxy={url_path:path}", "queue/data", "queue/join", "queue/status", "startup-events",
+        "stream/{event_id}", "stream/{event_id}/close", "stream/{session_hash}/{run}/{component_id}/playlist-file",
+        "stream/{session_hash}/{run}/{component_id}/playlist.m3u8",
+        "stream/{session_hash}/{run}/{component_id}/{segment_id}.{ext}", "theme.css", "upload", "upload_progress")),
+}
+DENIED = ["gradio_api/process_recording", "gradio_api/file=http://example.com/x.png", "gradio_api/proxy=http://x/",
+          "gradio_api/vibe-edit", "gradio_api/dev/reload", "gradio_api/runs", "gradio_api/component_server"]
+
+
+def _routes(app) -> set[str]:
+    paths = set()
+    for route in app.app.routes:
+        inner = getattr(route, "original_router", None)
+        for r in (inner.routes if inner is not None else [route]):
+            paths.add(getattr(r, "path", "?"))
+    return paths
+
+
+def test_every_route_is_known_and_direct_runs_are_refused() -> None:
+    fakes, _h, demo = _fake_demo()
+    with launched(demo) as app:
+        unknown = _routes(app) - KNOWN_ROUTES
+        assert unknown == set(), f"review these routes: {unknown}"
+        url = app.local_url + "gradio_api/"
+        for fn in app.fns.values():
+            if not fn.queue:
+                continue
+            for path in (f"run/{fn.api_name}", f"api/{fn.api_name}", "run/predict"):
+                t0 = time.monotonic()
+                response = httpx.post(url + path, json={"data": [None, None, "warm"], "fn_index": fn._id}, timeout=10)
+                assert response.status_code == 404, (path, response.status_code)
+                assert time.monotonic() - t0 < 2.0
+        for path in DENIED:
+            for method in ("GET", "POST"):
+                assert httpx.request(method, app.local_url + path, timeout=10).status_code == 404, (method, path)
+        assert fakes.requests == [], "no handler ran outside the queue"
+
+
+def _run_unqueued(url: str, fn_index: int, data: list, session: str = "s1") -> httpx.Response:
+    return httpx.post(url + "gradio_api/run/predict", json={"data": data, "fn_index": fn_index,
+                                                          "session_hash": session}, timeout=30)
+
+
+@pytest.mark.slow
+def test_matrix_redraw_renders_only_the_sessions_own_result_and_known_traits() -> None:
+    """The redraw ignores what the client sends in place of the kept result (a 2,000-face JSON) and
+    refuses unknown or long trait names without echoing them; rapid calls are rate-limited."""
+    _f, _h, demo = _fake_demo()
+    with launched(demo) as app:
+        index = next(fn._id for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "rerender_matrix")
+        pairs = [{"faces": [i, i + 1], "traits": {"warm": 0.5}} for i in range(1999)]
+        hostile = {"faces": [{}] * 2000, "pairs": pairs}
+        t0 = time.monotonic()
+        response = _run_unqueued(app.local_url, index, [hostile, "warm"])
+        elapsed = time.monotonic() - t0
+        assert response.status_code == 200 and response.json()["data"] == [None], response.text[:200]
+        assert elapsed < 2.0 and len(response.content) < 2000
+        bad = _run_unqueued(app.local_url, index, [None, "<b>" + "x" * 150])
+        assert "Unknown trait" in bad.text or "too long" in bad.text
+        assert "xxxx" not in bad.text and "<b>" not in bad.text
+        from concurrent.futures import ThreadPoolExecutor
+
+        burst, refill = settings.REDRAW_RATE[0], settings.REDRAW_RATE[0] / settings.REDRAW_RATE[1]
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda _: _run_unqueued(app.local_url, index, [None, "warm"]), range(40)))
+        elapsed = time.monotonic() - t0
+        ok = sum(r.status_code == 200 for r in replies)
+        assert ok <= burst + refill * elapsed + 1 and any("Too many requests" in r.text for r in replies), \
+            (ok, elapsed)
+
+
+# --- issue 16: bounded bodies, text arguments and uploads; no echoed headers ---------------------------
+@pytest.mark.slow
+def test_request_bodies_and_text_arguments_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    from gradio_client import Client
+
+    from tests.app_support import rss_mb
+
+    caplog.set_level(logging.INFO)
+    _f, _h, demo = _fake_demo()
+    with launched(demo) as app:
+        big = b'{"data": ["' + b"A" * (60 << 20) + b'"], "fn_index": 0, "session_hash": "x"}'
+        rss0, t0 = rss_mb(), time.monotonic()
+        for path in ("gradio_api/queue/join", "gradio_api/run/predict"):
+            response = httpx.post(app.local_url + path, content=big, headers={"content-type": "application/json"},
+                                  timeout=30)
+            assert response.status_code == 413 and b"AAAA" not in response.content
+        assert time.monotonic() - t0 < 10 and rss_mb() - rss0 < 150
+        client = Client(app.local_url, verbose=False, analytics_enabled=False)
+        token = "Z" * 300
+        with pytest.raises(Exception) as excinfo:
+            client.predict(None, None, token, api_name="/relate_photos")
+        assert texts.ARGUMENT_TOO_LONG in str(excinfo.value) and token not in str(excinfo.value)
+        with pytest.raises(Exception) as excinfo:
+            client.predict(None, None, "not-a-trait", api_name="/relate_photos")
+        assert texts.UNKNOWN_TRAIT in str(excinfo.value) and "not-a-trait" not in str(excinfo.value)
+        client.close()
+    assert token not in caplog.text and "AAAA" not in caplog.text
+
+
+@pytest.mark.slow
+def test_per_client_upload_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FDIN_UPLOAD_QUOTA_MB", "1")
+    _f, _h, demo = _fake_demo()
+    chunk = b"\xff\xd8" + b"0" * (400 << 10)
+    with launched(demo) as app:
+        codes = [httpx.post(app.local_url + "gradio_api/upload", files={"files": ("a.jpg", chunk)}, timeout=30)
+                 .status_code for _ in range(3)]
+        assert codes[:2] == [200, 200] and codes[2] == 429, codes
+
+
+@pytest.mark.slow
+def test_range_responses_do_not_echo_request_headers() -> None:
+    _f, _h, demo = _fake_demo()
+    with launched(demo) as app:
+        path = httpx.post(app.local_url + "gradio_api/upload", files={"files": ("a.jpg", b"\xff\xd8" + b"1" * 500)}
+                          ).json()[0]
+        response = httpx.get(app.local_url + "gradio_api/file=" + path,
+                             headers={"Range": "bytes=0-9", "Cookie": "session=secret-cookie", "X-Probe": "p"})
+        assert response.status_code == 206 and len(response.content) == 10
+        assert "secret-cookie" not in json.dumps(dict(response.headers)) and "cookie" not in response.headers
+        assert "range" not in response.headers
+
+
+# --- issue 16: failures after the handler, and photos bounded before any work ---------------------------
+@pytest.mark.slow
+def test_failures_outside_the_handler_are_one_clear_message(tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    from tests.fakes import FakePredictors
+
+    handlers = Handlers(FakePredictors(), rate_limiter=RateLimiter(0, 60))
+    original = handlers.detect_faces
+    # the handler succeeds; Gradio's post-processing then fails on an output it cannot serialise
+    handlers.detect_faces = handlers._friendly(
+        lambda path, request=None: (original(path)[0], 12345), "detect_faces")  # not an image
+    with launched(build_demo(handlers=handlers, examples="off")) as app:
+        client = Client(app.local_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
+        with pytest.raises(Exception) as excinfo:
+            client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
+        assert texts.GENERIC_ERROR in str(excinfo.value) and "verbose error" not in str(excinfo.value)
+        client.close()
+
+
+@pytest.mark.parametrize("size", [(16500, 1000), (1000, 16000)])
+def test_long_photos_are_decoded_bounded_and_annotated(size: tuple[int, int], tmp_path: Path) -> None:
+    """Under the pixel limit but beyond WebP's 16,383 px: decoded at most IMAGE_MAX_SIDE in the child,
+    the annotated image encoded inside the handler (no Gradio-side failure)."""
+    import numpy as np
+    from PIL import Image
+
+    from fdin.isolation import load_image_isolated
+    from tests.fakes import FakePredictors
+
+    width, height = size
+    path = tmp_path / "long.png"
+    Image.new("RGB", (width, height), (90, 120, 150)).save(path)
+    image = load_image_isolated(path, max_side=settings.IMAGE_MAX_SIDE)
+    assert max(image.shape[:2]) == settings.IMAGE_MAX_SIDE
+    h = Handlers(FakePredictors(), rate_limiter=RateLimiter(0, 60))
+    h.load_image = lambda p: image
+    _payload, annotated = h.detect_faces(str(path))
+    with Image.open(annotated) as img:
+        assert max(img.size) <= settings.OUTPUT_MAX_SIDE and img.format == "WEBP"
+    assert np.asarray(image).dtype == np.uint8
+
+
+# --- issue 16: purge keeps the promise --------------------------------------------------------------
+def test_sweep_deletes_old_files_keeps_examples_and_makes_the_rest_private(tmp_path: Path) -> None:
+    from fdin.app import storage
+
+    old, kept, new = tmp_path / "a" / "old.webp", tmp_path / "c" / "example.jpg", tmp_path / "b" / "new.webp"
+    for p in (old, kept, new):
+        if p is new:
+            time.sleep(1.2)  # ages are taken from the later of mtime and ctime (ctime cannot be faked)
+        p.parent.mkdir()
+        p.write_bytes(b"x")
+        p.chmod(0o644)
+    assert storage.sweep(tmp_path, 1.0, keep=[str(kept)]) == 1
+    assert not old.exists() and not old.parent.exists() and new.exists() and kept.exists()
+    assert (new.stat().st_mode & 0o777) == 0o600 and (new.parent.stat().st_mode & 0o777) == 0o700
+    assert storage.sweep(tmp_path, 600, now=time.time() + 7200) == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_storage_removes_leftovers_of_dead_runs_and_itself_at_close(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from fdin.app import storage
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = tmp_path / f"run-{int(dead.stdout)}-abcd" / "gradio"
+    leftover.mkdir(parents=True)
+    (leftover / "face.jpg").write_bytes(b"x")
+    alive = tmp_path / f"run-{os.getppid()}-live"
+    alive.mkdir()
+    store = storage.Storage(tmp_path)
+    assert not leftover.parent.exists() and alive.is_dir()
+    assert (tmp_path.stat().st_mode & 0o777) == 0o700 and (store.path.stat().st_mode & 0o777) == 0o700
+    (store.request_dir() / "x.json").write_text("{}")
+    store.close()
+    assert not store.path.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_app_purges_at_start_while_running_and_at_a_normal_stop(signame: str, tmp_path: Path) -> None:
+    """``app.py`` as deployed: leftovers of a dead run removed at start; an upload and a request's
+    results owner-only while running; the whole instance folder gone after SIGTERM/SIGINT."""
+    import signal
+    import subprocess
+    import sys
+
+    from gradio_client import Client, handle_file
+
+    from tests.app_support import free_port
+
+    root = tmp_path / "store"
+    leftover = root / "run-999999999-dead" / "gradio"
+    leftover.mkdir(parents=True)
+    (leftover / "face.jpg").write_bytes(b"x")
+    port = free_port()
+    env = {**os.environ, "FDIN_APP_DIR": str(root), "FDIN_EXAMPLES": "off", "PYTHONPATH": str(ROOT)}
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=str(ROOT), env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "config", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not start: " + log_path.read_text()[-2000:])
+        assert not leftover.parent.exists(), "leftovers of earlier runs are removed at start"
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
+        payload, *_ = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
+        assert len(payload["faces"]) == 1
+        client.close()
+        runs = list(root.glob("run-*"))
+        assert len(runs) == 1
+        files = [p for p in runs[0].rglob("*")]
+        assert sum(p.suffix == ".webp" for p in files) >= 2, "the annotated photo is in scratch and Gradio's cache"
+        loose = [(str(p.relative_to(runs[0])), oct(p.stat().st_mode & 0o777)) for p in files
+                 if p.stat().st_mode & 0o077]
+        assert loose == [], f"not owner-only: {loose}"
+        proc.send_signal(getattr(signal, signame))
+        proc.wait(timeout=60)
+        assert not runs[0].exists(), "the instance folder is removed at a normal stop"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_model_cards_hold_no_build_paths() -> None:
+    from fdin.weights import portable_command
+
+    for card in sorted((ROOT / "weights").glob("*/README.md")):
+        text = card.read_text()
+        assert "/tmp/" not in text and "/home/" not in text and "/work/" not in text, card
+    assert portable_command("python -m train.relation --out /tmp/ship_rel --x") == \
+        "python -m train.relation --out <path>/ship_rel --x"
+
+
+@pytest.mark.slow
+def test_matrix_redraw_uses_the_same_sessions_last_result(tmp_path: Path) -> None:
+    """The UI flow over HTTP: a relate call in session S keeps its matrix data server-side; a redraw in
+    S draws it for the new trait, a redraw in another session has nothing to draw."""
+    from gradio_client import Client, handle_file
+
+    _f, _h, demo = _fake_demo()
+    with launched(demo) as app:
+        client = Client(app.local_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
+        payload, *_ = client.predict(handle_file(str(astronaut_photo())), None, "warm", api_name="/relate_photos")
+        assert len(payload["faces"]) == 3
+        index = next(fn._id for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "rerender_matrix")
+        mine = _run_unqueued(app.local_url, index, [None, "dominant"], session=client.session_hash)
+        assert mine.status_code == 200 and "Dominant across all pairs" in json.dumps(mine.json()["data"])
+        other = _run_unqueued(app.local_url, index, [None, "dominant"], session="someone-else")
+        assert other.status_code == 200 and other.json()["data"] == [None]
+        client.close()
+
+
+def test_argument_checks_refuse_long_text_and_unknown_choices_but_pass_streamed_frames() -> None:
+    from fdin.app.blocks import check_arguments
+
+    with gr.Blocks():
+        dropdown, image = gr.Dropdown(choices=["warm", "dominant"]), gr.Image()
+    fn = SimpleNamespace(inputs=[dropdown, image])
+    check_arguments(fn, ["warm", {"url": "data:image/webp;base64," + "A" * 200_000}])  # a webcam frame
+    for bad in (["x" * 300, None], ["cold", None], [["warm"], None], ["warm", {"path": "p" * 5000}]):
+        with pytest.raises(gr.Error) as excinfo:
+            check_arguments(fn, bad)
+        assert "xxx" not in excinfo.value.message and "cold" not in excinfo.value.message

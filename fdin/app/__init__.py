@@ -5,6 +5,9 @@
 * :mod:`~fdin.app.ratelimit` — the per-client token bucket;
 * :mod:`~fdin.app.predictors` — the :class:`Predictors` protocol and the lazily loading real ones;
 * :mod:`~fdin.app.handlers` — the three handlers with error mapping, rate limit and scratch files;
+* :mod:`~fdin.app.storage` — the instance's private folder and its purge (running, start, stop);
+* :mod:`~fdin.app.guard` — body limits, upload quota, refused routes, header hygiene (ASGI middleware);
+* :mod:`~fdin.app.blocks` — ``GuardedBlocks`` (argument checks, one message for any failure);
 * :mod:`~fdin.app.rendering` — summary text, tables, plots, annotated clip and keyframe;
 * :mod:`~fdin.app.examples` — example photos and the generated clip, made once in the cache folder;
 * :mod:`~fdin.app.layout` — :func:`build_demo` (``build_demo(predictors)`` with injected predictors).

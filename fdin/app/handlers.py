@@ -20,8 +20,7 @@ import html
 import inspect
 import json
 import logging
-import shutil
-import tempfile
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +29,10 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from fdin.app import face_table, rendering, settings
+from fdin.app import face_table, rendering, settings, storage
 from fdin.app.predictors import LazyPredictors, Predictors
 from fdin.app.ratelimit import RateLimiter, client_key
-from fdin.app.texts import CONSENT_FIRST, GENERIC_ERROR, RATE_LIMITED
+from fdin.app.texts import CONSENT_FIRST, GENERIC_ERROR, RATE_LIMITED, UNKNOWN_TRAIT, trait_names
 from fdin.errors import FdinError, NoFaceError
 from fdin.results import any_synthetic
 
@@ -42,30 +41,44 @@ log = logging.getLogger(__name__)
 
 # --- scratch files -------------------------------------------------------------------------------
 def scratch_root() -> Path:
-    root = Path(tempfile.gettempdir()) / "fdin-app"
-    root.mkdir(mode=0o700, exist_ok=True)
-    return root
+    """This instance's private scratch folder (:mod:`fdin.app.storage`; removed at a normal stop)."""
+    return storage.current().scratch
 
 
 def sweep_scratch(max_age_s: float = settings.SCRATCH_MAX_AGE_S) -> None:
-    now = time.time()
-    for entry in scratch_root().iterdir():
-        try:
-            if now - entry.stat().st_mtime > max_age_s:
-                shutil.rmtree(entry, ignore_errors=True)
-        except FileNotFoundError:
-            continue
+    storage.sweep(scratch_root(), max_age_s)
 
 
 def scratch_dir() -> Path:
-    """A fresh private folder for one request's output files (swept after ``SCRATCH_MAX_AGE_S``)."""
-    sweep_scratch()
-    return Path(tempfile.mkdtemp(prefix="req-", dir=scratch_root()))
+    """A fresh private folder for one request's output files (purged after ``SCRATCH_MAX_AGE_S``)."""
+    return storage.current().request_dir()
 
 
 def write_json(payload: dict[str, Any], folder: Path, name: str) -> str:
     path = folder / name
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(payload, indent=2) + "\n")
+    return str(path)
+
+
+def encode_image(image: np.ndarray, folder: Path, name: str, *,
+                 max_side: int = settings.OUTPUT_MAX_SIDE) -> str:
+    """Write an annotated image as WebP (downscaled to ``max_side`` on its longer side) into
+    ``folder``: inside the handler, so an encoding failure becomes the handler's clear message, and
+    Gradio only copies the file (WebP cannot exceed 16,383 px; the bound keeps far below that)."""
+    import cv2
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width, 1)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    path = folder / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        Image.fromarray(np.ascontiguousarray(image)).save(handle, format="WEBP", quality=85, method=2)
     return str(path)
 
 
@@ -78,14 +91,15 @@ def need(value: Any, what: str) -> Any:
 def load_image_isolated(path: str) -> np.ndarray:
     from fdin.isolation import load_image_isolated as load
 
-    return load(path, timeout=settings.IMAGE_TIMEOUT_S)
+    return load(path, timeout=settings.IMAGE_TIMEOUT_S, max_side=settings.IMAGE_MAX_SIDE,
+                tmp_dir=scratch_root())  # the exchange folder is purged with the instance's files
 
 
 def read_video_isolated(path: str) -> Any:
     from fdin.isolation import read_video_isolated as read
 
     return read(path, timeout=settings.VIDEO_TIMEOUT_S, max_duration=settings.VIDEO_MAX_DURATION_S,
-                target_fps=settings.VIDEO_TARGET_FPS, max_side=settings.VIDEO_MAX_SIDE)
+                target_fps=settings.VIDEO_TARGET_FPS, max_side=settings.VIDEO_MAX_SIDE, tmp_dir=scratch_root())
 
 
 def _no_progress(*args: Any, **kwargs: Any) -> None:
@@ -106,6 +120,9 @@ class Handlers:
         self.analyze_video = self._friendly(self._analyze_video, "analyze_video")
         self.relate_photos = self._friendly(self._relate_photos, "relate_photos")
         self.analyze_live = self._friendly(self._analyze_live, "analyze_live")
+        self.relate_photos_ui = self._friendly(self._relate_photos_ui, "relate_photos")
+        self.redraw_limiter = RateLimiter(*settings.REDRAW_RATE)
+        self.traits: tuple[str, ...] = tuple(trait_names())
 
     # --- error mapping and rate limit ------------------------------------------------------------
     def _friendly(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -132,17 +149,20 @@ class Handlers:
             except Exception:
                 log.exception("%s failed", name)
                 raise gr.Error(GENERIC_ERROR, print_exception=False) from None
+            finally:
+                storage.trim_heap()  # hand freed pages back: RSS stays flat across bursts
             log.info("%s: ok in %.2f s", name, time.perf_counter() - t0)
             return out
 
         wrapper.__name__ = name
+        wrapper.fdin_rate_limited = True  # type: ignore[attr-defined]  # checked by the event audit test
         return wrapper
 
     # --- faces -----------------------------------------------------------------------------------
     def _detect_faces(self, image_path: str | None,
-                      request: gr.Request | None = None) -> tuple[dict[str, Any], np.ndarray, str, Any]:
-        """Photo -> (the JSON of ``fdin faces``, annotated image, a sentence saying how many faces were
-        found, or that none was and why that may be, the per-face table)."""
+                      request: gr.Request | None = None) -> tuple[dict[str, Any], str, str, Any]:
+        """Photo -> (the JSON of ``fdin faces``, annotated image file, a sentence saying how many faces
+        were found, or that none was and why that may be, the per-face table)."""
         from fdin import viz
         from fdin.faces import faces_in
 
@@ -150,7 +170,8 @@ class Handlers:
         result = faces_in(image, self.predictors.backend(), self.predictors.expression())
         table = gr.Dataframe(value=face_table.faces_rows(result), headers=face_table.FACE_COLUMNS)
         status = rendering.faces_status(len(result.faces), image.shape[1], image.shape[0])
-        return result.to_json_dict(), viz.draw_faces(image, result.faces), status, table
+        annotated = encode_image(viz.draw_faces(image, result.faces), scratch_dir(), "faces.webp")
+        return result.to_json_dict(), annotated, status, table
 
     # --- trait estimation ------------------------------------------------------------------------
     def _analyze_video(self, video_path: str | None, progress: gr.Progress = gr.Progress(),  # noqa: B008
@@ -182,7 +203,7 @@ class Handlers:
         payload["video"] = video.to_json_dict()
         folder = scratch_dir()
         heat_gender, heat_age, dynamics = rendering.analysis_plots(result)
-        key = rendering.keyframe(video, result)
+        key = encode_image(rendering.keyframe(video, result), folder, "keyframe.webp")
         progress(0.95, desc="encoding the annotated clip")
         clip = rendering.annotated_clip(video, result, folder)
         json_file = write_json(payload, folder, "fdin-analysis.json")
@@ -246,6 +267,15 @@ class Handlers:
                        request: gr.Request | None = None) -> tuple[Any, ...]:
         """Group photo, or two photos -> (relate JSON, annotated canvas, face table, trait chart,
         relation matrix for ``trait`` (shown for 3+ faces))."""
+        return self._relate(image_a, image_b, trait, progress)[:5]
+
+    def _relate_photos_ui(self, image_a: str | None, image_b: str | None = None, trait: str = "warm",
+                          progress: gr.Progress = gr.Progress(),  # noqa: B008
+                          request: gr.Request | None = None) -> tuple[Any, ...]:
+        """:meth:`_relate_photos` plus the matrix data kept server-side (a ``gr.State``) for redraws."""
+        return self._relate(image_a, image_b, trait, progress)
+
+    def _relate(self, image_a: str | None, image_b: str | None, trait: str, progress: Any) -> tuple[Any, ...]:
         from fdin import viz
 
         progress(0.0, desc="decoding")
@@ -258,16 +288,38 @@ class Handlers:
         boxes = [{"bbox": f.canvas_bbox} for f in result.faces]
         annotated = viz.draw_faces(rendering.canvas(a, b), boxes, landmarks=False,
                                    labels=[str(f.index) for f in result.faces])
+        image = encode_image(annotated, scratch_dir(), "relations.webp")
+        del annotated
         chart = viz.trait_heatmap(result.pairs)  # every pair, one row each
         traits = result.pairs[0].traits if result.pairs else {}
         if trait not in traits and traits:
             trait = next(iter(traits))
         table = gr.Dataframe(value=face_table.relation_rows(result), headers=face_table.FACE_COLUMNS)
-        return payload, annotated, table, chart, rendering.matrix_plot(payload, trait)
+        kept = matrix_data(len(result.faces), result.pairs)
+        return payload, image, table, chart, rendering.matrix_plot_of(kept, trait), kept
 
-    @staticmethod
-    def rerender_matrix(payload: dict[str, Any] | None, trait: str) -> Any:
-        return rendering.matrix_plot(payload, trait)
+    def rerender_matrix(self, kept: Any, trait: Any, request: gr.Request | None = None) -> Any:
+        """Redraw the relation matrix for another trait from the last result of this session, kept on
+        the server (``kept``: what :func:`matrix_data` stored in the session's ``gr.State``; the client
+        cannot send it). Only a known trait name is accepted. Cheap: at most
+        :data:`~fdin.app.settings.MATRIX_MAX_FACES` faces, and rate-limited per client."""
+        key = client_key(request)
+        if key is not None and not self.redraw_limiter.allow(key):
+            log.info("rerender_matrix: rate limited")
+            raise gr.Error(RATE_LIMITED, title="Too many requests", print_exception=False)
+        if not isinstance(trait, str) or trait not in self.traits:
+            log.info("rerender_matrix: unknown trait (%s of %d chars)", type(trait).__name__,
+                     len(trait) if isinstance(trait, str) else 0)
+            raise gr.Error(UNKNOWN_TRAIT, print_exception=False)
+        return rendering.matrix_plot_of(kept, trait)
 
 
-__all__ = ["Handlers", "scratch_dir", "sweep_scratch"]
+def matrix_data(faces: int, pairs: Any) -> tuple[int, tuple[Any, ...]] | None:
+    """What a session keeps for matrix redraws: ``(faces, pairs)`` for 3 to
+    :data:`~fdin.app.settings.MATRIX_MAX_FACES` faces, else None (no matrix)."""
+    if faces < 3 or faces > settings.MATRIX_MAX_FACES:
+        return None
+    return faces, tuple(pairs)
+
+
+__all__ = ["Handlers", "encode_image", "matrix_data", "scratch_dir", "sweep_scratch"]

@@ -25,7 +25,8 @@ from typing import Any
 import gradio as gr
 
 from fdin.app import examples as ex
-from fdin.app import settings, texts
+from fdin.app import settings, storage, texts
+from fdin.app.blocks import GuardedBlocks, seal_events
 from fdin.app.face_table import FACE_COLUMNS
 from fdin.app.handlers import Handlers
 from fdin.app.predictors import Predictors
@@ -94,6 +95,8 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
     (except "off") when their files are in the cache folder (``app.py`` prepares them before building).
     A click on an example only fills the input; the consent-gated button runs it."""
     mode = ex.examples_mode(examples)
+    store = storage.current()  # this instance's private folder: Gradio's cache and fdin's scratch
+    os.environ["GRADIO_TEMP_DIR"] = str(store.gradio)
     h = handlers if handlers is not None else Handlers(predictors, rate_limiter=rate_limiter)
     folder = ex.examples_dir()
     os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(folder / "cached"))
@@ -104,7 +107,8 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
     example_args = {"cache_examples": False, "run_on_click": False, "api_visibility": "private"}
     buttons: list[tuple[gr.Button, str]] = []  # (button, its label once consent is given)
 
-    with gr.Blocks(title=texts.TITLE, analytics_enabled=False, delete_cache=settings.DELETE_CACHE, css=CSS) as demo:
+    with GuardedBlocks(title=texts.TITLE, analytics_enabled=False, delete_cache=settings.DELETE_CACHE,
+                       css=CSS) as demo:
         gr.Markdown(texts.INTRO)
         gr.Markdown(texts.NOTICE, elem_id="fdin-notice")
         consent = gr.Checkbox(label=texts.CONSENT, value=False, elem_id="fdin-consent")
@@ -216,9 +220,11 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
             with gr.Accordion("JSON (same as `fdin relate`)", open=False):
                 relate_json = gr.JSON(label="relations")
             relate_outputs = [relate_json, relate_image, faces_table, trait_chart, matrix_plot]
-            relate_btn.click(h.relate_photos, inputs=[photo_a, photo_b, trait_in], outputs=relate_outputs,
-                             api_name="relate_photos", **model_event)
-            trait_in.change(h.rerender_matrix, inputs=[relate_json, trait_in], outputs=matrix_plot,
+            # the last result's matrix data, kept on the server per session (never sent by the client)
+            matrix_kept = gr.State(None, time_to_live=settings.SCRATCH_MAX_AGE_S)
+            relate_btn.click(h.relate_photos_ui, inputs=[photo_a, photo_b, trait_in],
+                             outputs=[*relate_outputs, matrix_kept], api_name="relate_photos", **model_event)
+            trait_in.change(h.rerender_matrix, inputs=[matrix_kept, trait_in], outputs=matrix_plot,
                             api_visibility="private", queue=False)
 
         with gr.Tab("Faces", id="faces"):
@@ -239,7 +245,8 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
             faces_rows = gr.Dataframe(headers=FACE_COLUMNS, label="Per face", interactive=False)
             with gr.Accordion("JSON (same as `fdin faces`)", open=True):
                 faces_json = gr.JSON(label="faces")
-            faces_btn.click(h.detect_faces, inputs=faces_in, outputs=[faces_json, faces_image, faces_status, faces_rows],
+            faces_btn.click(h.detect_faces, inputs=faces_in,
+                            outputs=[faces_json, faces_image, faces_status, faces_rows],
                             api_name="detect_faces", **model_event)
 
         with gr.Tab("Models & API", id="models"):
@@ -250,4 +257,19 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
         consent.change(lambda ok: [gr.Button(interactive=bool(ok), value=label if ok else texts.CONSENT_HINT)
                                    for _, label in buttons],
                        inputs=consent, outputs=[b for b, _ in buttons], api_visibility="private", queue=False)
+    seal_events(demo, PUBLIC_ENDPOINTS)
+    store.keep = lambda: _kept_in_cache(demo)
+    store.start_sweeper(*settings.DELETE_CACHE)
     return demo
+
+
+#: The documented API; every other event is private (:func:`fdin.app.blocks.seal_events`).
+PUBLIC_ENDPOINTS = {"analyze_video", "relate_photos", "detect_faces"}
+
+
+def _kept_in_cache(demo: gr.Blocks) -> set[str]:
+    """The example files Gradio shows (shipped photos, not user media): the purge keeps them."""
+    keep: set[str] = set()
+    for block in list(demo.blocks.values()):
+        keep.update(str(p) for p in getattr(block, "keep_in_cache", ()) or ())
+    return keep

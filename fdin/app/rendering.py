@@ -192,3 +192,14 @@ def matrix_plot(payload: dict[str, Any] | None, trait: str) -> Any:
     if not payload or len(payload.get("faces", [])) < 3:
         return None
     return viz.relation_matrix(len(payload["faces"]), payload["pairs"], trait)
+
+
+def matrix_plot_of(kept: tuple[int, Any] | None, trait: str) -> Any:
+    """The relation matrix for ``trait`` from what a session keeps server-side (``(faces, pairs)``
+    of :func:`fdin.app.handlers.matrix_data`), else None."""
+    from fdin import viz
+
+    if not kept:
+        return None
+    faces, pairs = kept
+    return viz.relation_matrix(int(faces), pairs, trait)

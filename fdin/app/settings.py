@@ -20,6 +20,14 @@ VIDEO_MAX_DURATION_S = 20.0         # seconds of video analysed (longer clips ar
 VIDEO_TARGET_FPS = 15.0             # frames kept for tracking (dynamics are resampled to 25 fps)
 VIDEO_MAX_SIDE = 720                # decoded frames are downscaled to this longer side
 IMAGE_TIMEOUT_S = 30.0
+IMAGE_MAX_SIDE = 2560               # photos are decoded (in the child) at most this many px on their longer side
+OUTPUT_MAX_SIDE = 2560              # annotated images are encoded at most this many px on their longer side
+MAX_BODY_BYTES = 1 << 20            # any request but a file upload (file references; a streamed webcam frame)
+MAX_TEXT_CHARS = 200                # any text argument of an event (trait names are short)
+UPLOAD_QUOTA_BYTES = 200 << 20      # per client ...
+UPLOAD_QUOTA_WINDOW_S = 600.0       # ... over a sliding window of this many seconds (env FDIN_UPLOAD_QUOTA_MB)
+MATRIX_MAX_FACES = 40               # the relation matrix is drawn for at most this many faces
+REDRAW_RATE = (20, 10.0)            # trait-dropdown redraws per client: a burst of 20, refilled over 10 s
 TOP_RELATIONS = 5
 LIVE_STREAM_EVERY_S = 0.04          # the browser sends a webcam frame at most every 40 ms (and only after the last reply)
 LIVE_TIME_LIMIT_S = 120             # one live stream runs at most 2 min (then the visitor restarts it)
@@ -72,12 +80,28 @@ def server_address(host: str | None = None, port: int | None = None,
 
 
 def queue_kwargs(*, max_size: int = QUEUE_MAX_SIZE) -> dict[str, Any]:
-    return {"max_size": max_size, "default_concurrency_limit": 1}
+    """``demo.queue`` options: a bounded queue, one worker per event by default, and ``api_open=False``
+    so a queued event cannot be run directly over REST (``POST /gradio_api/run/<name>`` answers 404)."""
+    return {"max_size": max_size, "default_concurrency_limit": 1, "api_open": False}
+
+
+def upload_quota_bytes(env: Mapping[str, str] | None = None) -> int:
+    """The per-client upload quota: ``FDIN_UPLOAD_QUOTA_MB`` (``0`` disables), else the default."""
+    env = os.environ if env is None else env
+    text = env.get("FDIN_UPLOAD_QUOTA_MB", "").strip()
+    try:
+        return int(float(text) * (1 << 20)) if text else UPLOAD_QUOTA_BYTES
+    except ValueError:
+        return UPLOAD_QUOTA_BYTES
 
 
 def launch_kwargs(*, host: str = LOCAL_HOST, port: int | None = DEFAULT_PORT,
                   max_file_size: str | int = MAX_FILE_SIZE) -> dict[str, Any]:
-    """Hardened ``demo.launch`` options (R-02, R-03, R-06, R-07, R-09)."""
+    """Hardened ``demo.launch`` options (R-02, R-03, R-06, R-07, R-09; body limits, upload quota and
+    header hygiene of :mod:`fdin.app.guard`)."""
+    from starlette.middleware import Middleware
+
+    from fdin.app.guard import GuardMiddleware, UploadQuota
     from fdin.weights import REPO_ROOT, weights_dir
 
     return {
@@ -93,4 +117,6 @@ def launch_kwargs(*, host: str = LOCAL_HOST, port: int | None = DEFAULT_PORT,
         "blocked_paths": [str(weights_dir()), str(REPO_ROOT / ".git"), str(REPO_ROOT / ".venv")],
         "run_history": False,
         "strict_cors": True,
+        "app_kwargs": {"middleware": [Middleware(GuardMiddleware, max_body_bytes=MAX_BODY_BYTES,
+                                                 quota=UploadQuota(upload_quota_bytes(), UPLOAD_QUOTA_WINDOW_S))]},
     }

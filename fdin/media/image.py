@@ -31,6 +31,7 @@ def load_image(
     *,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    max_side: int | None = None,
 ) -> np.ndarray:
     """Decode a photo into an upright ``(H, W, 3) uint8`` RGB array.
 
@@ -39,7 +40,9 @@ def load_image(
     ``max_pixels`` before any pixel is decoded. EXIF orientation is applied; RGBA/LA/transparent
     palettes are composited on white; 16-bit and float data are scaled to 8 bits; CMYK, palette,
     1-bit and grey become RGB; animated images give their first frame. Tiny images (1x1) are returned
-    as they are: callers decide what is too small.
+    as they are: callers decide what is too small. ``max_side``: if given, the upright image is
+    downscaled (aspect kept, area filter) so neither side exceeds it — in the decoding process, so
+    the caller never holds more than ``max_side`` x ``max_side`` pixels.
 
     Raises a :class:`~fdin.errors.MediaError` subclass with a plain-language message.
     """
@@ -49,7 +52,7 @@ def load_image(
             raise EmptyMediaError("The image file is empty (0 bytes).")
         if len(data) > max_bytes:
             raise MediaLimitError(f"The image file is {mib(len(data))}; the limit is {mib(max_bytes)}.")
-        return _decode_image(io.BytesIO(data), data[:SNIFF_BYTES], max_pixels)
+        return _decode_image(io.BytesIO(data), data[:SNIFF_BYTES], max_pixels, max_side)
     path = Path(source)
     stat_regular_file(path, max_bytes, "image")
     try:
@@ -59,10 +62,10 @@ def load_image(
     with fh:
         head = fh.read(SNIFF_BYTES)
         fh.seek(0)
-        return _decode_image(fh, head, max_pixels)
+        return _decode_image(fh, head, max_pixels, max_side)
 
 
-def _decode_image(fh: BinaryIO, head: bytes, max_pixels: int) -> np.ndarray:
+def _decode_image(fh: BinaryIO, head: bytes, max_pixels: int, max_side: int | None = None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     kind = sniff(head)
@@ -88,6 +91,10 @@ def _decode_image(fh: BinaryIO, head: bytes, max_pixels: int) -> np.ndarray:
             img.load()
             img = _exif_upright(img)
             rgb = _to_rgb(img)
+            if max_side is not None and max(rgb.size) > max_side:
+                scale = max_side / max(rgb.size)
+                size = (max(1, round(rgb.size[0] * scale)), max(1, round(rgb.size[1] * scale)))
+                rgb = rgb.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
             array = np.asarray(rgb, dtype=np.uint8)
     except FdinError:
         raise

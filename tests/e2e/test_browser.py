@@ -223,3 +223,16 @@ def test_models_tab(page) -> None:
     text = page.inner_text("body")
     assert "gradio_client" in text and "binary label" in text and "generated" in text
     _shot(page, "models_and_api")
+
+
+def test_relations_trait_dropdown_redraws_the_matrix_from_the_server(page) -> None:
+    """Issue 16: the redraw reads the session's last result kept on the server (gr.State)."""
+    _consent(page)
+    _tab(page, "Relations")
+    page.set_input_files("#photo-a input[type=file]", str(group_photo()))
+    page.locator("#photo-a img").first.wait_for(timeout=30_000)
+    page.click("#relate-btn")
+    assert _plot_box(page, "relation-matrix")["height"] > 100
+    page.get_by_label("Trait for the relation matrix (3+ faces)").click()
+    page.get_by_role("option", name="dominant").click()
+    page.locator("#relation-matrix", has_text="Dominant across all pairs").wait_for(timeout=30_000)

@@ -1,0 +1,88 @@
+"""The app's ``gr.Blocks`` with the event-level guards of issue 16 (gradio is imported here).
+
+:class:`GuardedBlocks` wraps every event the server runs (queued or not, whatever route it came in by):
+
+* **before** Gradio touches the arguments: a text argument longer than
+  :data:`~fdin.app.settings.MAX_TEXT_CHARS`, any string in a file reference longer than 4096
+  characters (``data:`` URLs of streamed frames are bounded by the request-body limit instead), or a value outside a dropdown's choices is refused with one fixed sentence — the value
+  itself is never echoed back or logged (only its type and size);
+* **after** the handler: a failure in Gradio's own pre/post-processing (encoding an output, building
+  the response) becomes the fixed :data:`~fdin.app.texts.GENERIC_ERROR` instead of Gradio's
+  "verbose error reporting" text; it is logged with the exception type only.
+
+:func:`seal_events` runs after the layout is built: every event that is not one of the documented
+endpoints (the example loaders Gradio adds, the consent toggle, the matrix redraw) is made
+``api_visibility="private"``, so it is neither listed by ``/gradio_api/info`` nor offered to the
+client libraries.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from fdin.app import settings
+from fdin.app.texts import ARGUMENT_TOO_LONG, GENERIC_ERROR, UNKNOWN_TRAIT
+
+log = logging.getLogger(__name__)
+
+MAX_REFERENCE_CHARS = 4096  # a path, URL or original file name inside a file reference
+
+
+def _longest_string(value: Any, depth: int = 0) -> int:
+    if isinstance(value, str):  # data: URLs (streamed webcam frames) are bounded by the body limit instead
+        return 0 if value.startswith("data:") else len(value)
+    if depth > 6:
+        return 0
+    if isinstance(value, dict):
+        return max([_longest_string(v, depth + 1) for v in value.values()] + [len(str(k)) for k in value] + [0])
+    if isinstance(value, (list, tuple)):
+        return max([_longest_string(v, depth + 1) for v in value[:1000]] + [0])
+    return 0
+
+
+def check_arguments(block_fn: Any, inputs: list[Any]) -> None:
+    """Refuse over-long or unknown arguments before any preprocessing (raises ``gr.Error``)."""
+    for block, value in zip(getattr(block_fn, "inputs", []) or [], inputs or [], strict=False):
+        if isinstance(value, str):
+            if len(value) > settings.MAX_TEXT_CHARS:
+                log.info("refused a %d-character text argument", len(value))
+                raise gr.Error(ARGUMENT_TOO_LONG, print_exception=False)
+        elif _longest_string(value) > MAX_REFERENCE_CHARS:
+            log.info("refused an argument of type %s holding an over-long string", type(value).__name__)
+            raise gr.Error(ARGUMENT_TOO_LONG, print_exception=False)
+        choices = getattr(block, "choices", None)
+        if (isinstance(block, gr.Dropdown) and choices and not getattr(block, "allow_custom_value", False)
+                and not getattr(block, "multiselect", False) and value is not None):
+            allowed = {c[1] if isinstance(c, (tuple, list)) else c for c in choices}
+            if not isinstance(value, (str, int, float)) or value not in allowed:
+                log.info("refused a %s outside the choices of a dropdown", type(value).__name__)
+                raise gr.Error(UNKNOWN_TRAIT, print_exception=False)
+
+
+class GuardedBlocks(gr.Blocks):
+    """``gr.Blocks`` whose events are checked and whose failures all read as one clear sentence."""
+
+    async def process_api(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        check_arguments(fn, inputs)
+        try:
+            return await super().process_api(block_fn, inputs, *args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as error:  # Gradio's pre/post-processing outside the handlers' own wrapper
+            log.error("event %s failed outside its handler: %s", getattr(fn, "api_name", None) or "(unnamed)",
+                      type(error).__name__)
+            raise gr.Error(GENERIC_ERROR, print_exception=False) from None
+
+
+def seal_events(demo: gr.Blocks, public: set[str]) -> None:
+    """Make every event whose ``api_name`` is not in ``public`` private (not listed, not offered)."""
+    for fn in demo.fns.values():
+        if fn.api_name not in public:
+            fn.api_visibility = "private"
+
+
+__all__ = ["GuardedBlocks", "check_arguments", "seal_events"]

@@ -1,0 +1,190 @@
+"""The app's HTTP guard (issue 16): request-body limits, the per-client upload quota and response
+header hygiene, as one small ASGI middleware. No gradio here (Starlette-level only).
+
+* **Bodies.** Every request that is not a file upload may carry at most
+  :data:`~fdin.app.settings.MAX_BODY_BYTES` (event payloads are file references, a trait name, a
+  checkbox): a declared ``Content-Length`` above it is refused with 413 before anything is read, and a
+  chunked body is cut off with 413 as soon as it passes the limit. Uploads are bounded per file by
+  Gradio's ``max_file_size`` and in total per client by the quota below.
+* **Upload quota.** Each client (the rate-limit key: its IP, or the proxy's ``X-Forwarded-For`` entry
+  on a Space) may upload :data:`~fdin.app.settings.UPLOAD_QUOTA_BYTES` per
+  :data:`~fdin.app.settings.UPLOAD_QUOTA_WINDOW_S` (a sliding window). A request whose declared
+  length would pass the quota is refused with 429 before its body is read; bytes actually received
+  count, so a missing or lying ``Content-Length`` is cut off with 429 at the quota.
+* **Routes.** Gradio routes the app never uses (:data:`DENIED_PREFIXES`) answer 404.
+* **Headers.** Gradio answers ``Range`` requests with a copy of the *request's* headers (cookies
+  included); response headers that only belong in requests are dropped.
+* **Logs.** Refusals are logged with sizes and the route kind only, never a body, a path argument or
+  a client address (R-31).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Header names that only make sense in a request; never sent back in a response.
+REQUEST_ONLY_HEADERS = frozenset({
+    "cookie", "authorization", "proxy-authorization", "host", "user-agent", "referer", "origin", "range",
+    "accept", "accept-encoding", "accept-language", "connection", "content-length", "if-range",
+    "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "x-forwarded-for",
+    "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "forwarded", "upgrade-insecure-requests", "te",
+    "priority", "dnt", "pragma", "cache-control-request",
+})
+UPLOAD_SUFFIXES = ("/gradio_api/upload",)
+#: Gradio routes the app never uses, refused with 404 before Gradio sees them: post-processing a screen
+#: recording with the system ffmpeg, fetching a URL for the client (an outbound proxy), the developer
+#: and "vibe" editor routes, run history, and component server functions (no fdin component has one).
+DENIED_PREFIXES = tuple("/gradio_api/" + p for p in (
+    "process_recording", "file=http", "file/http", "proxy=", "vibe-", "undo-vibe-edit", "dev/", "runs",
+    "run-history", "component_server"))
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class UploadQuota:
+    """Bytes uploaded per client over a sliding window (thread-safe, bounded number of clients)."""
+
+    def __init__(self, limit_bytes: int, window_s: float, *, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window_s, self.max_clients, self._clock = int(limit_bytes), float(window_s), max_clients, clock
+        self._log: dict[str, collections.deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+
+    def _used(self, key: str, now: float) -> int:
+        entries = self._log.get(key)
+        if not entries:
+            return 0
+        while entries and now - entries[0][0] > self.window_s:
+            entries.popleft()
+        return sum(n for _, n in entries)
+
+    def remaining(self, key: str) -> int:
+        with self._lock:
+            return self.limit - self._used(key, self._clock())
+
+    def add(self, key: str, nbytes: int) -> bool:
+        """Count ``nbytes`` for ``key``; False (and nothing counted) if that would pass the quota."""
+        if self.limit <= 0:
+            return True
+        now = self._clock()
+        with self._lock:
+            if self._used(key, now) + nbytes > self.limit:
+                return False
+            self._log.setdefault(key, collections.deque()).append((now, int(nbytes)))
+            if len(self._log) > self.max_clients:  # drop clients with nothing left in the window
+                for k in [k for k in self._log if self._used(k, now) == 0]:
+                    self._log.pop(k, None)
+            return True
+
+
+def _client(scope: Scope) -> str:
+    """The same key as :func:`fdin.app.ratelimit.client_key`, from the ASGI scope."""
+    import os
+
+    if os.environ.get("SPACE_ID") or os.environ.get("FDIN_TRUST_PROXY") == "1":
+        for name, value in scope.get("headers") or []:
+            if name == b"x-forwarded-for":
+                hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+                if hops:
+                    return hops[-1]
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class GuardMiddleware:
+    """ASGI middleware applying the limits of this module (see the module docstring)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], *, max_body_bytes: int, quota: UploadQuota) -> None:
+        """``max_body_bytes`` and ``quota`` come from :func:`fdin.app.settings.launch_kwargs`."""
+        self.app = app
+        self.max_body = int(max_body_bytes)
+        self.quota = quota
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        if path.lower().startswith(DENIED_PREFIXES):
+            log.info("refused a request to a route the app does not use")
+            await _refuse(send, _TooLarge(404, "Not Found"))
+            return
+        upload = path.rstrip("/").endswith(UPLOAD_SUFFIXES)
+        declared = None
+        for name, value in scope.get("headers") or []:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+        key = _client(scope) if upload else ""
+        try:
+            if upload:
+                if declared is not None and declared > self.quota.remaining(key) and self.quota.limit > 0:
+                    raise _TooLarge(429, "Upload quota exceeded: too much data uploaded from your connection "
+                                         "recently. Please wait and try again.")
+            elif declared is not None and declared > self.max_body:
+                raise _TooLarge(413, f"Request body too large (limit {self.max_body // 1024} KB).")
+        except _TooLarge as refusal:
+            log.info("refused %s request: %d bytes declared (%s)", "upload" if upload else "event", declared or 0,
+                     refusal.status)
+            await _refuse(send, refusal)
+            return
+
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message.get("type") == "http.request":
+                n = len(message.get("body", b""))
+                received += n
+                if upload:
+                    if not self.quota.add(key, n):
+                        raise _TooLarge(429, "Upload quota exceeded: too much data uploaded from your "
+                                             "connection recently. Please wait and try again.")
+                elif received > self.max_body:
+                    raise _TooLarge(413, f"Request body too large (limit {self.max_body // 1024} KB).")
+            return message
+
+        async def clean_send(message: Message) -> None:
+            nonlocal started
+            if message.get("type") == "http.response.start":
+                started = True
+                message["headers"] = [(k, v) for k, v in message.get("headers", [])
+                                      if k.decode("latin-1").lower() not in REQUEST_ONLY_HEADERS]
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, clean_send)
+        except _TooLarge as refusal:
+            log.info("refused %s request after %d bytes (%s)", "upload" if upload else "event", received,
+                     refusal.status)
+            if not started:
+                await _refuse(send, refusal)
+
+
+async def _refuse(send: Send, refusal: _TooLarge) -> None:
+    body = json.dumps({"detail": refusal.message}).encode()
+    await send({"type": "http.response.start", "status": refusal.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
