@@ -119,9 +119,10 @@ def photo_landmarks(image: np.ndarray) -> np.ndarray:
     return np.asarray(max(faces, key=lambda f: f.area).landmarks, dtype=np.float64)
 
 
-def long_smile_sequence(seconds: float, fps: float, seed: int = 0) -> np.ndarray:
+def long_smile_sequence(seconds: float, fps: float, seed: int = 0, *, head_motion: bool = True) -> np.ndarray:
     """(T, 68, 2) landmarks: consecutive synthetic smiles (:func:`fdin.synth.smile_sequence`) chained
-    from one neutral face, plus slow continuous head motion (±0.15 IOD shift, ±4° roll, ±3 % scale)."""
+    from one neutral face, plus (``head_motion``) slow continuous head motion (±0.15 IOD shift, ±4°
+    roll, ±3 % scale)."""
     from fdin.synth import smile_sequence
 
     n = round(seconds * fps)
@@ -135,6 +136,8 @@ def long_smile_sequence(seconds: float, fps: float, seed: int = 0) -> np.ndarray
         total += len(seq)
         k += 1
     seq = np.concatenate(parts)[:n]
+    if not head_motion:
+        return seq
     t = np.arange(n) / fps
     iod = float(np.linalg.norm(base[42:48].mean(0) - base[36:42].mean(0)))
     centre = base.mean(0)
