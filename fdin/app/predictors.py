@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fdin.app.settings import model_source
+from fdin.app.settings import MODEL_THREADS, model_source
 
 if TYPE_CHECKING:
     from fdin.analyze import TraitResult
@@ -79,6 +79,29 @@ class LazyPredictors:
                 (expression, expression_rev), (relation, relation_rev) = (model_source("expression"),
                                                                           model_source("relation"))
                 self._relation = RelationPredictor.from_pretrained(
-                    expression, relation, expression_revision=expression_rev, relation_revision=relation_rev)
+                    expression, relation, expression_revision=expression_rev, relation_revision=relation_rev,
+                    threads=MODEL_THREADS)
                 log.info("relation models loaded in %.1f s", time.perf_counter() - t0)
             return self._relation
+
+
+def preload(predictors: Any) -> threading.Thread:
+    """Load every model of ``predictors`` in a background daemon thread, now: the analyzer (FDIN, its
+    face backend and its decode worker process) and the relation models, so the first request after
+    start pays no loading. A request that arrives meanwhile waits on the same lock for the same load
+    (nothing is loaded twice). Errors are logged, not raised: the request that needs the model
+    raises them again. Returns the thread (``join()`` it to wait)."""
+
+    def load() -> None:
+        t0 = time.perf_counter()
+        try:
+            predictors.analyzer().backend  # noqa: B018 (the property loads the face models)
+            predictors.relation()
+        except Exception:
+            log.exception("preloading the models failed; the first request will try again")
+            return
+        log.info("models preloaded in %.1f s", time.perf_counter() - t0)
+
+    thread = threading.Thread(target=load, name="fdin-preload", daemon=True)
+    thread.start()
+    return thread
