@@ -88,3 +88,21 @@ def test_analyzer_kills_a_worker_left_mid_video(clip, monkeypatch):
     with pytest.raises(Exception, match="No usable face"):
         analyzer.analyze(clip)
     assert counted == [len(read_video(clip, target_fps=25))]
+
+
+def test_a_worker_started_by_a_thread_that_ended_keeps_working(clip):
+    """Workers are started from short-lived threads (app requests, preloading): they must outlive them."""
+    import threading
+    import time
+
+    pool = DecoderPool()
+    try:
+        thread = threading.Thread(target=pool.prestart)
+        thread.start()
+        thread.join()
+        time.sleep(0.5)
+        worker = pool.acquire()
+        assert worker.alive() and len(worker.decode(clip, DecodeLimits()).video()) == 40
+        pool.release(worker)
+    finally:
+        pool.close()

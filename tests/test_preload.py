@@ -42,13 +42,13 @@ def test_preload_loads_every_model_once_in_a_background_thread() -> None:
     thread = preload(predictors)
     assert isinstance(thread, threading.Thread) and thread.daemon and thread is not threading.current_thread()
     thread.join(10)
-    assert predictors.calls == ["analyzer", "backend", "relation"]
+    assert predictors.calls == ["relation", "analyzer", "backend"]
 
 
 def test_preload_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     predictors = _Counting(fail=True)
     preload(predictors).join(10)
-    assert predictors.calls == ["analyzer"]
+    assert predictors.calls == ["relation", "analyzer"]
     assert "preloading the models failed" in caplog.text
 
 

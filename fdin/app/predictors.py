@@ -49,7 +49,8 @@ class LazyPredictors:
     state), so every user shares them."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()           # the analyzer's
+        self._relation_lock = threading.Lock()  # the relation models' (a photo request never waits on FDIN)
         self._analyzer: Any = None
         self._relation: Any = None
 
@@ -71,7 +72,7 @@ class LazyPredictors:
             return self._analyzer
 
     def relation(self) -> Any:
-        with self._lock:
+        with self._relation_lock:
             if self._relation is None:
                 from fdin.relate import RelationPredictor
 
@@ -86,17 +87,17 @@ class LazyPredictors:
 
 
 def preload(predictors: Any) -> threading.Thread:
-    """Load every model of ``predictors`` in a background daemon thread, now: the analyzer (FDIN, its
-    face backend and its decode worker process) and the relation models, so the first request after
-    start pays no loading. A request that arrives meanwhile waits on the same lock for the same load
+    """Load every model of ``predictors`` in a background daemon thread, now: the relation models
+    first (a photo request wants an answer in about a second), then the analyzer (FDIN, its face
+    backend and its decode worker process), so the first request after start pays no loading. A request that arrives meanwhile waits on the same lock for the same load
     (nothing is loaded twice). Errors are logged, not raised: the request that needs the model
     raises them again. Returns the thread (``join()`` it to wait)."""
 
     def load() -> None:
         t0 = time.perf_counter()
         try:
-            predictors.analyzer().backend  # noqa: B018 (the property loads the face models)
             predictors.relation()
+            predictors.analyzer().backend  # noqa: B018 (the property loads the face models)
         except Exception:
             log.exception("preloading the models failed; the first request will try again")
             return

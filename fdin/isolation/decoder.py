@@ -17,7 +17,7 @@ child's pages) and yields each frame as its line arrives; the file is unlinked a
 mapped. The last line carries the :class:`~fdin.media.Video` fields, or the error, which the parent
 re-raises as the same :class:`~fdin.errors.FdinError` class (a crash becomes
 :class:`~fdin.errors.WorkerCrashedError`, as in :func:`fdin.isolation.run_isolated`). The child sets
-its own limits (no core dumps, CPU backstop, dies with the parent) and gets no pickle from anyone.
+no core dumps, ends when the parent closes its stdin (or dies), and gets no pickle from anyone.
 
 :class:`DecoderPool` hands out idle workers (a busy one is never shared: a second concurrent video
 gets a second worker) and :meth:`DecoderPool.prestart` starts one ahead of need.
@@ -61,12 +61,17 @@ def _shm_dir() -> str | None:
 # --- the child ----------------------------------------------------------------------------------------
 def worker_main() -> int:
     """Child loop: one JSON request per stdin line, frames into its file, one status line per frame."""
-    from fdin.isolation.child import MAX_MESSAGE_CHARS, apply_limits
+    import resource
+
+    from fdin.isolation.child import MAX_MESSAGE_CHARS
     from fdin.media import DecodeLimits, open_video_stream
     from fdin.media.decode import frame_capacity
 
-    parent = int(os.environ.get("FDIN_DECODER_PARENT", "0")) or None
-    apply_limits(None, None, parent)
+    # No core dumps (they would hold the user's frames). Not the parent-death signal of
+    # fdin.isolation.child.apply_limits: Linux sends it when the *thread* that started the child
+    # ends, and workers are started from short-lived threads (app requests, preloading). The worker
+    # ends when its stdin closes (the parent exited or closed it) or its stdout breaks.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     out = sys.stdout.buffer
     for raw in sys.stdin.buffer:
         request = json.loads(raw)
@@ -110,7 +115,7 @@ class DecodeWorker:
         root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
-                    "PYTHONDONTWRITEBYTECODE": "1", "FDIN_DECODER_PARENT": str(os.getpid())})
+                    "PYTHONDONTWRITEBYTECODE": "1"})
         self.started = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, "-I", "-c", _BOOTSTRAP.format(root=root)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
