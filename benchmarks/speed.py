@@ -1028,7 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_fps = DynamicsConfig().fps
     results: dict[str, Any] = {
-        "command": "python -m benchmarks.speed" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python -m benchmarks.speed", *(sys.argv[1:] if argv is None else argv)]),
         "date": time.strftime("%Y-%m-%d %H:%M"), "fdin_version": __version__,
         "machine": {"cpus": os.cpu_count(), "cpu": _cpu_name(), "python": platform.python_version(),
                     "load_before": _load()},

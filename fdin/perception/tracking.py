@@ -287,6 +287,15 @@ def assign(tracks: list[np.ndarray | None], dets: list[np.ndarray]) -> list[tupl
     if len(tracks) == 1 or len(dets) == 1:  # the optimum is the single best pair (no scipy import: ~0.5 s)
         r, c = np.unravel_index(int(np.argmax(overlap)), overlap.shape)
         return [(int(r), int(c))] if overlap[r, c] >= MIN_IOU else []
+    if min(overlap.shape) <= 3 and max(overlap.shape) <= 6:  # a few faces: every assignment (<= 120)
+        import itertools
+
+        flip = overlap.shape[0] > overlap.shape[1]
+        m = overlap.T if flip else overlap  # rows <= cols
+        best = max(itertools.permutations(range(m.shape[1]), m.shape[0]),
+                   key=lambda cols: sum(m[i, c] for i, c in enumerate(cols)))
+        pairs = [(c, i) if flip else (i, c) for i, c in enumerate(best)]
+        return sorted((int(r), int(c)) for r, c in pairs if overlap[r, c] >= MIN_IOU)
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(-overlap)
