@@ -168,6 +168,7 @@ def render(*, seconds: float = SECONDS, fps: float = float(FPS), width: int = WI
     import cv2
 
     from benchmarks.speed import long_smile_sequence, photo_landmarks
+    from fdin.geometry import interocular_distance
     from fdin.synth import animate_photo
 
     n = round(seconds * fps)
@@ -178,7 +179,7 @@ def render(*, seconds: float = SECONDS, fps: float = float(FPS), width: int = WI
     bg = room_background(width, height)
     ph, pw = photo.shape[:2]
     centre = lm.mean(0)
-    iod = float(np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0)))
+    iod = float(interocular_distance(lm))
     base_scale = 0.07 * width / iod  # inter-ocular distance 7 % of the frame width (45 px) at scale 1
     # head-and-shoulders matte: an ellipse over the head, a wider one for the shoulders, feathered
     mask = np.zeros((ph, pw), np.float32)
@@ -239,16 +240,10 @@ def make_footage(path: str | os.PathLike[str], *, seconds: float = SECONDS, seed
 
 def cached_footage(*, seconds: float = SECONDS, seed: int = 0) -> Path:
     """The footage in fdin's cache folder (rendered once, ~1 min)."""
-    from fdin.config import cache_dir
+    from benchmarks.speed import cached_media
 
-    cache = cache_dir("bench")
-    path = cache / f"footage-v{FOOTAGE_VERSION}-{seconds:g}s-s{seed}.mp4"
-    if not path.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.mp4")
-        make_footage(tmp, seconds=seconds, seed=seed)
-        os.replace(tmp, path)
-    return path
+    return cached_media(f"footage-v{FOOTAGE_VERSION}-{seconds:g}s-s{seed}.mp4",
+                        lambda tmp: make_footage(tmp, seconds=seconds, seed=seed))
 
 
 def main(argv: list[str] | None = None) -> int:

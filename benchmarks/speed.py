@@ -132,6 +132,7 @@ def long_smile_sequence(seconds: float, fps: float, seed: int = 0, *, head_motio
     """(T, 68, 2) landmarks: consecutive synthetic smiles (:func:`fdin.synth.smile_sequence`) chained
     from one neutral face, plus (``head_motion``) slow continuous head motion (±0.15 IOD shift, ±4°
     roll, ±3 % scale)."""
+    from fdin.geometry import interocular_distance
     from fdin.synth import smile_sequence
 
     n = round(seconds * fps)
@@ -148,7 +149,7 @@ def long_smile_sequence(seconds: float, fps: float, seed: int = 0, *, head_motio
     if not head_motion:
         return seq
     t = np.arange(n) / fps
-    iod = float(np.linalg.norm(base[42:48].mean(0) - base[36:42].mean(0)))
+    iod = float(interocular_distance(base))
     centre = base.mean(0)
     angle = np.deg2rad(4.0 * np.sin(2 * np.pi * t / 7.3) + 1.5 * np.sin(2 * np.pi * t / 2.9))
     scale = 1.0 + 0.03 * np.sin(2 * np.pi * t / 5.1)
@@ -171,17 +172,23 @@ def make_clip(path: str | Path, *, seconds: float = 20.0, fps: float = 30.0, wid
     return Path(write_video(frames, fps, path))
 
 
-def cached_clip(*, seconds: float, fps: float, width: int, height: int, seed: int = 0) -> Path:
+def cached_media(name: str, make: Callable[[Path], Any]) -> Path:
+    """``<cache>/bench/<name>`` (:func:`fdin.config.cache_dir`), made once by ``make(tmp_path)``."""
     from fdin.config import cache_dir
 
     cache = cache_dir("bench")
-    path = cache / f"clip-v{CLIP_VERSION}-{seconds:g}s-{fps:g}fps-{width}x{height}-s{seed}.mp4"
+    path = cache / name
     if not path.is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.mp4")
-        make_clip(tmp, seconds=seconds, fps=fps, width=width, height=height, seed=seed)
+        tmp = path.with_suffix(f".tmp{os.getpid()}{path.suffix}")
+        make(tmp)
         os.replace(tmp, path)
     return path
+
+
+def cached_clip(*, seconds: float, fps: float, width: int, height: int, seed: int = 0) -> Path:
+    return cached_media(f"clip-v{CLIP_VERSION}-{seconds:g}s-{fps:g}fps-{width}x{height}-s{seed}.mp4",
+                        lambda tmp: make_clip(tmp, seconds=seconds, fps=fps, width=width, height=height, seed=seed))
 
 
 # --- measurements ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def test_stage_svg_and_markdown_render_from_results():
         "analyze": {"stages_ms": dict.fromkeys(STAGES, 10.0), "throughput_fps": 500.0, "median_wall_s": 0.2,
                     "source_frames": 100},
         "relate": {"error": "RuntimeError: no weights"},
-        "cli": {"median_s": 0.9, "ratio_to_duration": 0.225, "peak_rss_bytes": 5e8, "wall_s": [0.9], "first_run_s": 1.0},
+        "cli": {"median_s": 0.9, "ratio_to_duration": 0.1, "peak_rss_bytes": 5e8, "wall_s": [0.9], "first_run_s": 1.0},
         "app": {"skipped": "app.py not present"},
         "grid": {"rows": [{"R": 6, "P": 15, "T": 25, "torch_ms": 1.0, "onnx_ms": 0.2}]},
     }
