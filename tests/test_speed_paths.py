@@ -124,3 +124,21 @@ def test_onnx_and_torch_analyzers_agree():
     assert abs(fast.estimates.age.years - slow.estimates.age.years) <= 0.1
     np.testing.assert_allclose(fast.importance.matrix, slow.importance.matrix, atol=1e-5)
     np.testing.assert_allclose(fast.importance.by_target["age"], slow.importance.by_target["age"], atol=1e-5)
+
+
+def test_lazy_pose_is_the_eager_pose_computed_on_first_read(monkeypatch):
+    import pickle
+
+    from fdin.perception import pose as pose_mod
+    from fdin.perception.types import Pose
+
+    lm = pose_mod.synthetic_landmarks(20.0, -10.0, 5.0)
+    eager = pose_mod.head_pose(lm, (640, 480))
+    calls: list[int] = []
+    original = pose_mod.head_pose
+    monkeypatch.setattr(pose_mod, "head_pose", lambda *a: calls.append(1) or original(*a))
+    lazy = pose_mod.LazyPose(lm, (640, 480))
+    assert calls == [] and isinstance(lazy, Pose)
+    assert lazy == eager and eager == lazy and hash(lazy) == hash(eager)
+    assert lazy.to_json_dict() == eager.to_json_dict() and calls == [1]  # computed once, then kept
+    assert pickle.loads(pickle.dumps(pose_mod.LazyPose(lm, (640, 480)))) == eager
