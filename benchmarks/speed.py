@@ -1,22 +1,25 @@
-"""Speed benchmark: ``python -m benchmarks.speed [--quick] [--out docs/benchmarks/speed.md]``.
+"""Speed benchmark: ``python -m benchmarks.speed [--quick] [--repeats N] [--out docs/benchmarks/speed.md]``.
 
-One run, one clip (a real face photo animated by a synthetic smile with head motion, 640x360 at
-30 fps, 20 s; generated at run time into the cache folder, never committed), measures:
+One run, two clips, every figure against MediaPipe FaceMesh measured in the same run:
 
-* **decode** only (PyAV via :func:`fdin.media.read_video`): all frames, and sampled to the FDIN rate;
-* **peer**: MediaPipe FaceMesh landmark-only pass in video mode, run as a subprocess under the
-  bench-only venv ``.venv-bench`` (``requirements-bench.txt``; mediapipe never enters ``.venv``);
-* **analyze** in-process (models loaded, one warm-up run), stage by stage: decode, detect,
-  track/landmarks, dynamics, FDIN, appearance; throughput = *source* frames / wall time;
-* **relate**: photo-pair latency after warm-up;
-* **cli**: ``python -m fdin analyze`` end-to-end wall time as a subprocess (process start included)
-  and its peak RSS (``os.wait4`` rusage of that child, which includes its own children);
-* **app**: cold start, ``python app.py`` to HTTP 200 on ``/`` on a free loopback port;
-* **grid**: FDIN forward cost against the number of regions R and frames T.
+* **generated** clip: a real face photo (scikit-image's astronaut) animated by synthetic smiles with
+  gentle head motion, 640x360 at 30 fps, 20 s;
+* **footage**: the most realistic footage this machine can make (:mod:`benchmarks.footage`: a real
+  person from insightface's t1 photo, 1/f head motion with fast 3D turns, zoom, lighting changes,
+  blur, noise, H.264 at 900 kbit/s; 640x360 at 23.976 fps, 19.7 s). Both are generated at run time
+  into the cache folder, never committed. Neither is real camera footage (none exists here).
+
+Per clip: **decode** only; **FaceMesh** (decode + landmarks, video mode, model load excluded) in the
+bench-only venv ``.venv-bench``, one pass interleaved before each **analyze** run (warm analyzer,
+stage by stage; throughput = source frames / wall time); **cli** (``python -m fdin analyze`` start to
+exit, peak RSS); **accuracy** (:func:`measure_accuracy`: landmarks against per-frame detect + fit,
+old and new tracker, FDIN outputs). Then: **relate** latency, **app** cold start, **first_request**
+(the app's preloading: first relation request and first video analysis after start),
+**concurrency** (two simultaneous analyses / one), **grid** (FDIN cost against R and T).
 
 Every timing is repeated and reported as the median (all samples are kept in the JSON next to the
 report). Timings are wall-clock on a shared machine: look at the load average printed with them.
-The targets (issue 6) are checked from ratios of the same run; unit tests never assert timings.
+The targets (issue 15) are checked from ratios of the same run; unit tests never assert timings.
 """
 
 from __future__ import annotations
@@ -1000,11 +1003,14 @@ def render_markdown(results: dict[str, Any], svg_name: str | None) -> str:
               "detect / landmark / appearance methods and the dynamics call in-process.",
               "* CLI: wall time of the subprocess from spawn to exit after one warm-up run (which may export "
               "ONNX to the cache); peak RSS = the child's `VmHWM`, polled from /proc until it exits.",
-              "* What the pipeline does for speed: decode sampled to the FDIN rate (25/s; throughput still "
-              "counts source frames); detection every 10th frame on a half-size copy while the face is "
-              "tracked, landmarks fitted on every frame in between; appearance on 5 frames per track; FDIN "
-              "in ONNX Runtime (shipped `model.onnx`), so neither analyze nor the CLI imports torch; the face "
-              "models load in a thread while the first video decodes.",
+              "* What the pipeline does for speed (issue 15): the video is decoded in a reused worker "
+              "*process* (`fdin.isolation.decoder`) that streams frames through shared memory while the "
+              "parent tracks, so decoding runs on the other core (no GIL in common) and, on a first call, "
+              "the face models load while it decodes; decode sampled to the FDIN rate (25/s; throughput "
+              "still counts source frames); detection on demand on a half-size copy while the face is "
+              "followed (when a fit degrades, else every 50 frames), 68 landmarks fitted on every frame; "
+              "head pose computed only when read; appearance on 5 frames per track; FDIN in ONNX Runtime "
+              "(no torch).",
               "* App: time from spawning `python app.py` to the first HTTP 200 on `/`; then terminated.", ""]
     return "\n".join(lines)
 
