@@ -206,7 +206,7 @@ class ChildVideoStream:
         return max(self._expected, len(self._timestamps))
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from fdin.isolation import _rebuild_error
+        from fdin.isolation import rebuild_error
         from fdin.media import Video
 
         try:
@@ -231,7 +231,7 @@ class ChildVideoStream:
                     break
                 elif kind == b"err":
                     self.complete = True
-                    raise _rebuild_error(json.loads(rest), None)
+                    raise rebuild_error(json.loads(rest), None)
                 else:
                     self._worker.kill()
                     raise WorkerCrashedError("The video decoder returned an unreadable result.")
