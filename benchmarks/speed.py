@@ -936,8 +936,8 @@ def render_markdown(results: dict[str, Any], svg_name: str | None) -> str:
               "The stricter landmarks-only FaceMesh rate (decode excluded) is shown too."]
     if fm.get("median_cpu_s") and an.get("median_cpu_s"):
         lines += ["", f"CPU time (all threads) per pass: FaceMesh {fm['median_cpu_s']:.2f} s, fdin analyze "
-                  f"{an['median_cpu_s']:.2f} s (ratio {fm['median_cpu_s'] / an['median_cpu_s']:.2f}; less sensitive "
-                  "to the other jobs on the machine than wall time)."]
+                  f"{an['median_cpu_s']:.2f} s in its own process (the decode worker process's CPU is not "
+                  "included, so this ratio flatters fdin; compare wall times)."]
     if fm.get("paired_ratios"):
         pr = fm["paired_ratios"]
         lines += ["", f"FaceMesh and fdin runs were interleaved (one FaceMesh pass before each analyze run); "
