@@ -27,6 +27,8 @@ from fdin.app import (  # after the environment is set
     storage,
 )
 from fdin.app.examples import examples_mode, prepare_examples
+from fdin.app.predictors import LazyPredictors, preload
+from fdin.app.settings import preload_enabled
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
         if examples_mode() != "off":
             prepare_examples()  # generated once into the cache folder; later starts find them there
         host, port = server_address(args.host, args.port)
-        build_demo().queue(**queue_kwargs()).launch(**launch_kwargs(host=host, port=port))
+        predictors = LazyPredictors()
+        if preload_enabled():
+            preload(predictors)  # models load in the background while the server starts (issue 15)
+        build_demo(predictors).queue(**queue_kwargs()).launch(**launch_kwargs(host=host, port=port))
     finally:
         store.close()
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from fdin.geometry import interocular_distance, iou
+
 
 # --- test material ---------------------------------------------------------------------------------
 def photo(name: str) -> np.ndarray:
@@ -222,8 +224,8 @@ def calibrate() -> list[str]:
             yu = [d.bbox.astype(np.float64) for d in be.detect_boxes(im)]
             for r in hog(im, 1):
                 hb = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64)
-                best = max(yu, key=lambda b, h=hb: _iou(b, h), default=None)
-                if best is not None and _iou(best, hb) > 0.3:
+                best = max(yu, key=lambda b, h=hb: iou(b, h), default=None)
+                if best is not None and iou(best, hb) > 0.3:
                     pairs.append((im, best, hb))
     y = np.array([p[1] for p in pairs])
     h = np.array([p[2] for p in pairs])
@@ -237,8 +239,7 @@ def calibrate() -> list[str]:
         ours = sp(im, dlib.rectangle(*detector_box_to_dlib(yb)))
         a = np.array([(p.x, p.y) for p in ref.parts()], np.float64)
         b = np.array([(p.x, p.y) for p in ours.parts()], np.float64)
-        iod = np.linalg.norm(a[36:42].mean(0) - a[42:48].mean(0))
-        errors.append(float(np.linalg.norm(a - b, axis=1).mean() / iod))
+        errors.append(float(np.linalg.norm(a - b, axis=1).mean() / interocular_distance(a)))
     return [
         f"{len(pairs)} yuface/dlib-HOG box pairs (t1 x3 scales, astronaut x2, Tom Hanks x2, each mirrored):", "",
         "| quantity | fitted | in code |", "|---|---|---|",
@@ -248,13 +249,6 @@ def calibrate() -> list[str]:
         f"| 68-pt landmark difference, own box vs HOG box (/ inter-ocular) | median {np.median(errors):.3f}, "
         f"90th pct {np.percentile(errors, 90):.3f} | |",
     ]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return float(ix * iy / union) if union > 0 else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:

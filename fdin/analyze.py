@@ -22,6 +22,9 @@ from fdin.progress import ProgressFn, no_progress, report_steps
 from fdin.regions import REGION_NAMES, top_relations
 from fdin.results import AgeEstimate, Estimates, GenderEstimate, Importance, ModelProvenance, TrackCount
 
+#: Default of :class:`DynamicsAnalyzer`'s ``redetect_after`` (frames at the 25/s model rate: 2 s).
+DEFAULT_REDETECT_AFTER = 50
+
 #: One line the CLI prints on stderr next to results of weights trained on generated data.
 SYNTHETIC_NOTE = "note: " + SYNTHETIC_WEIGHTS_NOTE
 
@@ -122,6 +125,15 @@ class DynamicsAnalyzer:
             cores the two threads contend for the GIL (PyAV re-takes it several times per frame while
             tracking runs Python), so decoding stretches over the whole tracking time and the landmark
             fits slow down; the sequential path was faster on the benchmark clip.
+        decode_worker: decode a path in a worker *process* (:mod:`fdin.isolation.decoder`: same
+            checks, limits and frames as :func:`fdin.media.read_video`, delivered through shared
+            memory) while tracking consumes the frames: no GIL in common, so decoding runs on the
+            other core. One worker is started with the analyzer (its start-up overlaps model loading)
+            and reused. The default; it wins over ``stream_decode``.
+        redetect_after: detection on demand (:func:`fdin.perception.track_faces`): while the face is
+            followed, the detector runs only when a fit degrades or after this many frames (50 = 2 s
+            at 25/s); None: the fixed ``detect_every`` schedule. Landmarks are fitted on every frame
+            either way; the accuracy against per-frame detection is tested (``tests/test_accuracy.py``).
 
     Speed choices are measured in ``docs/benchmarks/speed.md`` (``python -m benchmarks.speed``).
     """
@@ -130,8 +142,17 @@ class DynamicsAnalyzer:
                  revision: str | None = None, gender_revision: str | None = None,
                  age_revision: str | None = None, backend: str | None = None, detect_every: int = 10,
                  detect_downscale: float = 0.5, sample_to_model_rate: bool = True, use_onnx: bool = True,
-                 stream_decode: bool = False) -> None:
+                 stream_decode: bool = False, decode_worker: bool = True,
+                 redetect_after: int | None = DEFAULT_REDETECT_AFTER) -> None:
         from fdin.models.fdin_onnx import load_fdin
+
+        self.decode_worker = decode_worker
+        self._decoders = None
+        if decode_worker:
+            from fdin.isolation.decoder import DecoderPool
+
+            self._decoders = DecoderPool()
+            self._decoders.prestart()  # its interpreter starts while the models below load
 
         self.gender = load_fdin(gender_weights, revision=gender_revision or revision, use_onnx=use_onnx)
         self.age = load_fdin(age_weights, revision=age_revision or revision, use_onnx=use_onnx)
@@ -144,6 +165,7 @@ class DynamicsAnalyzer:
         self.stream_decode = stream_decode
         self.backend_name = backend
         self.detect_every = detect_every
+        self.redetect_after = redetect_after
         self._backend = None
 
     @property
@@ -227,9 +249,23 @@ class DynamicsAnalyzer:
         report = progress or no_progress
 
         report("decode", 0.0)
-        loading = self._load_backend_in_background()
         prefetch: _Prefetch | None = None
-        if isinstance(video_or_path, (str, Path)) and not self.stream_decode:
+        child: Any = None
+        worker: Any = None
+        loading = None
+        if isinstance(video_or_path, (str, Path)) and self._decoders is not None:
+            from fdin.media import DecodeLimits
+
+            worker = self._decoders.acquire()
+            try:
+                child = worker.decode(video_or_path, DecodeLimits.of(
+                    None, target_fps=self.dyn_config.fps if self.sample_to_model_rate else None))
+            except BaseException:
+                self._decoders.release(worker)
+                raise
+            source, frames_in, fps_hint = str(video_or_path), child, child.nominal_fps
+        elif isinstance(video_or_path, (str, Path)) and not self.stream_decode:
+            loading = self._load_backend_in_background()
             from fdin.media import read_video
 
             t0 = time.perf_counter()
@@ -246,6 +282,7 @@ class DynamicsAnalyzer:
                                        target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
             prefetch = _Prefetch(stream)
             source, frames_in, fps_hint = str(video_or_path), prefetch, stream.nominal_fps
+            loading = self._load_backend_in_background()
         else:
             video, source = video_or_path, getattr(video_or_path, "path", "") or ""
             frames_in, fps_hint = video.frames, float(video.fps)
@@ -256,16 +293,29 @@ class DynamicsAnalyzer:
                 t0 = time.perf_counter()
                 loading.join()
                 timings["load_models"] = (time.perf_counter() - t0) * 1000
+            elif child is not None and self._backend is None:  # first video: load while the worker decodes
+                t0 = time.perf_counter()
+                _ = self.backend
+                timings["load_models"] = (time.perf_counter() - t0) * 1000
 
             t0 = time.perf_counter()
             tracks = track_faces(frames_in, self.backend, detect_every=self.detect_every, fps=fps_hint,
-                                 detect_downscale=self.detect_downscale,
+                                 detect_downscale=self.detect_downscale, redetect_after=self.redetect_after,
                                  progress=report_steps(report, "track"))
             if prefetch is not None:
                 len(prefetch)  # read to the end (a tracker may stop early); raises a decode error
+            if child is not None:
+                video = child.video()  # to the end; re-raises the worker's decode error
         finally:
             if prefetch is not None:
                 prefetch.close()
+            if worker is not None:
+                if not child.complete:  # stopped mid-video: its remaining output must not reach the next one
+                    worker.kill()
+                self._decoders.release(worker)
+        if child is not None:
+            timings["decode"] = child.decode_s * 1000
+            report("decode", 1.0)
         if prefetch is not None:
             video = prefetch.video()  # re-raises a decode error; same Video as read_video
             timings["decode"] = prefetch.decode_s * 1000

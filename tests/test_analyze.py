@@ -118,6 +118,7 @@ def test_analyze_pipeline_with_a_fake_tracker(analyzer, tmp_path, monkeypatch):
     video = write_video(np.full((len(lm), 96, 128, 3), 120, np.uint8), 25.0, tmp_path / "v.mp4")
 
     def fake_track(frames, backend, *, detect_every=5, progress=None, **kwargs):
+        frames = list(frames)  # an iterable of frames arriving from the decode worker, or an array
         keep = [i for i in range(len(frames)) if i % 10 != 3]  # a few lost frames
         faces = [Face(bbox=np.array([0, 0, 10, 10], np.float32), score=1.0, landmarks=lm[i],
                       keypoints=np.zeros((5, 2), np.float32), pose=Pose(0, 0, 0)) for i in keep]

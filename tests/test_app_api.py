@@ -128,7 +128,7 @@ def test_model_events_share_one_slot_and_the_queue_is_bounded(app) -> None:
     named = [fn for fn in app.fns.values() if fn.api_name in {e.strip("/") for e in ENDPOINTS}]
     assert len(named) == 3
     assert {fn.concurrency_id for fn in named} == {settings.MODEL_CONCURRENCY_ID}
-    assert all(fn.concurrency_limit == 1 for fn in named)
+    assert all(fn.concurrency_limit == settings.MODEL_CONCURRENCY for fn in named)
     assert app._queue.max_size == settings.QUEUE_MAX_SIZE
 
 

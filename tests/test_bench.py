@@ -26,7 +26,7 @@ def test_stage_svg_and_markdown_render_from_results():
         "analyze": {"stages_ms": dict.fromkeys(STAGES, 10.0), "throughput_fps": 500.0, "median_wall_s": 0.2,
                     "source_frames": 100},
         "relate": {"error": "RuntimeError: no weights"},
-        "cli": {"median_s": 0.9, "ratio_to_duration": 0.225, "peak_rss_bytes": 5e8, "wall_s": [0.9], "first_run_s": 1.0},
+        "cli": {"median_s": 0.9, "ratio_to_duration": 0.1, "peak_rss_bytes": 5e8, "wall_s": [0.9], "first_run_s": 1.0},
         "app": {"skipped": "app.py not present"},
         "grid": {"rows": [{"R": 6, "P": 15, "T": 25, "torch_ms": 1.0, "onnx_ms": 0.2}]},
     }
@@ -61,9 +61,9 @@ def test_quick_bench_runs_end_to_end(tmp_path):
     assert data["decode"]["all_frames"]["source_frames"] == data["clip"]["frames"] > 0
     assert "rows" in data["grid"] and data["grid"]["rows"]
     text = out.read_text()
-    assert "## Targets (issue 6)" in text
+    assert "## Targets (issue 15)" in text
     if not (ROOT / ".venv-bench" / "bin" / "python").is_file():
         assert "peer not measured" in text
-    for part in ("facemesh", "analyze", "relate", "cli", "app"):
+    for part in ("facemesh", "analyze", "relate", "cli", "app", "first_request", "concurrency"):
         assert part in data  # measured, skipped (with a reason) or an error message: never missing
         assert set(data[part]) != {"error"} or data[part]["error"]

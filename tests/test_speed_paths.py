@@ -26,8 +26,11 @@ def test_single_row_or_column_assignment_matches_hungarian():
     from fdin.perception import tracking
 
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        n_t, n_d = (1, int(rng.integers(1, 5))) if rng.random() < 0.5 else (int(rng.integers(1, 5)), 1)
+    for k in range(400):
+        if k < 200:
+            n_t, n_d = (1, int(rng.integers(1, 5))) if rng.random() < 0.5 else (int(rng.integers(1, 5)), 1)
+        else:  # a few faces each: the exhaustive search (no scipy import) must find Hungarian's answer
+            n_t, n_d = int(rng.integers(2, 5)), int(rng.integers(2, 5))
         boxes_t = [np.r_[xy, xy + rng.uniform(20, 60, 2)] for xy in rng.uniform(0, 100, (n_t, 2))]
         boxes_d = [np.r_[xy, xy + rng.uniform(20, 60, 2)] for xy in rng.uniform(0, 100, (n_d, 2))]
         overlap = np.array([[iou(t, d) for d in boxes_d] for t in boxes_t])
@@ -121,3 +124,21 @@ def test_onnx_and_torch_analyzers_agree():
     assert abs(fast.estimates.age.years - slow.estimates.age.years) <= 0.1
     np.testing.assert_allclose(fast.importance.matrix, slow.importance.matrix, atol=1e-5)
     np.testing.assert_allclose(fast.importance.by_target["age"], slow.importance.by_target["age"], atol=1e-5)
+
+
+def test_lazy_pose_is_the_eager_pose_computed_on_first_read(monkeypatch):
+    import pickle
+
+    from fdin.perception import pose as pose_mod
+    from fdin.perception.types import Pose
+
+    lm = pose_mod.synthetic_landmarks(20.0, -10.0, 5.0)
+    eager = pose_mod.head_pose(lm, (640, 480))
+    calls: list[int] = []
+    original = pose_mod.head_pose
+    monkeypatch.setattr(pose_mod, "head_pose", lambda *a: calls.append(1) or original(*a))
+    lazy = pose_mod.LazyPose(lm, (640, 480))
+    assert calls == [] and isinstance(lazy, Pose)
+    assert lazy == eager and eager == lazy and hash(lazy) == hash(eager)
+    assert lazy.to_json_dict() == eager.to_json_dict() and calls == [1]  # computed once, then kept
+    assert pickle.loads(pickle.dumps(pose_mod.LazyPose(lm, (640, 480)))) == eager

@@ -74,7 +74,7 @@ def test_analyze_stops_the_decoder_when_tracking_fails(clip, monkeypatch):
 
     monkeypatch.setattr(perception, "track_faces", failing_track, raising=False)
     monkeypatch.setattr(perception, "get_backend", lambda name=None: object(), raising=False)
-    analyzer = DynamicsAnalyzer(stream_decode=True)
+    analyzer = DynamicsAnalyzer(stream_decode=True, decode_worker=False)
     with pytest.raises(RuntimeError, match="tracker failed"):
         analyzer.analyze(clip)
     assert not any(t.name == "fdin-decode" and t.is_alive() for t in threading.enumerate())
@@ -94,7 +94,8 @@ def test_analyze_streamed_matches_sequential(clip, monkeypatch):
     monkeypatch.setattr(perception, "track_faces", counting_track, raising=False)
     monkeypatch.setattr(perception, "primary_track", lambda tracks: None, raising=False)
     monkeypatch.setattr(perception, "get_backend", lambda name=None: object(), raising=False)
-    for stream_decode in (False, True):
+    for options in ({"stream_decode": False, "decode_worker": False}, {"stream_decode": True, "decode_worker": False},
+                    {"decode_worker": True}):
         with pytest.raises(NoFaceError, match="No usable face"):
-            DynamicsAnalyzer(stream_decode=stream_decode).analyze(clip)
-    assert seen == [len(read_video(clip, target_fps=25))] * 2
+            DynamicsAnalyzer(**options).analyze(clip)
+    assert seen == [len(read_video(clip, target_fps=25))] * 3

@@ -103,7 +103,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
     clip = _existing(folder / ex.CLIP_NAME) if mode != "off" else None
     photos = {k: p for k, p in (("group", _existing(folder / ex.GROUP_NAME)),
                                 ("astronaut", _existing(folder / ex.ASTRONAUT_NAME))) if p} if mode != "off" else {}
-    model_event = {"concurrency_id": settings.MODEL_CONCURRENCY_ID, "concurrency_limit": 1}
+    model_event = {"concurrency_id": settings.MODEL_CONCURRENCY_ID, "concurrency_limit": settings.MODEL_CONCURRENCY}
     example_args = {"cache_examples": False, "run_on_click": False, "api_visibility": "private"}
     buttons: list[tuple[gr.Button, str]] = []  # (button, its label once consent is given)
 

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fdin.app.settings import model_source
+from fdin.app.settings import MODEL_THREADS, model_source
 
 if TYPE_CHECKING:
     from fdin.analyze import TraitResult
@@ -52,7 +52,8 @@ class LazyPredictors:
     state), so every user shares them."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()           # the analyzer's
+        self._relation_lock = threading.Lock()  # the relation models' (a photo request never waits on FDIN)
         self._analyzer: Any = None
         self._relation: Any = None
         self._expression: Any = None
@@ -63,13 +64,15 @@ class LazyPredictors:
         return get_backend()  # fdin.perception keeps one shared instance per backend
 
     def expression(self) -> Any:
-        """The FER2013 expression model (shared by the Faces tab and the relation predictor)."""
-        with self._lock:
+        """The FER2013 expression model (shared by the Faces tab and the relation predictor; loaded under
+        the relation models' lock, so a photo request never waits on FDIN)."""
+        with self._relation_lock:
             if self._expression is None:
                 from fdin.expression_fer import FerExpressionModel
 
                 source, revision = model_source("expression")
-                self._expression = FerExpressionModel.from_pretrained(source, revision=revision)
+                self._expression = FerExpressionModel.from_pretrained(source, revision=revision,
+                                                                      threads=MODEL_THREADS)
             return self._expression
 
     def analyzer(self) -> Any:
@@ -86,14 +89,36 @@ class LazyPredictors:
 
     def relation(self) -> Any:
         expression = self.expression()
-        with self._lock:
+        with self._relation_lock:
             if self._relation is None:
                 from fdin.models.pretrained import load_pretrained
                 from fdin.relate import RelationPredictor
 
                 t0 = time.perf_counter()
                 relation, relation_rev = model_source("relation")
-                self._relation = RelationPredictor(expression=expression,
+                self._relation = RelationPredictor(expression=expression, threads=MODEL_THREADS,
                                                    relation=load_pretrained(relation, revision=relation_rev))
                 log.info("relation model loaded in %.1f s", time.perf_counter() - t0)
             return self._relation
+
+
+def preload(predictors: Any) -> threading.Thread:
+    """Load every model of ``predictors`` in a background daemon thread, now: the relation models
+    first (a photo request wants an answer in about a second), then the analyzer (FDIN, its face
+    backend and its decode worker process), so the first request after start pays no loading. A request that arrives meanwhile waits on the same lock for the same load
+    (nothing is loaded twice). Errors are logged, not raised: the request that needs the model
+    raises them again. Returns the thread (``join()`` it to wait)."""
+
+    def load() -> None:
+        t0 = time.perf_counter()
+        try:
+            predictors.relation()
+            predictors.analyzer().backend  # noqa: B018 (the property loads the face models)
+        except Exception:
+            log.exception("preloading the models failed; the first request will try again")
+            return
+        log.info("models preloaded in %.1f s", time.perf_counter() - t0)
+
+    thread = threading.Thread(target=load, name="fdin-preload", daemon=True)
+    thread.start()
+    return thread

@@ -12,7 +12,10 @@ from typing import Any
 
 MAX_FILE_SIZE = "50mb"              # per uploaded file (HTTP 413 above it)
 QUEUE_MAX_SIZE = 16                 # waiting events beyond the running ones get "queue is full"
-MODEL_CONCURRENCY_ID = "model"      # every model event shares one worker slot (2 CPU cores)
+MODEL_CONCURRENCY_ID = "model"      # every model event shares these worker slots ...
+MODEL_CONCURRENCY = 2               # ... two at once: one per CPU core (issue 15; docs/benchmarks/speed.md)
+MODEL_THREADS = 1                   # ONNX Runtime intra-op threads per relation request: 2 requests x 1 = 2 cores
+PRELOAD_MODELS = True               # load every model in a background thread at start (env FDIN_PRELOAD=0: off)
 DELETE_CACHE = (300, 600)           # every 5 min delete cached files older than 10 min: gone within 15 min
 SCRATCH_MAX_AGE_S = 600
 VIDEO_TIMEOUT_S = 90.0              # wall clock for decoding one upload in the child process
@@ -77,6 +80,12 @@ def server_address(host: str | None = None, port: int | None = None,
         text = env.get("GRADIO_SERVER_PORT", "").strip()
         port = int(text) if text else DEFAULT_PORT
     return host, int(port)
+
+
+def preload_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """:data:`PRELOAD_MODELS`, unless ``FDIN_PRELOAD`` is "0"/"false"/"no"/"off"."""
+    value = (os.environ if env is None else env).get("FDIN_PRELOAD", "").strip().lower()
+    return PRELOAD_MODELS if not value else value not in ("0", "false", "no", "off")
 
 
 def queue_kwargs(*, max_size: int = QUEUE_MAX_SIZE) -> dict[str, Any]:

@@ -69,6 +69,7 @@ __all__ = [
     "IsolatedCallError",
     "load_image_isolated",
     "read_video_isolated",
+    "rebuild_error",
     "register_result_type",
     "run_isolated",
 ]
@@ -199,10 +200,12 @@ def _collect(proc: subprocess.Popen[bytes], returncode: int, workdir: Path,
         except Exception as exc:  # malformed result files: fail closed, never trust them
             log.debug("rejecting isolated result: %s", type(exc).__name__)
             raise WorkerCrashedError("The background worker returned an unreadable result.") from None
-    raise _rebuild_error(payload.get("error") or {}, memory_limit)
+    raise rebuild_error(payload.get("error") or {}, memory_limit)
 
 
-def _rebuild_error(info: dict[str, Any], memory_limit: int | None) -> BaseException:
+def rebuild_error(info: dict[str, Any], memory_limit: int | None) -> BaseException:
+    """The parent-side exception for a child's error report (``type``, ``module``, ``message``): the
+    same :class:`~fdin.errors.FdinError` class if the parent knows it, else a safe stand-in."""
     type_name = str(info.get("type", "Exception"))
     module = str(info.get("module", ""))
     message = str(info.get("message", ""))[:MAX_MESSAGE_CHARS]

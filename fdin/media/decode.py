@@ -74,6 +74,14 @@ class Resampler:
         return []
 
 
+def frame_capacity(limits: DecodeLimits, width: int, height: int) -> int:
+    """Most frames of ``width`` x ``height`` one decode can keep under ``limits`` (buffer size)."""
+    capacity = max(1, min(limits.max_frames, limits.max_output_bytes // (width * height * 3)))
+    if limits.target_fps:
+        capacity = min(capacity, int(limits.max_duration * limits.target_fps) + 2)
+    return capacity
+
+
 class DecodeLoop:
     """One pass over a video track: :meth:`run` yields each kept frame and returns the :class:`Video`.
 
@@ -210,9 +218,7 @@ class DecodeLoop:
         self.orientation = frame_orientation(frame)
         self.scaled_wh = scaled_size(frame.width * self.sar, frame.height, limits.max_side)
         width, height = self.scaled_wh
-        capacity = max(1, min(limits.max_frames, limits.max_output_bytes // (width * height * 3)))
-        if limits.target_fps:
-            capacity = min(capacity, int(limits.max_duration * limits.target_fps) + 2)
+        capacity = frame_capacity(limits, width, height)
         # Lazily committed: only the pages of frames actually written use memory.
         shape = (height, width) if not self.orientation.transpose else (width, height)
         self.frames = np.empty((capacity, *shape, 3), dtype=np.uint8)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from fdin.labels import gender_label
 from fdin.perception.base import FaceBackend
 from fdin.perception.types import FaceTrack
 
@@ -40,7 +41,7 @@ class AppearanceSummary:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
-            "gender": {"label": "female" if self.p_female_mean >= 0.5 else "male",
+            "gender": {"label": gender_label(self.p_female_mean),
                        "p_female": round(self.p_female_mean, 4), "std": round(self.p_female_std, 4)},
             "age": {"years": round(self.age_mean, 1), "std": round(self.age_std, 1)},
             "frames": self.frames, "model": self.model,

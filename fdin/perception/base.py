@@ -78,16 +78,17 @@ class FaceBackend(ABC):
     def face_for_box(self, image: np.ndarray, bbox: np.ndarray, *, score: float) -> Face:
         """Landmarks, keypoints and head pose for one detector-style box (no appearance).
 
+        The head pose is computed when first read (:class:`fdin.perception.pose.LazyPose`).
         Keypoints are always derived from the 68 landmarks (eye centres, nose tip 30, mouth corners
         48/54; :func:`fdin.geometry.keypoints_from_landmarks68`), so they exist on tracked frames
         too and relation alignment sees the same points in training and inference.
         """
-        from fdin.perception.pose import head_pose
+        from fdin.perception.pose import LazyPose
 
         landmarks = self.landmarks_for_box(image, bbox)
         return Face(bbox=np.asarray(bbox, dtype=np.float32), score=float(score), landmarks=landmarks,
                     keypoints=keypoints_from_landmarks68(landmarks).astype(np.float32),
-                    pose=head_pose(landmarks, (image.shape[1], image.shape[0])), models=dict(self.models))
+                    pose=LazyPose(landmarks, (image.shape[1], image.shape[0])), models=dict(self.models))
 
     def detect(self, image: np.ndarray, *, with_appearance: bool = True) -> list[Face]:
         """Full pipeline on one image, faces in detector order."""

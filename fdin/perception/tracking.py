@@ -67,6 +67,13 @@ ProgressFn = Callable[[int, int], None]
 DEFAULT_DETECT_EVERY = 5
 DEFAULT_MAX_LOST = 30
 MIN_IOU = 0.3
+#: With ``redetect_after`` set, a followed face is re-detected on the next frame when its fit's patch
+#: correlation with the last detection falls below this (still above :data:`MIN_PATCH_NCC`, where the
+#: fit is rejected) ...
+REDETECT_NCC = 0.8
+#: ... or its landmark spread changed by more than this factor since that detection (a zoom: the
+#: box carried by the landmarks is refreshed from the detector).
+REDETECT_SPREAD = 1.15
 _PROPAGATED = "carried from the last detection by the landmarks (tracking)"
 
 
@@ -82,6 +89,7 @@ class _Active:
     last_box: np.ndarray | None = None
     lost: int = 0
     smoother: OneEuro | None = None
+    detected_spread: float = 0.0
 
 
 def track_faces(
@@ -94,6 +102,7 @@ def track_faces(
     max_lost: int = DEFAULT_MAX_LOST,
     appearance_frames: int = 5,
     detect_downscale: float = 1.0,
+    redetect_after: int | None = None,
     progress: ProgressFn | None = None,
 ) -> list[FaceTrack]:
     """Tracks of every face in ``frames`` (``(N, H, W, 3) uint8`` RGB, a list of frames, a
@@ -113,12 +122,20 @@ def track_faces(
         appearance_frames: frames per track on which apparent gender/age is estimated (0: none).
         detect_downscale: scale of the frame copy the detector sees while a face is being followed
             (1.0: the full frame always; :class:`fdin.analyze.DynamicsAnalyzer` uses 0.5).
+        redetect_after: None: the detector runs on the fixed schedule of ``detect_every``. A number:
+            detection on demand instead. While every open track is followed, the detector runs only
+            when a fit degrades (patch correlation < :data:`REDETECT_NCC`, spread changed by more
+            than :data:`REDETECT_SPREAD` since the last detection, a fit rejected) -- on the next
+            frame -- or when ``redetect_after`` frames have passed since the last detection (new
+            faces are found then). While no face is followed, every ``detect_every``-th frame.
         progress: ``progress(done, total)`` after each frame.
     """
     if detect_every < 1 or max_lost < 1:
         raise ValueError("detect_every and max_lost must be >= 1")
     if not 0.0 < detect_downscale <= 1.0:
         raise ValueError("detect_downscale must be in (0, 1]")
+    if redetect_after is not None and redetect_after < 1:
+        raise ValueError("redetect_after must be >= 1 (or None)")
     fps = float(fps or getattr(frames, "fps", 0) or 30.0)
     frames = getattr(frames, "frames", frames)
     be = backend_of(backend)
@@ -132,6 +149,8 @@ def track_faces(
     active: list[_Active] = []
     done: list[FaceTrack] = []
     next_id = 0
+    last_detect = -1
+    detect_next = False
 
     def record(a: _Active, index: int, face: Face, image: np.ndarray, *, detected: bool) -> None:
         lm = face.landmarks.astype(np.float64)
@@ -144,6 +163,7 @@ def track_faces(
             a.box_rel = box_relative(face.bbox, lm)
             a.template = face_patch(image, lm)
             a.score = face.score
+            a.detected_spread = spread
         a.landmarks, a.spread, a.lost, a.last_box = lm, spread, 0, np.asarray(face.bbox, np.float64)
         if a.smoother is not None:
             sm = a.smoother(lm).astype(np.float32)
@@ -162,7 +182,15 @@ def track_faces(
             seen.append(raw)
         image = np.ascontiguousarray(raw)
         height, width = image.shape[:2]
-        if index % detect_every == 0:
+        if redetect_after is None:
+            detect_now = index % detect_every == 0
+        elif active and all(a.lost == 0 for a in active):
+            detect_now = detect_next or index - last_detect >= redetect_after
+        else:  # searching: a new face, or a lost one
+            detect_now = detect_next or index % detect_every == 0 or index - last_detect >= redetect_after
+        detect_next = False
+        if detect_now:
+            last_detect = index
             following = any(a.lost == 0 for a in active)
             detections = detect_scaled(be, image, detect_downscale if following else 1.0)
             predicted = [box_absolute(a.box_rel, a.landmarks, a.velocity) if a.lost == 0 else a.last_box
@@ -205,12 +233,17 @@ def track_faces(
                 face = replace(face, bbox=box_absolute(a.box_rel, face.landmarks.astype(np.float64)),
                                models={**face.models, "bbox": _PROPAGATED})
                 ok = fit_ok(face, width, height, a.spread)
-                if ok and float((face_patch(image, face.landmarks) * a.template).sum()) < MIN_PATCH_NCC:
+                ncc = float((face_patch(image, face.landmarks) * a.template).sum()) if ok else 0.0
+                if ok and ncc < MIN_PATCH_NCC:
                     ok = False
                 if ok:
                     record(a, index, face, image, detected=False)
+                    if ncc < REDETECT_NCC or not (1 / REDETECT_SPREAD <= a.spread / a.detected_spread
+                                                  <= REDETECT_SPREAD):
+                        detect_next = True
                 else:
                     mark_lost(a, index)
+                    detect_next = True
         keep = []
         for a in active:
             if a.lost >= max_lost:
@@ -254,6 +287,15 @@ def assign(tracks: list[np.ndarray | None], dets: list[np.ndarray]) -> list[tupl
     if len(tracks) == 1 or len(dets) == 1:  # the optimum is the single best pair (no scipy import: ~0.5 s)
         r, c = np.unravel_index(int(np.argmax(overlap)), overlap.shape)
         return [(int(r), int(c))] if overlap[r, c] >= MIN_IOU else []
+    if min(overlap.shape) <= 3 and max(overlap.shape) <= 6:  # a few faces: every assignment (<= 120)
+        import itertools
+
+        flip = overlap.shape[0] > overlap.shape[1]
+        m = overlap.T if flip else overlap  # rows <= cols
+        best = max(itertools.permutations(range(m.shape[1]), m.shape[0]),
+                   key=lambda cols: sum(m[i, c] for i, c in enumerate(cols)))
+        pairs = [(c, i) if flip else (i, c) for i, c in enumerate(best)]
+        return sorted((int(r), int(c)) for r, c in pairs if overlap[r, c] >= MIN_IOU)
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(-overlap)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fdin.labels import gender_label
+
 
 @dataclass(frozen=True)
 class Pose:
@@ -49,7 +51,7 @@ class Appearance:
 
     @property
     def gender_label(self) -> str:
-        return "female" if self.p_female >= 0.5 else "male"
+        return gender_label(self.p_female)
 
     def to_json_dict(self) -> dict:
         return {
