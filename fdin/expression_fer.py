@@ -19,12 +19,10 @@ and ``probs`` (B, 7), labels in :data:`fdin.models.mini_xception.FER2013_LABELS`
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,33 +152,19 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, weights_sha256: str
             logits = self.net.forward_head(features)
             return logits, torch.softmax(logits, dim=1), self.net.forward_head(features, pre_logits=True)
 
+    from fdin.onnx_runtime import export_onnx as export_graph
+
     was_training = model.training
     model.eval()
     graph = _Graph(model).eval()  # a fresh wrapper is in training mode; the exporter restores its mode
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
     size = int(PREPROCESS["input_size"][-1])
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (torch.zeros(1, int(model.in_chans), size, size),), str(tmp),
-                              opset_version=opset, input_names=["x"], output_names=list(ONNX_OUTPUTS),
-                              dynamic_axes={"x": {0: "batch"}, **{k: {0: "batch"} for k in ONNX_OUTPUTS}},
-                              dynamo=False)
-        import onnx
-
-        proto = onnx.load(str(tmp))
-        for key, value in {SHA_KEY: weights_sha256, "fdin_labels": ",".join(LABELS)}.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
+        export_graph(graph, (torch.zeros(1, int(model.in_chans), size, size),), path, input_names=["x"],
+                     output_names=ONNX_OUTPUTS, metadata={SHA_KEY: weights_sha256, "fdin_labels": ",".join(LABELS)},
+                     dynamic_axes={"x": {0: "batch"}, **{k: {0: "batch"} for k in ONNX_OUTPUTS}}, opset=opset)
     finally:
         model.train(was_training)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def add_onnx_to_folder(folder: str | os.PathLike[str], model: Any) -> Path:

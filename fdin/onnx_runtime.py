@@ -70,4 +70,42 @@ def export_cache_dir() -> Path:
     return cache_root() / "onnx"
 
 
-__all__ = ["PREFERRED_PROVIDERS", "choose_providers", "create_session", "export_cache_dir"]
+def export_onnx(graph: Any, inputs: tuple[Any, ...], path: str | os.PathLike[str], *, input_names: Sequence[str],
+                output_names: Sequence[str], dynamic_axes: dict[str, dict[int, str]],
+                metadata: dict[str, str] | None = None, opset: int = 17) -> Path:
+    """Export the eval-mode ``graph`` (a ``torch.nn.Module`` returning a tuple, in ``output_names``
+    order) to ``path`` atomically (a temporary file, then a rename), with ``metadata`` written into
+    the model's ``metadata_props`` (e.g. the SHA-256 of the weights it came from).
+
+    The TorchScript exporter (``dynamo=False``) is used on purpose: its graphs need only ``onnx``.
+    Callers put their models in eval mode first and restore the mode after.
+    """
+    import contextlib
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, inputs, str(tmp), opset_version=opset, input_names=list(input_names),
+                              output_names=list(output_names), dynamic_axes=dynamic_axes, dynamo=False)
+        if metadata:
+            import onnx
+
+            proto = onnx.load(str(tmp))
+            for key, value in metadata.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+__all__ = ["PREFERRED_PROVIDERS", "choose_providers", "create_session", "export_cache_dir", "export_onnx"]

@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,19 +166,12 @@ def export_branch_onnx(model: Any, path: str | os.PathLike[str], *, opset: int =
             out = self.net(image)
             return tuple(out[k] for k in _BRANCH_OUTPUTS)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from fdin.onnx_runtime import export_onnx
+
     size = int(model.preprocess["input_size"][-1]) if hasattr(model, "preprocess") else 112
-    wrapper = _Tuple(model).eval()
-    tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False: the TorchScript exporter, on purpose
-        torch.onnx.export(wrapper, (torch.rand(2, 3, size, size),), str(tmp), opset_version=opset,
-                          input_names=["image"], output_names=list(_BRANCH_OUTPUTS),
-                          dynamic_axes={"image": {0: "batch"}, **{k: {0: "batch"} for k in _BRANCH_OUTPUTS}},
-                          dynamo=False)
-    os.replace(tmp, path)
-    return path
+    return export_onnx(_Tuple(model).eval(), (torch.rand(2, 3, size, size),), path, input_names=["image"],
+                       output_names=_BRANCH_OUTPUTS, opset=opset,
+                       dynamic_axes={"image": {0: "batch"}, **{k: {0: "batch"} for k in _BRANCH_OUTPUTS}})
 
 
 class OnnxBranch:

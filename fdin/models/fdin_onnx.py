@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,35 +104,21 @@ def export_fdin_onnx(model: Any, path: str | os.PathLike[str], *, weights_sha256
 
     # NB: the wrapper must be in eval mode too: the exporter restores the *wrapper's* mode on the
     # whole module tree afterwards, and a fresh Module is in training mode (dropout would turn on).
+    from fdin.onnx_runtime import export_onnx
+
     was_training = model.training
     model.eval()
     graph = _Graph(model).eval()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
     length = int(getattr(getattr(model, "dynamics_config", None), "length", 100) or 100)
     dummy = 0.05 * torch.randn(1, length, int(model.num_regions), int(model.encoder.input_proj.in_channels))
+    meta = {SHA_KEY: weights_sha256, "fdin_target": target, "fdin_num_regions": str(model.num_regions)}
     try:
-        with torch.no_grad(), warnings.catch_warnings(), _onnx_friendly_input_transform(model.encoder):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (dummy,), str(tmp), opset_version=opset, input_names=["x"],
-                              output_names=list(names),
-                              dynamic_axes={"x": {0: "batch", 1: "time"}, **{k: {0: "batch"} for k in names}},
-                              dynamo=False)
-        import onnx
-
-        proto = onnx.load(str(tmp))
-        meta = {SHA_KEY: weights_sha256, "fdin_target": target, "fdin_num_regions": str(model.num_regions)}
-        for key, value in meta.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
+        with _onnx_friendly_input_transform(model.encoder):
+            export_onnx(graph, (dummy,), path, input_names=["x"], output_names=names, metadata=meta, opset=opset,
+                        dynamic_axes={"x": {0: "batch", 1: "time"}, **{k: {0: "batch"} for k in names}})
     finally:
         model.train(was_training)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def add_onnx_to_weights(model_dir: str | os.PathLike[str]) -> Path:
