@@ -364,12 +364,13 @@ def _fake_demo(**kwargs):
 CHEAP_UNQUEUED = {
     "rerender_matrix": "a known trait name and the session's own result (<= MATRIX_MAX_FACES faces), rate-limited",
     "<lambda>": "the consent checkbox: returns three button updates",
-    "load_example_input": "Gradio's example loader: an index into the server's own example list",
+    "load_example": "Gradio's example loader (examples only fill the input): an index into the server's own "
+                    "example list (tests/test_app_api.py sends paths and out-of-range indices)",
 }
 #: Queued events that are not fdin handlers, with the reason they are bounded.
 OTHER_QUEUED = {
-    "load_example_output": "Gradio's example output loader: reads (or computes once) the cached output of "
-                           "one of the server's examples",
+    "live_frame": "the live webcam stream: bounded per session instead of per client (at most 30 frames/s, "
+                  "1.5 MB and 1920x1080 per frame, 2 streams at once, 2 minutes per stream; tests/test_live.py)",
 }
 
 
@@ -581,7 +582,7 @@ def test_long_photos_are_decoded_bounded_and_annotated(size: tuple[int, int], tm
     assert max(image.shape[:2]) == settings.IMAGE_MAX_SIDE
     h = Handlers(FakePredictors(), rate_limiter=RateLimiter(0, 60))
     h.load_image = lambda p: image
-    _payload, annotated = h.detect_faces(str(path))
+    _payload, annotated, *_ = h.detect_faces(str(path))
     with Image.open(annotated) as img:
         assert max(img.size) <= settings.OUTPUT_MAX_SIDE and img.format == "WEBP"
     assert np.asarray(image).dtype == np.uint8

@@ -194,7 +194,7 @@ def test_faces_tab(page) -> None:
     page.set_input_files("#faces-in input[type=file]", str(group_photo()))
     page.locator("#faces-in img").first.wait_for(timeout=30_000)
     page.click("#faces-btn")
-    page.get_by_text('"backend"').first.wait_for(timeout=MODEL_TIMEOUT_MS)
+    page.locator("#faces-status").get_by_text("Found 6 faces").wait_for(timeout=MODEL_TIMEOUT_MS)
     _shot(page, "faces")
 
 
