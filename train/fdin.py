@@ -58,19 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target", choices=("gender", "age"), default="gender")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=MODEL_CHOICES, default="fdin")
-    g.add_argument("--dim", type=int, default=32)
-    g.add_argument("--rel-dim", type=int, default=32)
+    g.add_argument("--dim", type=int, default=16)
+    g.add_argument("--rel-dim", type=int, default=16)
     g.add_argument("--drop-rate", type=float, default=0.1)
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
-    g.add_argument("--warmup", type=int, default=3, help="epochs of linear learning-rate warm-up")
-    g.add_argument("--patience", type=int, default=10,
+    g.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)")
+    g.add_argument("--warmup", type=int, default=2, help="epochs of linear learning-rate warm-up")
+    g.add_argument("--patience", type=int, default=6,
                    help="epochs without validation improvement (counted after the warm-up)")
-    g.add_argument("--min-epochs", type=int, default=12, help="never stop before this many epochs")
+    g.add_argument("--min-epochs", type=int, default=8, help="never stop before this many epochs")
     g.add_argument("--restarts", type=int, default=3,
                    help="re-initialisations allowed when a run stays on the initial plateau")
-    g.add_argument("--restart-epochs", type=int, default=10,
-                   help="epochs after which a run still on the plateau is restarted")
+    g.add_argument("--restart-steps", type=int, default=250,
+                   help="optimizer steps (rounded up to whole epochs) after which a run still on the plateau "
+                        "is restarted")
     g.add_argument("--plateau-factor", type=float, default=0.8,
                    help="a run has left the plateau when its best validation loss (gender) or MAE (age) "
                         "is below this fraction of the constant predictor's")
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not fit the temperature / std scale on the validation subjects")
     g.add_argument("--eval-train", action=argparse.BooleanOptionalAction, default=True,
                    help="score the training sequences every epoch (for the curves)")
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--lr", type=float, default=3e-3)
     g.add_argument("--weight-decay", type=float, default=1e-2)
     g.add_argument("--folds", type=int, default=3)
@@ -267,7 +268,7 @@ def predict(model, loader) -> dict[str, np.ndarray]:
 def score(pred: dict[str, np.ndarray], target: str, age_scale: float) -> dict[str, float]:
     o, y = pred["output"], pred["y"]
     if target == "gender":
-        p = 1 / (1 + np.exp(-o[:, 0]))
+        p = 0.5 * (1 + np.tanh(0.5 * o[:, 0]))  # the logistic function, without overflow
         eps = 1e-7
         nll = float(-(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)).mean())
         return {"accuracy": float(((p >= 0.5) == (y >= 0.5)).mean()), "loss": nll}
@@ -284,7 +285,7 @@ def calibration_metrics(pred: dict[str, np.ndarray], target: str, *, scale: floa
     (``coverage_1sd``, 0.683 for a calibrated Gaussian) with the std multiplied by ``scale``."""
     o, y = pred["output"], pred["y"]
     if target == "gender":
-        p = 1 / (1 + np.exp(-o[:, 0] / scale))
+        p = 0.5 * (1 + np.tanh(0.5 * o[:, 0] / scale))
         conf = np.maximum(p, 1 - p)
         correct = ((p >= 0.5) == (y >= 0.5)).astype(float)
         edges = np.linspace(0.5, 1.0, bins + 1)
@@ -403,7 +404,7 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
     Recipe (fdin's own [D], ``docs/benchmarks/fdin-synth.md``): AdamW with a linear learning-rate
     warm-up over ``--warmup`` epochs and a cosine decay to ``--epochs``; the best epoch by validation
     loss (gender) / MAE (age) is kept, and patience only counts after the warm-up and ``--min-epochs``.
-    **Plateau restarts**: if after ``--restart-epochs`` epochs the best validation score is not
+    **Plateau restarts**: if after ``--restart-steps`` steps the best validation score is not
     clearly better than the constant predictor's (``--plateau-factor``), training restarts from a new
     initialisation (at most ``--restarts`` times); the attempt with the best validation score is
     kept. All of it sees only the training and validation subjects, never the test fold. Finally the
@@ -506,7 +507,7 @@ def _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_sca
         elif epoch >= args.warmup:
             since += 1
         bar.set_postfix({f"train_{metric}": f"{tr[metric]:.3f}", f"val_{metric}": f"{va[metric]:.3f}"})
-        if not last and epoch + 1 == args.restart_epochs and best >= plateau:
+        if not last and epoch + 1 == -(-args.restart_steps // steps_per_epoch) and best >= plateau:
             break
         if since >= args.patience and epoch + 1 >= args.min_epochs:
             break
@@ -691,9 +692,10 @@ def save_final(args, model, model_args: dict, metrics: dict, importance: dict, c
                             extra_config={"target": args.target, "regions": importance["regions"],
                                           "cv_metrics": metrics})
     # Ship the ONNX export beside the weights (covered by SHA256SUMS) so analysis never needs torch.
-    from fdin.models.fdin_onnx import add_onnx_to_weights
+    from fdin.models.fdin_onnx import GEOMETRY_ARCHITECTURES, add_onnx_to_weights
 
-    add_onnx_to_weights(saved)
+    if VARIANT_ARCHITECTURE[args.model] in GEOMETRY_ARCHITECTURES:  # the comparison models are not exported
+        add_onnx_to_weights(saved)
     return saved
 
 
