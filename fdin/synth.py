@@ -12,7 +12,7 @@ Generative model of one sequence (canonical units, IOD = 1; see :mod:`fdin.regio
 * **Planted relation.** For the planted pair ``(a, b)``, ``δ_b = ρ δ_a + √(1−ρ²) ε`` and likewise for
   ``w_b``. Every region's *own* distribution is the same whatever ρ; only the pair's synchrony
   carries the trait. Gender: ρ = :data:`COUPLING` for "female", 0 for "male" on :data:`GENDER_PAIR`.
-  Age (8–76, uniform like UvA-NEMO's range): ρ = COUPLING·(76 − age)/68 on :data:`AGE_PAIR`.
+  Age (8–76, uniform like UvA-NEMO's range): see the age settings below.
 * **Age settings** (:attr:`SynthOptions.age_signal`): ``"timing"`` (default): on :data:`AGE_PAIR`
   region ``b``'s onset lags region ``a``'s by ``AGE_LAG_S · (age − 8)/68`` seconds (with the pair's
   fine offsets otherwise tied, ρ = COUPLING), so age is carried by the *magnitude of a timing
@@ -40,14 +40,15 @@ import numpy as np
 from fdin.regions import CANONICAL_FACE, REGION_LANDMARKS
 
 GENDER_PAIR = ("eye_left", "mouth_corner_right")
-AGE_PAIR = ("cheek_right", "mouth_corner_left")
+AGE_PAIR = ("chin", "mouth_corner_left")
 #: the second, weaker relevant pair of the hard setting (gender: timing offset; age: synchrony)
-SECOND_PAIR = {"gender": ("brow_right", "lower_lip"), "age": ("brow_left", "chin")}
+SECOND_PAIR = {"gender": ("eye_right", "lower_lip"), "age": ("cheek_left", "lower_lip")}
 #: the region whose own tremor gain carries a weak cue in the hard setting
 CUE_REGION = "upper_lip"
 #: candidate distractor pairs (coupled at random, independent of any label) of the hard setting
-DISTRACTOR_PAIRS = (("eye_right", "cheek_left"), ("nose_base", "mouth_corner_right"), ("brow_left", "cheek_right"),
-                    ("eye_left", "lower_lip"))
+#: (no region of a relevant pair is in one, so a distractor neither dilutes nor relays a planted signal)
+DISTRACTOR_PAIRS = (("upper_lip", "brow_right"), ("cheek_right", "brow_left"), ("upper_lip", "nose_base"),
+                    ("brow_left", "nose_base"))
 COUPLING = 0.95
 AGE_LAG_S = 0.4
 TIMING_SIGMA_S = 0.12
@@ -117,7 +118,7 @@ class SynthOptions:
 
 
 EASY = SynthOptions()
-HARD = SynthOptions(second_pair_weight=0.5, region_cue=0.25, distractors=4, subject_timing_s=0.06)
+HARD = SynthOptions(second_pair_weight=0.5, region_cue=0.25, distractors=3, subject_timing_s=0.06)
 PRESETS = {"easy": EASY, "hard": HARD}
 
 

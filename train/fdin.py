@@ -674,16 +674,34 @@ def save_final(args, model, model_args: dict, metrics: dict, importance: dict, c
                   else f"sequence dataset at {args.data} ({metrics['n_sequences']} sequences, "
                        f"{metrics['n_subjects']} subjects)")
     label = {"accuracy": "held-out-subject accuracy", "mae": "held-out-subject age MAE (years)"}[metric]
+    per = metrics.get("per_fold_scores", [])
+    card_metrics: dict[str, Any] = {
+        f"{label} ({metrics['folds']}-fold CV mean)": round(metrics[metric]["mean"], 4),
+        "per-fold": ", ".join(f"{v:.4f}" for v in metrics[metric]["per_fold"])}
+    if per and args.target == "gender":
+        card_metrics["expected calibration error (test folds, mean)"] = round(float(np.mean([s["ece"] for s in per])), 4)
+        card_metrics["temperature (fitted on validation subjects)"] = model_args.get("temperature", 1.0)
+    elif per:
+        card_metrics["predict-the-training-mean MAE (years)"] = round(
+            float(np.mean([s["constant_predictor"] for s in per])), 2)
+        card_metrics["share of held-out ages within ±1 predicted std"] = round(
+            float(np.mean([s["coverage_1sd"] for s in per])), 3)
+        card_metrics["std scale (fitted on validation subjects)"] = model_args.get("std_scale", 1.0)
+    card_metrics["top relation (mean importance)"] = (" – ".join(importance["top_relations"][0]["regions"])
+                                                      if importance["top_relations"] else "n/a")
+    outputs = ("a probability that the face is labelled \"female\" (a logistic output divided by a temperature "
+               "fitted on validation subjects)" if args.target == "gender" else
+               "an age estimate with a predicted standard deviation (scaled on validation subjects)")
+    synthetic_note = (" Because it was trained on generated data, its output is a model probability on that "
+                      "generated distribution, not a confidence about a real person." if synthetic else "")
     card = ModelCard(
         title=f"fdin-{args.target}" + ("" if args.model == "fdin" else f"-{args.model}"),
         summary=(f"FDIN ({args.model}) estimating {args.target} from facial landmark dynamics, with a "
                  "relational importance matrix over region pairs. A reimplementation of the ideas of Kim & Ro "
-                 "(ECCV 2018); architecture, regions and training recipe are fdin's own choices."),
+                 "(ECCV 2018); architecture, regions and training recipe are fdin's own choices. "
+                 f"Output: {outputs}.{synthetic_note}"),
         trained_on=trained_on, synthetic_training_data=synthetic,
-        metrics={f"{label} ({metrics['folds']}-fold CV mean)": round(metrics[metric]["mean"], 4),
-                 "per-fold": ", ".join(f"{v:.4f}" for v in metrics[metric]["per_fold"]),
-                 "top relation (mean importance)": (" – ".join(importance["top_relations"][0]["regions"])
-                                                    if importance["top_relations"] else "n/a")},
+        metrics=card_metrics,
         training_command=command, tags=("facial-dynamics", args.target),
         paper="Kim & Ro, Facial Dynamics Interpreter Network, ECCV 2018 (arXiv 1711.10688)")
     model_dir = args.model_dir or (args.out / "model")
