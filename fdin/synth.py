@@ -14,9 +14,8 @@ Generative model of one sequence (canonical units, IOD = 1; see :mod:`fdin.regio
   carries the trait. Gender: ρ = :data:`COUPLING` for "female", 0 for "male" on :data:`GENDER_PAIR`.
   Age (8–76, uniform like UvA-NEMO's range): see the age settings below.
 * **Age settings** (:attr:`SynthOptions.age_signal`): ``"timing"`` (default): on :data:`AGE_PAIR`
-  region ``b``'s onset lags region ``a``'s by ``AGE_LAG_S · (age − 8)/68`` seconds (with the pair's
-  fine offsets otherwise tied, ρ = COUPLING), so age is carried by the *magnitude of a timing
-  offset*; ``"coupling"`` (the original): ρ = COUPLING·(76 − age)/68, synchrony strength only.
+  region ``b`` repeats region ``a``'s motion (onset and tremor, ρ = COUPLING) ``AGE_LAG_S · (age − 8)/68``
+  seconds later, so age is carried by the *magnitude of a timing offset*; ``"coupling"`` (the original): ρ = COUPLING·(76 − age)/68, synchrony strength only.
 * **Harder benchmark** (:data:`HARD`, ``write_dataset(..., options="hard")``), every option
   documented on :class:`SynthOptions`: a weak single-region cue (one region's tremor gain depends on
   the trait), correlated distractor pairs that carry no label, a second relevant pair with a smaller
@@ -229,14 +228,15 @@ def smile_landmarks(rng: np.random.Generator, subject: Subject, *, fps: float = 
     planted = dict(couplings if couplings is not None else _couplings(subject, options))
     for pair in DISTRACTOR_PAIRS[:options.distractors]:
         planted[pair] = float(rng.uniform(0.0, COUPLING))
+    lags = _lags(subject, options) if couplings is None else {}
     for (a, b), rho in planted.items():
         ia, ib = _REGION_ORDER.index(a), _REGION_ORDER.index(b)
         c = np.sqrt(max(0.0, 1.0 - rho * rho))
         delta[ib] = rho * delta[ia] + c * delta[ib]
-        tremor[ib] = rho * tremor[ia] + c * tremor[ib]
-    if couplings is None:
-        for (_, b), lag in _lags(subject, options).items():
-            delta[_REGION_ORDER.index(b)] += lag
+        # a lagged pair: b follows a's motion `lag` seconds later, its tremor included
+        tremor[ib] = rho * np.roll(tremor[ia], round(lags.get((a, b), 0.0) * fps)) + c * tremor[ib]
+    for (_, b), lag in lags.items():
+        delta[_REGION_ORDER.index(b)] += lag
     if subject.timing is not None:
         delta = delta + subject.timing
     gain = np.full(num_r, TREMOR_GAIN)
