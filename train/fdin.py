@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)")
     g.add_argument("--warmup", type=int, default=2, help="epochs of linear learning-rate warm-up")
+    g.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="learning rate after the warm-up (constant = the recipe before issue 12)")
     g.add_argument("--patience", type=int, default=6,
                    help="epochs without validation improvement (counted after the warm-up)")
     g.add_argument("--min-epochs", type=int, default=8, help="never stop before this many epochs")
@@ -487,7 +489,8 @@ def _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_sca
         losses = []
         for x, y in train_loader:
             for group in opt.param_groups:
-                group["lr"] = args.lr * lr_factor(step, total, warm)
+                group["lr"] = args.lr * (lr_factor(step, total, warm) if args.schedule == "cosine"
+                                         else min(1.0, lr_factor(step, total, warm) if step < warm else 1.0))
             loss = loss_fn(net(x), y, args.target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
