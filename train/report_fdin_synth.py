@@ -6,7 +6,7 @@ Cross-validates every model of ``python -m train.fdin --model ...`` (subject-dis
 held-out accuracy / MAE as mean ± 95 % CI over seeds, the per-seed per-fold table, the share of runs
 at or above 0.90, age against the predict-the-mean MAE, calibration (ECE, ±1σ coverage), importance
 faithfulness (deletion/insertion curves) and the stability of the importance ranking across seeds and
-folds (Spearman), plus ``fdin-synth.json`` (all figures) and ``fdin-synth-faithfulness.svg``.
+folds (Spearman), plus ``fdin-synth.json`` (all figures) and ``fdin-synth-faithfulness-<setting>-<target>.svg``.
 
 Runs are resumable: a run whose ``metrics.json`` exists in ``--work`` is read, not retrained, so a grid
 can be run in pieces (``--report-only`` writes the report from whatever runs exist and lists them).
