@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
     out = {}
     for seed in SEEDS:
         args = train_fdin.parse_args(["--data", str(data), "--out", str(data.parent / f"o{seed}"), "--quiet",
-                                      "--threads", "1", "--seed", str(seed), "--no-eval-train", "--epochs", "16"])
+                                      "--threads", "1", "--seed", str(seed), "--no-eval-train"])
         args.dyn_config = DynamicsConfig()
         fold = 2
         test_subjects = train_fdin.subject_folds(list(subjects), args.folds, args.seed)[fold]
