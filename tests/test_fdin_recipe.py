@@ -77,7 +77,7 @@ def test_importance_is_faithful(trained, seed):
 def test_temperature_is_fitted_and_calibration_is_reported(trained):
     for run in trained.values():
         t = run["args"]["temperature"]
-        assert 0.05 < t < 20 and float(run["model"].temperature) == pytest.approx(t)
+        assert train_fdin.MIN_TEMPERATURE <= t <= 20 and float(run["model"].temperature) == pytest.approx(t)
         ece = train_fdin.calibration_metrics(run["pred"], "gender")["ece"]
         assert 0 <= ece < 0.2
 
@@ -92,6 +92,9 @@ def test_calibrate_recovers_a_known_temperature():
     ece_raw = train_fdin.calibration_metrics(pred, "gender")["ece"]
     ece_cal = train_fdin.calibration_metrics(pred, "gender", scale=4.0)["ece"]
     assert ece_cal < 0.02 < ece_raw
+    # a perfectly separated validation set does not drive the temperature to 0
+    sep = {"output": np.array([[5.0], [-5.0]] * 50, dtype=np.float32), "y": np.array([1.0, 0.0] * 50, dtype=np.float32)}
+    assert train_fdin.calibrate(sep, "gender")["temperature"] == pytest.approx(train_fdin.MIN_TEMPERATURE)
     # age: the predicted std is twice too small → std_scale ≈ 2, coverage back to ~68 %
     mean = rng.normal(0, 1, 20000)
     y_age = mean + rng.normal(0, 1, mean.size)

@@ -40,6 +40,8 @@ from fdin.models.fdin import VARIANT_ARCHITECTURE
 log = logging.getLogger("train.fdin")
 
 AGE_BANDS = ((8, 19), (20, 39), (40, 59), (60, 120))
+#: lower bound of the fitted temperature (see :func:`calibrate`)
+MIN_TEMPERATURE = 0.5
 #: the ``--model`` choices: the keys of the one mapping to registered architectures
 MODEL_CHOICES = tuple(VARIANT_ARCHITECTURE)
 
@@ -379,7 +381,8 @@ def calibrate(pred: dict[str, np.ndarray], target: str) -> dict[str, float]:
     """Fit the output calibration on (validation) predictions made with calibration 1.
 
     Gender: the temperature ``T`` minimising the NLL of ``sigmoid(logit / T)`` (log-spaced grid, then
-    refined). Age: the factor ``s`` on the predicted std making the mean squared standardised error 1
+    refined) within [``MIN_TEMPERATURE``, 20]: a validation set the model separates perfectly would
+    otherwise drive ``T`` towards 0, i.e. probabilities of exactly 0 or 1. Age: the factor ``s`` on the predicted std making the mean squared standardised error 1
     (the maximum-likelihood rescaling of a Gaussian's variance).
     """
     o, y = pred["output"], pred["y"]
@@ -390,9 +393,9 @@ def calibrate(pred: dict[str, np.ndarray], target: str) -> dict[str, float]:
             z = logit / t
             return float((np.logaddexp(0, z) - y * z).mean())
 
-        grid = np.exp(np.linspace(np.log(0.05), np.log(20), 121))
+        grid = np.exp(np.linspace(np.log(MIN_TEMPERATURE), np.log(20), 121))
         best = grid[int(np.argmin([nll(t) for t in grid]))]
-        fine = best * np.exp(np.linspace(-0.06, 0.06, 25))
+        fine = np.clip(best * np.exp(np.linspace(-0.06, 0.06, 25)), MIN_TEMPERATURE, 20)
         return {"temperature": float(round(fine[int(np.argmin([nll(t) for t in fine]))], 4))}
     logvar = np.clip(o[:, 1], -6, 4).astype(np.float64)
     z2 = (y - o[:, 0]) ** 2 * np.exp(-logvar)
