@@ -408,7 +408,8 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
 
     Recipe (fdin's own [D], ``docs/benchmarks/fdin-synth.md``): AdamW with a linear learning-rate
     warm-up over ``--warmup`` epochs and a cosine decay to ``--epochs``; the best epoch by validation
-    loss (gender) / MAE (age) is kept, and patience only counts after the warm-up and ``--min-epochs``.
+    loss (gender) / MAE (age) is kept; patience only counts after the warm-up and only ends a run that
+    has left the plateau (best validation score below ``--plateau-factor`` × the constant predictor's).
     **Plateau restarts**: if after ``--restart-steps`` steps the best validation score is not
     clearly better than the constant predictor's (``--plateau-factor``), training restarts from a new
     initialisation (at most ``--restarts`` times); the attempt with the best validation score is
@@ -515,7 +516,9 @@ def _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_sca
         bar.set_postfix({f"train_{metric}": f"{tr[metric]:.3f}", f"val_{metric}": f"{va[metric]:.3f}"})
         if not last and epoch + 1 == -(-args.restart_steps // steps_per_epoch) and best >= plateau:
             break
-        if since >= args.patience and epoch + 1 >= args.min_epochs:
+        # early stopping only once the run has left the plateau: a run still on it is restarted (above)
+        # or, on the last attempt, given every epoch
+        if since >= args.patience and epoch + 1 >= args.min_epochs and best < plateau:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
