@@ -108,3 +108,4 @@ def test_rank_stability():
     v = np.arange(66, dtype=float)
     assert train_fdin.rank_stability([v, v + 1, 2 * v])["mean"] == pytest.approx(1.0)
     assert train_fdin.rank_stability([v, -v])["min"] == pytest.approx(-1.0)
+    assert train_fdin.rank_stability([v, v, -v])["top1_agreement"] == pytest.approx(1 / 3)

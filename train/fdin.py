@@ -344,13 +344,16 @@ def faithfulness(model, loader, target: str, age_scale: float, ks: tuple[int, ..
 
 
 def rank_stability(vectors: list[np.ndarray]) -> dict[str, float]:
-    """Spearman rank correlation of pair-importance vectors between every two runs (mean, min)."""
+    """Spearman rank correlation of pair-importance vectors between every two runs (mean, min) and the
+    share of those pairs of runs that agree on the top pair (``top1_agreement``)."""
     from scipy.stats import spearmanr
 
-    rhos = [float(spearmanr(vectors[i], vectors[j])[0]) for i in range(len(vectors))
-            for j in range(i + 1, len(vectors))]
+    pairs = [(i, j) for i in range(len(vectors)) for j in range(i + 1, len(vectors))]
+    rhos = [float(spearmanr(vectors[i], vectors[j])[0]) for i, j in pairs]
+    same_top = [int(np.argmax(vectors[i]) == np.argmax(vectors[j])) for i, j in pairs]
     return {"mean": float(np.mean(rhos)) if rhos else float("nan"),
-            "min": float(np.min(rhos)) if rhos else float("nan"), "pairs": len(rhos)}
+            "min": float(np.min(rhos)) if rhos else float("nan"), "pairs": len(rhos),
+            "top1_agreement": float(np.mean(same_top)) if same_top else float("nan")}
 
 
 def constant_baseline(records: list[Record], train_idx: np.ndarray, idx: np.ndarray, target: str) -> dict[str, float]:

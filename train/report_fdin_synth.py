@@ -198,7 +198,8 @@ def write_report(args, runs: dict, elapsed_s: float, command: str) -> dict:
              "constant --warmup 0 --restarts 0 --batch-size 32 --dim 32 --rel-dim 32 --patience 10 --min-epochs 12 "
              "--epochs 40 --no-calibration`.", "",
              "The recipe now (`python -m train.fdin` defaults): batch 16 (twice the steps per epoch), learning-rate "
-             "warm-up over 2 epochs then a cosine decay, patience counted only after the warm-up, and **plateau "
+             "warm-up over 2 epochs then a cosine decay, patience counted only after the warm-up and only ending a "
+             "run that has left the plateau, and **plateau "
              "restarts**: if after 250 steps the best validation loss (gender) / MAE (age) is not below 0.8 × the "
              "constant predictor's on the *validation subjects*, training restarts from a new initialisation (at "
              "most 3 times; the attempt with the best validation score is kept). The test fold is never looked "
@@ -306,9 +307,12 @@ def write_report(args, runs: dict, elapsed_s: float, command: str) -> dict:
                     if len(vecs) > 1:
                         st = rank_stability(vecs)
                         table["fdin"]["rank_stability"] = st
-                        lines += [f"Stability of the importance ranking: Spearman ρ of the 66-pair mean importance "
-                                  f"between every two of the {len(vecs)} test folds (all seeds): mean "
-                                  f"{st['mean']:.3f}, min {st['min']:.3f} ({st['pairs']} pairs of runs).", ""]
+                        lines += [f"Stability of the importance ranking over the {len(vecs)} test folds (all seeds, "
+                                  f"{st['pairs']} pairs of folds): the top pair is the same in "
+                                  f"{st['top1_agreement']:.0%} of the pairs of folds; Spearman ρ of the whole 66-pair "
+                                  f"mean importance: mean {st['mean']:.3f}, min {st['min']:.3f} (below the top pairs "
+                                  "the importance is near-uniform, so the rank order of the other pairs is "
+                                  "mostly noise).", ""]
     lines += shipped_section(summary)
     summary["grid"] = sorted({f"{k[0]}/{k[1]}/{k[2]}/{k[3]}/s{k[4]}" for k in runs})
     lines += ["## What was run", "",
@@ -370,7 +374,11 @@ def shipped_section(summary: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python -m train.report_fdin_synth " + " ".join(argv if argv is not None else sys.argv[1:])
+    shown = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in shown:  # the note is printed below the command, not inside it
+        i = shown.index("--note")
+        shown[i:i + 2] = ["--note", "NOTE"]
+    command = "python -m train.report_fdin_synth " + " ".join(shown)
     t0 = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
