@@ -197,13 +197,13 @@ def write_report(args, runs: dict, elapsed_s: float, command: str) -> dict:
              "`python -m train.fdin --synthetic 300 --synthetic-seed 1300 --out runs/old --no-final --schedule "
              "constant --warmup 0 --restarts 0 --batch-size 32 --dim 32 --rel-dim 32 --patience 10 --min-epochs 12 "
              "--epochs 40 --no-calibration`.", "",
-             "The recipe now (`python -m train.fdin` defaults): batch 16 (twice the steps per epoch), learning-rate "
+             "The recipe now (`python -m train.fdin` defaults): dim 32 / rel-dim 32, batch 16 (twice the steps per epoch), learning-rate "
              "warm-up over 2 epochs then a cosine decay, patience counted only after the warm-up and only ending a "
              "run that has left the plateau, and **plateau "
              "restarts**: if after 250 steps the best validation loss (gender) / MAE (age) is not below 0.8 × the "
              "constant predictor's on the *validation subjects*, training restarts from a new initialisation (at "
              "most 3 times; the attempt with the best validation score is kept). The test fold is never looked "
-             "at. Dims 16/16 instead of 32/32 halve the cost. `tests/test_fdin_recipe.py` is the regression guard: "
+             "at. `tests/test_fdin_recipe.py` is the regression guard: "
              "the case above, two seeds, must reach ≥ 0.85 with the planted pair ranked first.", "",
              "## Models", "",
              "| `--model` | what it is |", "|---|---|",
