@@ -12,7 +12,15 @@ Generative model of one sequence (canonical units, IOD = 1; see :mod:`fdin.regio
 * **Planted relation.** For the planted pair ``(a, b)``, ``δ_b = ρ δ_a + √(1−ρ²) ε`` and likewise for
   ``w_b``. Every region's *own* distribution is the same whatever ρ; only the pair's synchrony
   carries the trait. Gender: ρ = :data:`COUPLING` for "female", 0 for "male" on :data:`GENDER_PAIR`.
-  Age (8–76, uniform like UvA-NEMO's range): ρ = COUPLING·(76 − age)/68 on :data:`AGE_PAIR`.
+  Age (8–76, uniform like UvA-NEMO's range): see the age settings below.
+* **Age settings** (:attr:`SynthOptions.age_signal`): ``"timing"`` (default): on :data:`AGE_PAIR`
+  region ``b`` repeats region ``a``'s motion (onset and tremor, ρ = COUPLING) ``AGE_LAG_S · (age − 8)/68``
+  seconds later, so age is carried by the *magnitude of a timing offset*; ``"coupling"`` (the original): ρ = COUPLING·(76 − age)/68, synchrony strength only.
+* **Harder benchmark** (:data:`HARD`, ``write_dataset(..., options="hard")``), every option
+  documented on :class:`SynthOptions`: a weak single-region cue (one region's tremor gain depends on
+  the trait), correlated distractor pairs that carry no label, a second relevant pair with a smaller
+  weight that carries a *timing offset* (gender) or synchrony (age), and per-subject idiosyncratic
+  onset offsets that persist across a subject's sequences.
 * Nuisance: per-subject identity shape (mean-face perturbation), face size, region amplitudes and
   speed; per-sequence amplitude and speed jitter; smooth head motion (translation, in-plane rotation,
   scale); landmark noise; frame rates 25/30/50 fps. Several sequences per subject (default 3, like
@@ -31,8 +39,17 @@ import numpy as np
 from fdin.regions import CANONICAL_FACE, REGION_LANDMARKS
 
 GENDER_PAIR = ("eye_left", "mouth_corner_right")
-AGE_PAIR = ("cheek_right", "mouth_corner_left")
+AGE_PAIR = ("chin", "mouth_corner_left")
+#: the second, weaker relevant pair of the hard setting (gender: timing offset; age: synchrony)
+SECOND_PAIR = {"gender": ("eye_right", "lower_lip"), "age": ("cheek_left", "lower_lip")}
+#: the region whose own tremor gain carries a weak cue in the hard setting
+CUE_REGION = "upper_lip"
+#: candidate distractor pairs (coupled at random, independent of any label) of the hard setting
+#: (no region of a relevant pair is in one, so a distractor neither dilutes nor relays a planted signal)
+DISTRACTOR_PAIRS = (("upper_lip", "brow_right"), ("cheek_right", "brow_left"), ("upper_lip", "nose_base"),
+                    ("brow_left", "nose_base"))
 COUPLING = 0.95
+AGE_LAG_S = 0.4
 TIMING_SIGMA_S = 0.12
 TREMOR_GAIN = 0.8
 TREMOR_TIME_S = 0.08
@@ -72,6 +89,49 @@ assert all(set(p) <= set(REGION_LANDMARKS[n]) for n, p in SMILE_PATTERN.items())
 
 
 @dataclass(frozen=True)
+class SynthOptions:
+    """What carries the traits in a generated dataset (``"easy"`` = the defaults, ``"hard"`` = :data:`HARD`).
+
+    Attributes:
+        age_signal: ``"timing"`` — age sets the onset lag of :data:`AGE_PAIR` (``AGE_LAG_S`` at age
+            76, 0 at 8); ``"coupling"`` — age sets the pair's synchrony (the original setting).
+        second_pair_weight: > 0 adds the relevant pair :data:`SECOND_PAIR` with this weight relative
+            to the first: gender — "female" onset lag ``weight · 0.25 s`` (a timing offset), age — a
+            synchrony ``COUPLING · weight · (76 − age)/68``.
+        region_cue: > 0 multiplies the tremor gain of :data:`CUE_REGION` by ``1 ± region_cue``
+            ("female" +, "male" −; age: + at 8 falling linearly to − at 76): a single-region signal.
+        distractors: number of :data:`DISTRACTOR_PAIRS` coupled with ρ ~ U(0, COUPLING) per sequence,
+            independently of every label.
+        subject_timing_s: σ of per-subject, per-region onset offsets fixed for all of a subject's
+            sequences (idiosyncratic timing).
+    """
+
+    age_signal: str = "timing"
+    second_pair_weight: float = 0.0
+    region_cue: float = 0.0
+    distractors: int = 0
+    subject_timing_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+EASY = SynthOptions()
+HARD = SynthOptions(second_pair_weight=0.5, region_cue=0.25, distractors=3, subject_timing_s=0.06)
+PRESETS = {"easy": EASY, "hard": HARD}
+
+
+def synth_options(options: SynthOptions | str | None) -> SynthOptions:
+    """``None``/``"easy"``/``"hard"``/a :class:`SynthOptions` → :class:`SynthOptions`."""
+    if isinstance(options, SynthOptions):
+        return options
+    key = options or "easy"
+    if key not in PRESETS:
+        raise ValueError(f"synthetic options must be one of {sorted(PRESETS)}, got {options!r}")
+    return PRESETS[key]
+
+
+@dataclass(frozen=True)
 class Subject:
     """Per-subject constants (identity and motion style)."""
 
@@ -82,6 +142,7 @@ class Subject:
     iod_px: float
     amplitudes: np.ndarray  # (R,) per-region amplitude multipliers
     speed: float
+    timing: np.ndarray | None = None  # (R,) idiosyncratic onset offsets (s), hard setting only
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -98,28 +159,60 @@ def _smooth_noise(rng: np.random.Generator, n: int, dt: float, tau: float) -> np
 
 
 def make_subject(rng: np.random.Generator, subject_id: str, *, gender: str | None = None,
-                 age: int | None = None) -> Subject:
+                 age: int | None = None, timing_s: float = 0.0) -> Subject:
     gender = gender or ("female" if rng.random() < 0.5 else "male")
     age = int(age if age is not None else rng.integers(AGE_RANGE[0], AGE_RANGE[1] + 1))
     # identity: a global aspect/width change plus smooth per-landmark offsets
     aspect = np.array([1.0 + 0.06 * rng.standard_normal(), 1.0 + 0.06 * rng.standard_normal()])
     shape = CANONICAL_FACE.astype(np.float64) * aspect + 0.015 * rng.standard_normal((68, 2))
-    return Subject(subject_id=subject_id, gender=gender, age=age, shape=shape,
-                   iod_px=float(rng.uniform(45, 90)),
-                   amplitudes=np.exp(0.25 * rng.standard_normal(len(_REGION_ORDER))),
-                   speed=float(np.exp(0.2 * rng.standard_normal())))
+    iod_px = float(rng.uniform(45, 90))
+    amplitudes = np.exp(0.25 * rng.standard_normal(len(_REGION_ORDER)))
+    speed = float(np.exp(0.2 * rng.standard_normal()))
+    timing = timing_s * rng.standard_normal(len(_REGION_ORDER)) if timing_s > 0 else None
+    return Subject(subject_id=subject_id, gender=gender, age=age, shape=shape, iod_px=iod_px,
+                   amplitudes=amplitudes, speed=speed, timing=timing)
 
 
-def _couplings(subject: Subject) -> dict[tuple[str, str], float]:
+def _young(subject: Subject) -> float:
+    """1 at the youngest age of :data:`AGE_RANGE`, 0 at the oldest."""
     lo, hi = AGE_RANGE
-    return {GENDER_PAIR: COUPLING if subject.gender == "female" else 0.0,
-            AGE_PAIR: COUPLING * (hi - subject.age) / (hi - lo)}
+    return (hi - subject.age) / (hi - lo)
+
+
+def _couplings(subject: Subject, options: SynthOptions = EASY) -> dict[tuple[str, str], float]:
+    out = {GENDER_PAIR: COUPLING if subject.gender == "female" else 0.0,
+           AGE_PAIR: COUPLING * _young(subject) if options.age_signal == "coupling" else COUPLING}
+    if options.second_pair_weight > 0:
+        out[SECOND_PAIR["age"]] = COUPLING * options.second_pair_weight * _young(subject)
+    return out
+
+
+def _lags(subject: Subject, options: SynthOptions = EASY) -> dict[tuple[str, str], float]:
+    out = {}
+    if options.age_signal == "timing":
+        out[AGE_PAIR] = AGE_LAG_S * (1 - _young(subject))
+    if options.second_pair_weight > 0 and subject.gender == "female":
+        out[SECOND_PAIR["gender"]] = 0.25 * options.second_pair_weight
+    return out
+
+
+def _tremor_gains(subject: Subject, options: SynthOptions = EASY) -> dict[str, float]:
+    if options.region_cue <= 0:
+        return {}
+    sign = (1.0 if subject.gender == "female" else -1.0) + (2 * _young(subject) - 1)
+    return {CUE_REGION: 1 + options.region_cue * sign / 2}
 
 
 def smile_landmarks(rng: np.random.Generator, subject: Subject, *, fps: float = 25.0,
                     head_motion: bool = True, noise_px: float = 0.4, image_size: int = 320,
-                    couplings: dict[tuple[str, str], float] | None = None) -> np.ndarray:
-    """One synthetic smile of ``subject``: (T, 68, 2) float32 pixel xy in iBUG-68 order at ``fps``."""
+                    couplings: dict[tuple[str, str], float] | None = None,
+                    options: SynthOptions | str | None = None) -> np.ndarray:
+    """One synthetic smile of ``subject``: (T, 68, 2) float32 pixel xy in iBUG-68 order at ``fps``.
+
+    ``couplings`` overrides the planted pair couplings (then no timing lags or cues are planted);
+    ``options`` chooses the setting (:class:`SynthOptions`, default ``"easy"``).
+    """
+    options = synth_options(options)
     speed = subject.speed * float(np.exp(0.1 * rng.standard_normal()))
     lead = rng.uniform(0.3, 0.8)
     onset, apex, offset = (rng.uniform(0.4, 1.0) * speed, rng.uniform(0.5, 1.5) * speed,
@@ -132,18 +225,30 @@ def smile_landmarks(rng: np.random.Generator, subject: Subject, *, fps: float = 
 
     delta = TIMING_SIGMA_S * rng.standard_normal(num_r)
     tremor = np.stack([_smooth_noise(rng, n, 1 / fps, TREMOR_TIME_S) for _ in range(num_r)])
-    for (a, b), rho in (couplings if couplings is not None else _couplings(subject)).items():
+    planted = dict(couplings if couplings is not None else _couplings(subject, options))
+    for pair in DISTRACTOR_PAIRS[:options.distractors]:
+        planted[pair] = float(rng.uniform(0.0, COUPLING))
+    lags = _lags(subject, options) if couplings is None else {}
+    for (a, b), rho in planted.items():
         ia, ib = _REGION_ORDER.index(a), _REGION_ORDER.index(b)
         c = np.sqrt(max(0.0, 1.0 - rho * rho))
         delta[ib] = rho * delta[ia] + c * delta[ib]
-        tremor[ib] = rho * tremor[ia] + c * tremor[ib]
+        # a lagged pair: b follows a's motion `lag` seconds later, its tremor included
+        tremor[ib] = rho * np.roll(tremor[ia], round(lags.get((a, b), 0.0) * fps)) + c * tremor[ib]
+    for (_, b), lag in lags.items():
+        delta[_REGION_ORDER.index(b)] += lag
+    if subject.timing is not None:
+        delta = delta + subject.timing
+    gain = np.full(num_r, TREMOR_GAIN)
+    for name, g in ({} if couplings is not None else _tremor_gains(subject, options)).items():
+        gain[_REGION_ORDER.index(name)] *= g
 
     amp = subject.amplitudes * np.exp(0.1 * rng.standard_normal(num_r))
     act = np.empty((num_r, n))
     for r in range(num_r):
         tr = t - lead - delta[r]
         prof = _smoothstep(tr / onset) * (1 - _smoothstep((tr - onset - apex) / offset))
-        act[r] = amp[r] * prof * (1 + TREMOR_GAIN * tremor[r])
+        act[r] = amp[r] * prof * (1 + gain[r] * tremor[r])
     shape = subject.shape[None] + np.einsum("rt,rkd->tkd", act, _PATTERNS)  # (T, 68, 2)
 
     # head motion: smooth translation / rotation / scale, then pixels
@@ -174,21 +279,24 @@ def smile_sequence(*, seed: int = 0, fps: float = 25.0, head_motion: bool = Fals
 
 
 def write_dataset(out_dir: str | Path, *, n_sequences: int, seed: int = 0,
-                  sequences_per_subject: int = 3) -> Path:
+                  sequences_per_subject: int = 3, options: SynthOptions | str | None = None) -> Path:
     """Write a synthetic dataset in fdin's sequence format (``labels.csv`` + ``sequences/<id>.npz``).
 
-    Also writes ``synth.json`` naming the planted pairs. Returns ``out_dir``.
+    ``options``: ``"easy"`` (default), ``"hard"`` or a :class:`SynthOptions`. Also writes
+    ``synth.json`` naming the planted pairs and the options. Returns ``out_dir``.
     """
+    options = synth_options(options)
     out = Path(out_dir)
     (out / "sequences").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = []
     k = 0
     while k < n_sequences:
-        subject = make_subject(rng, f"s{len(rows) // max(sequences_per_subject, 1):04d}_{seed}")
+        subject = make_subject(rng, f"s{len(rows) // max(sequences_per_subject, 1):04d}_{seed}",
+                               timing_s=options.subject_timing_s)
         for _ in range(min(sequences_per_subject, n_sequences - k)):
             fps = float(rng.choice(FPS_CHOICES, p=[0.5, 0.3, 0.2]))
-            landmarks = smile_landmarks(rng, subject, fps=fps)
+            landmarks = smile_landmarks(rng, subject, fps=fps, options=options)
             seq_id = f"seq{k:05d}"
             np.savez_compressed(out / "sequences" / f"{seq_id}.npz", landmarks=landmarks, fps=np.float32(fps))
             rows.append((seq_id, subject.subject_id, subject.gender, subject.age))
@@ -201,6 +309,10 @@ def write_dataset(out_dir: str | Path, *, n_sequences: int, seed: int = 0,
         "generator": "fdin.synth", "seed": seed, "n_sequences": n_sequences,
         "sequences_per_subject": sequences_per_subject,
         "planted": {"gender": list(GENDER_PAIR), "age": list(AGE_PAIR)}, "coupling": COUPLING,
+        "options": options.to_dict(), "age_lag_s": AGE_LAG_S,
+        "second_pair": ({k: list(v) for k, v in SECOND_PAIR.items()} if options.second_pair_weight > 0 else None),
+        "cue_region": CUE_REGION if options.region_cue > 0 else None,
+        "distractor_pairs": [list(p) for p in DISTRACTOR_PAIRS[:options.distractors]],
     }, indent=2) + "\n")
     return out
 
@@ -244,6 +356,7 @@ def animate_photo(image: np.ndarray, landmarks: np.ndarray, sequence: np.ndarray
 
 
 __all__ = [
-    "AGE_PAIR", "AGE_RANGE", "COUPLING", "GENDER_PAIR", "SMILE_PATTERN", "Subject", "animate_photo",
-    "make_subject", "planted_pair", "smile_landmarks", "smile_sequence", "write_dataset",
+    "AGE_LAG_S", "AGE_PAIR", "AGE_RANGE", "COUPLING", "CUE_REGION", "DISTRACTOR_PAIRS", "EASY", "GENDER_PAIR",
+    "HARD", "PRESETS", "SECOND_PAIR", "SMILE_PATTERN", "Subject", "SynthOptions", "animate_photo",
+    "make_subject", "planted_pair", "smile_landmarks", "smile_sequence", "synth_options", "write_dataset",
 ]

@@ -11,7 +11,7 @@ from fdin.models.registry import create_model, list_models
 from fdin.regions import NUM_REGIONS
 from fdin.weights import ModelCard, save_pretrained, stage_for_hub
 
-VARIANTS = ("fdin", "fdin_uniform", "fdin_baseline")
+VARIANTS = ("fdin", "fdin_uniform", "fdin_baseline", "fdin_concat", "fdin_lstm", "fdin_pairwise_corr")
 B, T, C = 3, 40, 4
 
 
@@ -27,6 +27,9 @@ def _x(b: int = B) -> torch.Tensor:
 
 def test_registered():
     assert {*VARIANTS, "fdin_appearance"} <= set(list_models())
+    from fdin.models.fdin import VARIANT_ARCHITECTURE
+
+    assert set(VARIANT_ARCHITECTURE.values()) == set(VARIANTS)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -111,3 +114,45 @@ def test_save_load_round_trip_and_hub_staging(tmp_path):
         assert torch.equal(a["output"], b["output"]) and torch.equal(a["importance"], b["importance"])
         assert float(loaded.model.age_center) == 40.0
         assert loaded.provenance()["synthetic_training_data"] is True
+
+
+def test_calibration_rescales_outputs():
+    x = _x()
+    for target in ("gender", "age"):
+        torch.manual_seed(0)
+        model = create_model("fdin", target=target, dim=16, rel_dim=16).eval()
+        torch.manual_seed(0)
+        scaled = create_model("fdin", target=target, dim=16, rel_dim=16, temperature=2.0, std_scale=3.0).eval()
+        with torch.no_grad():
+            a, b = model(x), scaled(x)
+        if target == "gender":
+            assert torch.allclose(b["output"], a["output"] / 2.0, atol=1e-6)
+        else:
+            assert torch.allclose(b["output"][:, 0], a["output"][:, 0], atol=1e-6)
+            assert torch.allclose(b["age_std_years"], 3.0 * a["age_std_years"], rtol=1e-5)
+
+
+def test_pair_mask_deletes_and_inserts_pairs():
+    model = create_model("fdin", dim=16, rel_dim=16).eval()
+    x = _x()
+    p = NUM_REGIONS * (NUM_REGIONS - 1) // 2
+    keep = torch.zeros(B, p)
+    keep[:, :5] = 1
+    with torch.no_grad():
+        full = model(x)
+        only5 = model(x, pair_mask=keep)
+        masked = model.masked_outputs(x, [torch.ones(B, p), keep])
+    a = only5["pair_importance"]
+    assert torch.allclose(a[:, 5:], torch.zeros_like(a[:, 5:])) and torch.allclose(a.sum(1), torch.ones(B))
+    assert torch.allclose(masked[0], full["output"], atol=1e-6) and torch.allclose(masked[1], only5["output"], atol=1e-6)
+    assert not torch.allclose(full["output"], only5["output"])
+
+
+def test_pairwise_corr_features_find_a_lagged_copy():
+    """The hand-crafted features see a lagged copy between two regions: peak correlation ≈ 1 at that lag."""
+    model = create_model("fdin_pairwise_corr", dim=16).eval()
+    v = torch.randn(1, NUM_REGIONS, 120, 4)
+    v[:, 1, 3:] = v[:, 0, :-3]  # region 1 = region 0 delayed by 3 frames
+    f = model.baseline.features(v)[0]  # (P, 3); pair (0, 1) is the first
+    assert f[0, 1] > 0.9 and abs(float(f[0, 2]) * model.baseline.max_lag - 3) < 0.5
+    assert f[1:, 1].max() < 0.6

@@ -35,10 +35,15 @@ from typing import Any
 
 import numpy as np
 
+from fdin.models.fdin import VARIANT_ARCHITECTURE
+
 log = logging.getLogger("train.fdin")
 
 AGE_BANDS = ((8, 19), (20, 39), (40, 59), (60, 120))
-MODEL_CHOICES = ("fdin", "uniform", "baseline")
+#: lower bound of the fitted temperature (see :func:`calibrate`)
+MIN_TEMPERATURE = 0.5
+#: the ``--model`` choices: the keys of the one mapping to registered architectures
+MODEL_CHOICES = tuple(VARIANT_ARCHITECTURE)
 
 
 # --- arguments -----------------------------------------------------------------------------------
@@ -50,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="generate N fdin.synth sequences into OUT/data first (when --data is not given)")
     g.add_argument("--synthetic-seed", type=int, default=0)
+    g.add_argument("--synthetic-options", choices=("easy", "hard"), default="easy",
+                   help="fdin.synth setting (see fdin.synth.SynthOptions)")
     g.add_argument("--target", choices=("gender", "age"), default="gender")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=MODEL_CHOICES, default="fdin")
@@ -57,10 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rel-dim", type=int, default=32)
     g.add_argument("--drop-rate", type=float, default=0.1)
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping may end sooner)")
-    g.add_argument("--patience", type=int, default=10, help="epochs without validation improvement")
-    g.add_argument("--min-epochs", type=int, default=12, help="never stop before this many epochs")
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)")
+    g.add_argument("--warmup", type=int, default=2, help="epochs of linear learning-rate warm-up")
+    g.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="learning rate after the warm-up (constant = the recipe before issue 12)")
+    g.add_argument("--patience", type=int, default=6,
+                   help="epochs without validation improvement (counted after the warm-up)")
+    g.add_argument("--min-epochs", type=int, default=8, help="never stop before this many epochs")
+    g.add_argument("--restarts", type=int, default=3,
+                   help="re-initialisations allowed when a run stays on the initial plateau")
+    g.add_argument("--restart-steps", type=int, default=250,
+                   help="optimizer steps (rounded up to whole epochs) after which a run still on the plateau "
+                        "is restarted")
+    g.add_argument("--plateau-factor", type=float, default=0.8,
+                   help="a run has left the plateau when its best validation loss (gender) or MAE (age) "
+                        "is below this fraction of the constant predictor's")
+    g.add_argument("--no-calibration", action="store_true",
+                   help="do not fit the temperature / std scale on the validation subjects")
+    g.add_argument("--eval-train", action=argparse.BooleanOptionalAction, default=True,
+                   help="score the training sequences every epoch (for the curves)")
+    g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--lr", type=float, default=3e-3)
     g.add_argument("--weight-decay", type=float, default=1e-2)
     g.add_argument("--folds", type=int, default=3)
@@ -75,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--push-to-hub", metavar="REPO", help="upload the final model folder to this Hub repo")
     g.add_argument("--config", type=Path, help="JSON (or YAML) file of defaults for these arguments")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion curves")
     g = p.add_argument_group("evaluation protocol (train/protocol.py)")
     g.add_argument("--protocol", choices=("uvanemo",),
                    help="uvanemo: 10-fold subject-disjoint CV for gender and age over every --model; "
@@ -118,8 +142,23 @@ class Record:
     traj: np.ndarray  # (T, R, C) float32 at the model's fps, variable T
 
 
+_RECORDS_CACHE: dict[tuple[str, str], list[Record]] = {}
+
+
 def load_dataset(data_dir: Path, dyn_config: Any, *, progress: bool = False) -> list[Record]:
-    """Read labels.csv + sequences/*.npz and compute each sequence's region trajectories."""
+    """Read labels.csv + sequences/*.npz and compute each sequence's region trajectories.
+
+    Kept in memory per process (keyed by folder and dynamics config), so a process running several
+    trainings on one folder (``train.report_fdin_synth``) computes the dynamics once.
+    """
+    key = (str(Path(data_dir).resolve()), json.dumps(dyn_config.to_dict(), sort_keys=True))
+    if key not in _RECORDS_CACHE:
+        _RECORDS_CACHE.clear()
+        _RECORDS_CACHE[key] = _load_dataset(data_dir, dyn_config, progress=progress)
+    return _RECORDS_CACHE[key]
+
+
+def _load_dataset(data_dir: Path, dyn_config: Any, *, progress: bool = False) -> list[Record]:
     from tqdm import tqdm
 
     from fdin.dynamics import compute_dynamics
@@ -239,7 +278,7 @@ def predict(model, loader) -> dict[str, np.ndarray]:
 def score(pred: dict[str, np.ndarray], target: str, age_scale: float) -> dict[str, float]:
     o, y = pred["output"], pred["y"]
     if target == "gender":
-        p = 1 / (1 + np.exp(-o[:, 0]))
+        p = 0.5 * (1 + np.tanh(0.5 * o[:, 0]))  # the logistic function, without overflow
         eps = 1e-7
         nll = float(-(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)).mean())
         return {"accuracy": float(((p >= 0.5) == (y >= 0.5)).mean()), "loss": nll}
@@ -249,33 +288,200 @@ def score(pred: dict[str, np.ndarray], target: str, age_scale: float) -> dict[st
     return {"mae": mae, "loss": nll}
 
 
+def calibration_metrics(pred: dict[str, np.ndarray], target: str, *, scale: float = 1.0,
+                        bins: int = 10) -> dict[str, float]:
+    """Gender: expected calibration error (``ece``, equal-width bins over the predicted class's
+    probability) of ``sigmoid(output / scale)``. Age: share of targets inside the predicted mean ± 1 std
+    (``coverage_1sd``, 0.683 for a calibrated Gaussian) with the std multiplied by ``scale``."""
+    o, y = pred["output"], pred["y"]
+    if target == "gender":
+        p = 0.5 * (1 + np.tanh(0.5 * o[:, 0] / scale))
+        conf = np.maximum(p, 1 - p)
+        correct = ((p >= 0.5) == (y >= 0.5)).astype(float)
+        edges = np.linspace(0.5, 1.0, bins + 1)
+        which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+        ece = sum(abs(correct[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
+                  for b in range(bins) if (which == b).any())
+        return {"ece": float(ece)}
+    std = np.exp(0.5 * np.clip(o[:, 1], -6, 4)) * scale
+    return {"coverage_1sd": float((np.abs(y - o[:, 0]) <= std).mean())}
+
+
+def faithfulness(model, loader, target: str, age_scale: float, ks: tuple[int, ...] = (1, 2, 4, 8, 16, 33),
+                 seed: int = 0) -> dict[str, Any]:
+    """Deletion/insertion curves of the relational importance on the sequences of ``loader``.
+
+    For every k: *deletion* removes the k pairs ranked top / bottom / at random by each sequence's own
+    importance (the remaining importance is renormalised) and scores the prediction; *insertion*
+    keeps only those k pairs. A faithful importance loses most when its top pairs are deleted and
+    recovers most when they alone are inserted. Returns ``{"k", "full", "deletion": {order: [..]},
+    "insertion": {order: [..]}}`` with accuracy (gender) or MAE in years (age).
+    """
+    import torch
+
+    metric = "accuracy" if target == "gender" else "mae"
+    orders = ("top", "random", "bottom")
+    outs: dict[tuple[str, str, int], list] = {}
+    full, ys = [], []
+    rng = torch.Generator().manual_seed(seed)
+    model.eval()
+    with torch.inference_mode():
+        for x, y in loader:
+            base = model(x)
+            a = base["pair_importance"]
+            full.append(base["output"].numpy())
+            ys.append(y.numpy())
+            b, p = a.shape
+            ranking = {"top": torch.argsort(a, dim=1, descending=True), "bottom": torch.argsort(a, dim=1),
+                       "random": torch.argsort(torch.rand(b, p, generator=rng), dim=1)}
+            masks, keys = [], []
+            for order in orders:
+                for k in ks:
+                    chosen = torch.zeros(b, p).scatter_(1, ranking[order][:, :k], 1.0)
+                    masks += [1 - chosen, chosen]
+                    keys += [("deletion", order, k), ("insertion", order, k)]
+            for key, o in zip(keys, model.masked_outputs(x, masks), strict=True):
+                outs.setdefault(key, []).append(o.numpy())
+    y_all = np.concatenate(ys)
+    sc = lambda o: score({"output": np.concatenate(o), "y": y_all}, target, age_scale)[metric]  # noqa: E731
+    return {"metric": metric, "k": list(ks), "full": sc(full),
+            "deletion": {o: [sc(outs[("deletion", o, k)]) for k in ks] for o in orders},
+            "insertion": {o: [sc(outs[("insertion", o, k)]) for k in ks] for o in orders}}
+
+
+def rank_stability(vectors: list[np.ndarray]) -> dict[str, float]:
+    """Spearman rank correlation of pair-importance vectors between every two runs (mean, min) and the
+    share of those pairs of runs that agree on the top pair (``top1_agreement``)."""
+    from scipy.stats import spearmanr
+
+    pairs = [(i, j) for i in range(len(vectors)) for j in range(i + 1, len(vectors))]
+    rhos = [float(spearmanr(vectors[i], vectors[j])[0]) for i, j in pairs]
+    same_top = [int(np.argmax(vectors[i]) == np.argmax(vectors[j])) for i, j in pairs]
+    return {"mean": float(np.mean(rhos)) if rhos else float("nan"),
+            "min": float(np.min(rhos)) if rhos else float("nan"), "pairs": len(rhos),
+            "top1_agreement": float(np.mean(same_top)) if same_top else float("nan")}
+
+
+def constant_baseline(records: list[Record], train_idx: np.ndarray, idx: np.ndarray, target: str) -> dict[str, float]:
+    """Score of the trivial predictor that ignores the input (training base rate / training mean age).
+
+    Gender: ``loss`` is the NLL of always predicting the training share of "female", ``accuracy`` that
+    of always predicting the majority class. Age: ``mae`` of always predicting the training mean.
+    """
+    if target == "gender":
+        p = float(np.mean([records[i].gender == "female" for i in train_idx]))
+        p = min(max(p, 1e-3), 1 - 1e-3)
+        y = np.array([records[i].gender == "female" for i in idx], dtype=float)
+        nll = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+        return {"loss": nll, "accuracy": float(((p >= 0.5) == (y >= 0.5)).mean())}
+    mean = float(np.mean([records[i].age for i in train_idx]))
+    return {"mae": float(np.mean([abs(records[i].age - mean) for i in idx]))}
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up from 0.1 over ``warmup`` steps, then cosine decay to 0.05 at ``total`` steps."""
+    if step < warmup:
+        return 0.1 + 0.9 * step / max(warmup, 1)
+    progress = min(1.0, (step - warmup) / max(total - warmup, 1))
+    return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress))
+
+
+def calibrate(pred: dict[str, np.ndarray], target: str) -> dict[str, float]:
+    """Fit the output calibration on (validation) predictions made with calibration 1.
+
+    Gender: the temperature ``T`` minimising the NLL of ``sigmoid(logit / T)`` (log-spaced grid, then
+    refined) within [``MIN_TEMPERATURE``, 20]: a validation set the model separates perfectly would
+    otherwise drive ``T`` towards 0, i.e. probabilities of exactly 0 or 1. Age: the factor ``s`` on the predicted std making the mean squared standardised error 1
+    (the maximum-likelihood rescaling of a Gaussian's variance).
+    """
+    o, y = pred["output"], pred["y"]
+    if target == "gender":
+        logit = o[:, 0].astype(np.float64)
+
+        def nll(t: float) -> float:
+            z = logit / t
+            return float((np.logaddexp(0, z) - y * z).mean())
+
+        grid = np.exp(np.linspace(np.log(MIN_TEMPERATURE), np.log(20), 121))
+        best = grid[int(np.argmin([nll(t) for t in grid]))]
+        fine = np.clip(best * np.exp(np.linspace(-0.06, 0.06, 25)), MIN_TEMPERATURE, 20)
+        return {"temperature": float(round(fine[int(np.argmin([nll(t) for t in fine]))], 4))}
+    logvar = np.clip(o[:, 1], -6, 4).astype(np.float64)
+    z2 = (y - o[:, 0]) ** 2 * np.exp(-logvar)
+    return {"std_scale": float(round(np.sqrt(max(z2.mean(), 1e-6)), 4))}
+
+
 def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.ndarray, *, desc: str,
                 rank: int, world: int) -> tuple[Any, list[dict], dict[str, Any]]:
-    """Train one model with early stopping on ``val_idx``; returns (best model, history, model_args)."""
-    import torch
-    from torch.utils.data import DataLoader, DistributedSampler
-    from tqdm import tqdm
+    """Train one model with early stopping on ``val_idx``; returns (best model, history, model_args).
 
-    from fdin.models.fdin import VARIANT_ARCHITECTURE
-    from fdin.models.registry import create_model
+    Recipe (fdin's own [D], ``docs/benchmarks/fdin-synth.md``): AdamW with a linear learning-rate
+    warm-up over ``--warmup`` epochs and a cosine decay to ``--epochs``; the best epoch by validation
+    loss (gender) / MAE (age) is kept; patience only counts after the warm-up and only ends a run that
+    has left the plateau (best validation score below ``--plateau-factor`` × the constant predictor's).
+    **Plateau restarts**: if after ``--restart-steps`` steps the best validation score is not
+    clearly better than the constant predictor's (``--plateau-factor``), training restarts from a new
+    initialisation (at most ``--restarts`` times); the attempt with the best validation score is
+    kept. All of it sees only the training and validation subjects, never the test fold. Finally the
+    calibration (:func:`calibrate`) is fitted on the validation subjects and stored in the model args.
+    """
 
     ages = np.array([records[i].age for i in train_idx])
     age_center, age_scale = float(round(ages.mean(), 2)), float(round(max(ages.std(), 1.0), 2))
     dyn = args.dyn_config
     model_args = {"target": args.target, "dim": args.dim, "rel_dim": args.rel_dim, "drop_rate": args.drop_rate,
                   "age_center": age_center, "age_scale": age_scale, "dynamics": dyn.to_dict()}
-    torch.manual_seed(args.seed)
+    const = constant_baseline(records, train_idx, val_idx, args.target)
+    plateau = args.plateau_factor * (const["loss"] if args.target == "gender" else const["mae"])
+    best_model, best_hist, best_crit = None, [], float("inf")
+    for attempt in range(1 + max(0, args.restarts)):
+        model, hist, crit = _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_scale,
+                                      seed=args.seed + 1000 * attempt, plateau=plateau,
+                                      last=attempt == max(0, args.restarts), desc=f"{desc} try {attempt + 1}",
+                                      rank=rank, world=world)
+        for h in hist:
+            h["attempt"] = attempt + 1
+        best_hist += hist
+        if crit < best_crit:
+            best_model, best_crit = model, crit
+        if crit < plateau:
+            break
+        log.info("%s: attempt %d stayed on the plateau (best validation %.4f, constant predictor %.4f)%s",
+                 desc, attempt + 1, crit, plateau / args.plateau_factor,
+                 "; restarting" if attempt < args.restarts else "")
+    from torch.utils.data import DataLoader
+
+    val_ds = make_dataset(records, val_idx, args.target, dyn.length, train=False, augment_on=False,
+                          seed=args.seed, age_center=age_center, age_scale=age_scale)
+    if not args.no_calibration:
+        cal = calibrate(predict(best_model, DataLoader(val_ds, batch_size=256)), args.target)
+        best_model.set_calibration(**cal)
+        model_args.update(cal)
+    best_model.eval()
+    return best_model, best_hist, model_args
+
+
+def _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_scale, *, seed: int,
+              plateau: float, last: bool, desc: str, rank: int, world: int) -> tuple[Any, list[dict], float]:
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler
+    from tqdm import tqdm
+
+    from fdin.models.registry import create_model
+
+    dyn = args.dyn_config
+    torch.manual_seed(seed)
     model = create_model(VARIANT_ARCHITECTURE[args.model], **model_args)
-    common = {"target": args.target, "length": dyn.length, "seed": args.seed, "age_center": age_center,
+    common = {"target": args.target, "length": dyn.length, "seed": seed, "age_center": age_center,
               "age_scale": age_scale, "augment_on": not args.no_augment}
     train_ds = make_dataset(records, train_idx, train=True, **common)
-    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=args.seed) \
+    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed) \
         if world > 1 else None
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                               generator=gen, drop_last=len(train_ds) > args.batch_size * world)
     eval_loader = lambda idx: DataLoader(make_dataset(records, idx, train=False, **common),  # noqa: E731
-                                         batch_size=128)
+                                         batch_size=256)
     train_eval, val_loader = eval_loader(train_idx), eval_loader(val_idx)
     net = model
     if world > 1:
@@ -283,8 +489,10 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
 
         net = DistributedDataParallel(model)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = max(1, len(train_loader))
+    total, warm = args.epochs * steps_per_epoch, args.warmup * steps_per_epoch
     metric = "accuracy" if args.target == "gender" else "mae"
-    best, best_state, since, history = float("inf"), None, 0, []
+    best, best_state, since, history, step = float("inf"), None, 0, [], 0
     bar = tqdm(range(args.epochs), desc=desc, disable=args.quiet or rank != 0, leave=False)
     for epoch in bar:
         train_ds.epoch = epoch
@@ -293,13 +501,17 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
         net.train()
         losses = []
         for x, y in train_loader:
+            for group in opt.param_groups:
+                group["lr"] = args.lr * (lr_factor(step, total, warm) if args.schedule == "cosine"
+                                         else min(1.0, lr_factor(step, total, warm) if step < warm else 1.0))
             loss = loss_fn(net(x), y, args.target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
+            step += 1
             losses.append(float(loss.detach()))
-        tr = score(predict(model, train_eval), args.target, age_scale)
+        tr = score(predict(model, train_eval), args.target, age_scale) if args.eval_train else {metric: float("nan")}
         va = score(predict(model, val_loader), args.target, age_scale)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), f"train_{metric}": tr[metric],
                         f"val_{metric}": va[metric], "val_loss": va["loss"]})
@@ -308,15 +520,19 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
         if crit < best - 1e-4:
             best, since = crit, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
+        elif epoch >= args.warmup:
             since += 1
         bar.set_postfix({f"train_{metric}": f"{tr[metric]:.3f}", f"val_{metric}": f"{va[metric]:.3f}"})
-        if since >= args.patience and epoch + 1 >= args.min_epochs:
+        if not last and epoch + 1 == -(-args.restart_steps // steps_per_epoch) and best >= plateau:
+            break
+        # early stopping only once the run has left the plateau: a run still on it is restarted (above)
+        # or, on the last attempt, given every epoch
+        if since >= args.patience and epoch + 1 >= args.min_epochs and best < plateau:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return model, history, model_args
+    return model, history, best
 
 
 def split_val(subjects: np.ndarray, fraction: float, seed: int) -> tuple[set, set]:
@@ -364,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0 and not (args.data / "labels.csv").exists():
             from fdin.synth import write_dataset
 
-            write_dataset(args.data, n_sequences=args.synthetic, seed=args.synthetic_seed)
+            write_dataset(args.data, n_sequences=args.synthetic, seed=args.synthetic_seed,
+                          options=args.synthetic_options)
         if world > 1:
             torch.distributed.barrier()
     if rank == 0:
@@ -379,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     subj_arr = np.array(subjects)
     folds = subject_folds(subjects, args.folds, args.seed)
     metric = "accuracy" if args.target == "gender" else "mae"
-    per_fold, histories = [], []
+    per_fold, histories, fold_scores, faith, fold_importance = [], [], [], [], []
     imp_sum, imp_n = np.zeros(len(REGION_NAMES) * (len(REGION_NAMES) - 1) // 2), 0
     group_sum: dict[str, np.ndarray] = {}
     group_n: dict[str, int] = {}
@@ -397,9 +614,24 @@ def main(argv: list[str] | None = None) -> int:
         test_ds = make_dataset(records, test_idx, args.target, args.dyn_config.length, train=False,
                                augment_on=False, seed=args.seed, age_center=margs["age_center"],
                                age_scale=margs["age_scale"])
-        pred = predict(model, DataLoader(test_ds, batch_size=128))
+        test_loader = DataLoader(test_ds, batch_size=256)
+        pred = predict(model, test_loader)
         sc = score(pred, args.target, margs["age_scale"])
+        # calibration on the test fold, with the validation-fitted constant and without it
+        cal_key, cal_value = ("temperature", margs.get("temperature", 1.0)) if args.target == "gender" \
+            else ("std_scale", margs.get("std_scale", 1.0))
+        raw_scale = 1.0 / cal_value  # undoes the calibration: logit × T, std / s
+        cal_name = "ece" if args.target == "gender" else "coverage_1sd"
+        sc[cal_key] = cal_value
+        sc[cal_name] = calibration_metrics(pred, args.target)[cal_name]
+        sc[f"{cal_name}_uncalibrated"] = calibration_metrics(pred, args.target, scale=raw_scale)[cal_name]
+        const = constant_baseline(records, train_idx, test_idx, args.target)
+        sc["constant_predictor"] = const["accuracy"] if args.target == "gender" else const["mae"]
+        if model.has_importance and not args.no_faithfulness:
+            faith.append(faithfulness(model, test_loader, args.target, margs["age_scale"], seed=args.seed + f))
+        fold_importance.append(pred["pair_importance"].mean(0))
         per_fold.append(sc[metric])
+        fold_scores.append(sc)
         for h in history:
             h["fold"] = f + 1
         histories.append({"fold": f + 1, "test": sc, "epochs": history,
@@ -421,13 +653,17 @@ def main(argv: list[str] | None = None) -> int:
                "n_sequences": len(records), "n_subjects": len(set(subjects)),
                "protocol": f"{args.folds}-fold subject-disjoint CV; early stopping on "
                            f"{args.val_fraction:.0%} of training subjects",
+               "per_fold_scores": fold_scores,
                "seconds": round(time.time() - t_start, 1)}
+    if faith:
+        metrics["faithfulness"] = faith
     importance = {"regions": list(REGION_NAMES), "region_landmarks": REGION_LANDMARKS,
                   "normalisation": "symmetric, zero diagonal; upper triangle sums to 1 (full matrix sums to 2)",
                   "mean": np.round(mean_imp, 6).tolist(),
                   "by_group": {g: np.round(pairs_to_matrix(group_sum[g] / group_n[g]), 6).tolist()
                                for g in sorted(group_sum)},
-                  "top_relations": top_relations(mean_imp, k=5) if args.model == "fdin" else []}
+                  "top_relations": top_relations(mean_imp, k=5) if args.model == "fdin" else [],
+                  "per_fold_pairs": [np.round(v, 6).tolist() for v in fold_importance]}
     if rank == 0:
         (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (args.out / "importance.json").write_text(json.dumps(importance, indent=2) + "\n")
@@ -456,7 +692,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def save_final(args, model, model_args: dict, metrics: dict, importance: dict, command: str) -> Path:
-    from fdin.models.fdin import VARIANT_ARCHITECTURE
     from fdin.weights import ModelCard, save_pretrained
 
     metric = "accuracy" if args.target == "gender" else "mae"
@@ -466,16 +701,34 @@ def save_final(args, model, model_args: dict, metrics: dict, importance: dict, c
                   else f"sequence dataset at {args.data} ({metrics['n_sequences']} sequences, "
                        f"{metrics['n_subjects']} subjects)")
     label = {"accuracy": "held-out-subject accuracy", "mae": "held-out-subject age MAE (years)"}[metric]
+    per = metrics.get("per_fold_scores", [])
+    card_metrics: dict[str, Any] = {
+        f"{label} ({metrics['folds']}-fold CV mean)": round(metrics[metric]["mean"], 4),
+        "per-fold": ", ".join(f"{v:.4f}" for v in metrics[metric]["per_fold"])}
+    if per and args.target == "gender":
+        card_metrics["expected calibration error (test folds, mean)"] = round(float(np.mean([s["ece"] for s in per])), 4)
+        card_metrics["temperature (fitted on validation subjects)"] = model_args.get("temperature", 1.0)
+    elif per:
+        card_metrics["predict-the-training-mean MAE (years)"] = round(
+            float(np.mean([s["constant_predictor"] for s in per])), 2)
+        card_metrics["share of held-out ages within ±1 predicted std"] = round(
+            float(np.mean([s["coverage_1sd"] for s in per])), 3)
+        card_metrics["std scale (fitted on validation subjects)"] = model_args.get("std_scale", 1.0)
+    card_metrics["top relation (mean importance)"] = (" – ".join(importance["top_relations"][0]["regions"])
+                                                      if importance["top_relations"] else "n/a")
+    outputs = ("a probability that the face is labelled \"female\" (a logistic output divided by a temperature "
+               "fitted on validation subjects)" if args.target == "gender" else
+               "an age estimate with a predicted standard deviation (scaled on validation subjects)")
+    synthetic_note = (" Because it was trained on generated data, its output is a model probability on that "
+                      "generated distribution, not a confidence about a real person." if synthetic else "")
     card = ModelCard(
         title=f"fdin-{args.target}" + ("" if args.model == "fdin" else f"-{args.model}"),
         summary=(f"FDIN ({args.model}) estimating {args.target} from facial landmark dynamics, with a "
                  "relational importance matrix over region pairs. A reimplementation of the ideas of Kim & Ro "
-                 "(ECCV 2018); architecture, regions and training recipe are fdin's own choices."),
+                 "(ECCV 2018); architecture, regions and training recipe are fdin's own choices. "
+                 f"Output: {outputs}.{synthetic_note}"),
         trained_on=trained_on, synthetic_training_data=synthetic,
-        metrics={f"{label} ({metrics['folds']}-fold CV mean)": round(metrics[metric]["mean"], 4),
-                 "per-fold": ", ".join(f"{v:.4f}" for v in metrics[metric]["per_fold"]),
-                 "top relation (mean importance)": (" – ".join(importance["top_relations"][0]["regions"])
-                                                    if importance["top_relations"] else "n/a")},
+        metrics=card_metrics,
         training_command=command, tags=("facial-dynamics", args.target),
         paper="Kim & Ro, Facial Dynamics Interpreter Network, ECCV 2018 (arXiv 1711.10688)")
     model_dir = args.model_dir or (args.out / "model")
@@ -484,9 +737,10 @@ def save_final(args, model, model_args: dict, metrics: dict, importance: dict, c
                             extra_config={"target": args.target, "regions": importance["regions"],
                                           "cv_metrics": metrics})
     # Ship the ONNX export beside the weights (covered by SHA256SUMS) so analysis never needs torch.
-    from fdin.models.fdin_onnx import add_onnx_to_weights
+    from fdin.models.fdin_onnx import GEOMETRY_ARCHITECTURES, add_onnx_to_weights
 
-    add_onnx_to_weights(saved)
+    if VARIANT_ARCHITECTURE[args.model] in GEOMETRY_ARCHITECTURES:  # the comparison models are not exported
+        add_onnx_to_weights(saved)
     return saved
 
 

@@ -20,6 +20,24 @@ importance-weighted combination of relational features. **All layer choices belo
 * :class:`TraitHead`: gender → one logit (for "female"); age → mean and log-variance of a Gaussian
   in normalised years (``(age - age_center) / age_scale``), trained with the Gaussian NLL.
 
+Non-relational and hand-crafted comparison models behind the same interface (``importance`` is all
+zeros for them; benchmark: ``docs/benchmarks/fdin-synth.md``):
+
+* :class:`ConcatBaseline` (``fdin_concat``): the same encoder; at every time step all regions' features
+  are concatenated and passed through one MLP, then pooled over time. Nothing in it is pairwise by
+  design, but the MLP can represent interactions between regions (e.g. products of two regions'
+  velocities at the same time).
+* :class:`SequenceBaseline` (``fdin_lstm``): one LSTM over all regions' normalised velocity channels.
+* :class:`PairwiseCorrBaseline` (``fdin_pairwise_corr``): fixed, hand-crafted features per pair
+  (velocity correlation at lag 0, the largest cross-correlation over lags ±``max_lag`` frames and
+  that lag) → standardisation → one linear layer: a logistic regression (gender) or a linear
+  regression with a log-variance (age).
+
+**Calibration.** ``temperature`` (gender: the logit is divided by it) and ``std_scale`` (age: the
+predicted standard deviation is multiplied by it) are fitted on validation subjects after training
+(:mod:`train.fdin`) and stored in the model's ``model_args``, so every consumer (PyTorch, the ONNX
+export, :mod:`fdin.analyze`) reads calibrated probabilities and spreads.
+
 Modules take and return batched tensors; :mod:`fdin.analyze` is the numpy-level predictor.
 """
 
@@ -35,7 +53,7 @@ from fdin.models.registry import register_model
 from fdin.regions import NUM_REGIONS, region_pairs
 
 TARGETS = ("gender", "age")
-RELATIONS = ("importance", "uniform", "none")
+RELATIONS = ("importance", "uniform", "none", "concat", "lstm", "pairwise_corr")
 
 
 class LocalDynamicsEncoder(nn.Module):
@@ -150,13 +168,27 @@ class RelationalInterpreter(nn.Module):
             pooled = self.rel_norm(pooled.transpose(1, 2)).transpose(1, 2)
         return pooled
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def scores(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, R, T, D) → ``(r (B, P, E), importance logits (B, P))`` (zeros for ``"uniform"``)."""
         r = self.relational_features(h)
-        if self.score is not None:
-            a = torch.softmax(self.score(r).squeeze(-1), dim=-1)
-        else:
-            a = torch.full(r.shape[:2], 1.0 / r.shape[1], dtype=r.dtype, device=r.device)
+        logits = self.score(r).squeeze(-1) if self.score is not None else r.new_zeros(r.shape[:2])
+        return r, logits
+
+    @staticmethod
+    def combine(r: torch.Tensor, logits: torch.Tensor,
+                pair_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z = Σ a_ij r_ij`` with ``a = softmax(logits)`` over the pairs kept by ``pair_mask``.
+
+        ``pair_mask`` (B, P) or (P,) of 0/1 keeps only the pairs marked 1 (the importance is
+        renormalised over them): the deletion/insertion tests of importance faithfulness.
+        """
+        if pair_mask is not None:
+            logits = logits.masked_fill(pair_mask.expand_as(logits) <= 0, float("-inf"))
+        a = torch.softmax(logits, dim=-1)
         return (a.unsqueeze(-1) * r).sum(1), a
+
+    def forward(self, h: torch.Tensor, pair_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.combine(*self.scores(h), pair_mask)
 
 
 class TraitHead(nn.Module):
@@ -186,6 +218,91 @@ class RegionwiseBaseline(nn.Module):
         return per_region.mean(dim=1), per_region
 
 
+class VelocityInput(nn.Module):
+    """(B, T, R, C) displacements → (B, R, T, C) RMS-normalised velocities (no parameters).
+
+    The same input transform as :class:`LocalDynamicsEncoder` (``input_mode="velocity"``), for the
+    models that do not use the temporal CNN.
+    """
+
+    def __init__(self, *, in_channels: int = NUM_CHANNELS, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.in_channels, self.eps = in_channels, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1)
+        v = v / (v.pow(2).mean(dim=1, keepdim=True).sqrt() + self.eps)
+        return v.permute(0, 2, 1, 3)
+
+
+class ConcatBaseline(nn.Module):
+    """(B, R, T, D) encoder features → all regions concatenated per time step → MLP → pooled → head."""
+
+    def __init__(self, *, dim: int, num_regions: int = NUM_REGIONS, hidden: int = 64, head: TraitHead,
+                 drop_rate: float = 0.1) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(num_regions * dim, hidden), nn.GELU(),
+                                 nn.Linear(hidden, hidden), nn.GELU())
+        self.pool_proj = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.GELU())
+        self.head = head
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, None]:
+        b, r, t, d = h.shape
+        u = self.mlp(h.permute(0, 2, 1, 3).reshape(b, t, r * d))  # (B, T, H)
+        return self.head(self.pool_proj(torch.cat([u.mean(1), u.amax(1)], dim=-1))), None
+
+
+class SequenceBaseline(nn.Module):
+    """(B, R, T, C) normalised velocities → one LSTM over the R·C channels → [last, mean] → head."""
+
+    def __init__(self, *, in_channels: int = NUM_CHANNELS, num_regions: int = NUM_REGIONS, hidden: int = 48,
+                 head: TraitHead) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(num_regions * in_channels, hidden, batch_first=True)
+        self.pool_proj = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.GELU())
+        self.head = head
+
+    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, None]:
+        b, r, t, c = v.shape
+        u, _ = self.lstm(v.permute(0, 2, 1, 3).reshape(b, t, r * c))
+        return self.head(self.pool_proj(torch.cat([u[:, -1], u.mean(1)], dim=-1))), None
+
+
+class PairwiseCorrBaseline(nn.Module):
+    """Hand-crafted pairwise features + a linear model (logistic regression for gender).
+
+    Per unordered pair (i, j) and channel c of the (B, R, T, C) normalised velocities: the correlation
+    at lag 0, the largest correlation over lags −L..L and that lag (frames / L);
+    averaged over channels → (B, P, 3), flattened, standardised (batch statistics in training, running
+    statistics at inference), one linear layer.
+    """
+
+    def __init__(self, *, num_regions: int = NUM_REGIONS, max_lag: int = 8, target: str = "gender") -> None:
+        super().__init__()
+        self.max_lag = max_lag
+        self.register_buffer("pairs", torch.from_numpy(region_pairs(num_regions)), persistent=False)
+        n_feat = 3 * len(region_pairs(num_regions))
+        self.standardise = nn.BatchNorm1d(n_feat, affine=False)
+        self.linear = nn.Linear(n_feat, 1 if target == "gender" else 2)
+
+    def features(self, v: torch.Tensor) -> torch.Tensor:
+        """(B, R, T, C) → (B, P, 3): [corr at lag 0, max corr over lags, its lag / max_lag (> 0 when
+        region j follows region i)]."""
+        v = v - v.mean(dim=2, keepdim=True)
+        v = v / (v.pow(2).mean(dim=2, keepdim=True).sqrt() + 1e-6)
+        vi, vj = v[:, self.pairs[:, 0]], v[:, self.pairs[:, 1]]  # (B, P, T, C)
+        t, lags = v.shape[2], range(-self.max_lag, self.max_lag + 1)
+        cc = torch.stack([(vi[:, :, max(0, k):t + min(0, k)] * vj[:, :, max(0, -k):t - max(0, k)]).sum(2) / t
+                          for k in lags], dim=-1).mean(dim=2)  # (B, P, L)
+        best, arg = cc.max(dim=-1)
+        # lag > 0: region j follows region i
+        return torch.stack([cc[..., self.max_lag], best, (self.max_lag - arg.to(cc.dtype)) / self.max_lag], -1)
+
+    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, None]:
+        f = self.features(v).flatten(1)
+        return self.linear(self.standardise(f)), None
+
+
 class FDIN(nn.Module):
     """Encoder + interpreter (or the region-wise baseline) + trait head.
 
@@ -200,8 +317,9 @@ class FDIN(nn.Module):
     """
 
     def __init__(self, *, encoder: nn.Module, head: TraitHead | None, target: str,
-                 interpreter: RelationalInterpreter | None = None, baseline: RegionwiseBaseline | None = None,
-                 num_regions: int = NUM_REGIONS, age_center: float = 42.0, age_scale: float = 20.0) -> None:
+                 interpreter: RelationalInterpreter | None = None, baseline: nn.Module | None = None,
+                 num_regions: int = NUM_REGIONS, age_center: float = 42.0, age_scale: float = 20.0,
+                 temperature: float = 1.0, std_scale: float = 1.0) -> None:
         super().__init__()
         if (interpreter is None) == (baseline is None) or (interpreter is not None and head is None):
             raise ValueError("give an interpreter and a head, or a baseline (which owns its head)")
@@ -210,10 +328,33 @@ class FDIN(nn.Module):
         self.register_buffer("age_center", torch.tensor(float(age_center)))
         self.register_buffer("age_scale", torch.tensor(float(age_scale)))
         self.register_buffer("pairs", torch.from_numpy(region_pairs(num_regions)), persistent=False)
+        # calibration constants (from model_args, not the state dict, so older weights still load)
+        self.register_buffer("temperature", torch.tensor(float(temperature)), persistent=False)
+        self.register_buffer("std_scale", torch.tensor(float(std_scale)), persistent=False)
+
+    def set_calibration(self, *, temperature: float | None = None, std_scale: float | None = None) -> None:
+        if temperature is not None:
+            self.temperature.fill_(float(temperature))
+        if std_scale is not None:
+            self.std_scale.fill_(float(std_scale))
 
     @property
     def has_importance(self) -> bool:
         return self.interpreter is not None
+
+    def calibrated(self, raw: torch.Tensor) -> torch.Tensor:
+        """Head output → calibrated output (gender: logit / temperature; age: log-variance + 2 log s)."""
+        if self.target == "gender":
+            return raw / self.temperature
+        return torch.stack([raw[:, 0], raw[:, 1] + 2 * torch.log(self.std_scale)], dim=1)
+
+    def masked_outputs(self, x: torch.Tensor, masks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Calibrated outputs of ``x`` under each pair mask (B, P) in ``masks``, sharing one encoder
+        and relational pass (importance models only)."""
+        if self.interpreter is None:
+            raise ValueError("this model has no relational importance to mask")
+        r, logits = self.interpreter.scores(self.encoder(x))
+        return [self.calibrated(self.head(self.interpreter.combine(r, logits, m)[0])) for m in masks]
 
     def pairs_to_matrix(self, pair_values: torch.Tensor) -> torch.Tensor:
         """(B, P) → (B, R, R) symmetric with zero diagonal."""
@@ -222,15 +363,19 @@ class FDIN(nn.Module):
         m[:, self.pairs[:, 1], self.pairs[:, 0]] = pair_values
         return m
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, pair_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``pair_mask``: see :meth:`RelationalInterpreter.forward` (importance models only)."""
         h = self.encoder(x)
         out: dict[str, torch.Tensor] = {}
         if self.interpreter is not None:
-            z, a = self.interpreter(h)
-            out["output"] = self.head(z)
+            z, a = self.interpreter(h, pair_mask)
+            raw = self.head(z)
         else:
-            out["output"], out["per_region"] = self.baseline(h)
+            raw, per_region = self.baseline(h)
+            if per_region is not None:
+                out["per_region"] = per_region
             a = h.new_zeros(h.shape[0], self.pairs.shape[0])
+        out["output"] = self.calibrated(raw)
         out["pair_importance"] = a
         out["importance"] = self.pairs_to_matrix(a)
         if self.target == "age":
@@ -240,32 +385,45 @@ class FDIN(nn.Module):
 
 
 def _create_fdin(*, target: str = "gender", relation: str = "importance", encoder: str = "geometry",
-                 in_channels: int = NUM_CHANNELS, dim: int = 32, rel_dim: int = 32, num_layers: int = 3, kernel_size: int = 5,
-                 drop_rate: float = 0.1, input_mode: str = "velocity", input_scale: float = 30.0,
-                 patch_size: int = 32, rel_norm: bool = False,
-                 age_center: float = 42.0, age_scale: float = 20.0,
-                 dynamics: dict[str, Any] | None = None) -> FDIN:
+                 in_channels: int = NUM_CHANNELS, dim: int = 32, rel_dim: int = 32, num_layers: int = 3,
+                 kernel_size: int = 5, drop_rate: float = 0.1, input_mode: str = "velocity",
+                 input_scale: float = 30.0, patch_size: int = 32, rel_norm: bool = False,
+                 age_center: float = 42.0, age_scale: float = 20.0, temperature: float = 1.0,
+                 std_scale: float = 1.0, dynamics: dict[str, Any] | None = None) -> FDIN:
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if relation not in RELATIONS:
         raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
-    if encoder == "geometry":
-        enc: nn.Module = LocalDynamicsEncoder(in_channels=in_channels, dim=dim, kernel_size=kernel_size, num_layers=num_layers,
-                                              drop_rate=drop_rate, input_mode=input_mode,
-                                              input_scale=input_scale)
+    if relation in ("lstm", "pairwise_corr"):
+        enc: nn.Module = VelocityInput(in_channels=in_channels)
+    elif encoder == "geometry":
+        enc = LocalDynamicsEncoder(in_channels=in_channels, dim=dim, kernel_size=kernel_size,
+                                   num_layers=num_layers, drop_rate=drop_rate, input_mode=input_mode,
+                                   input_scale=input_scale)
     elif encoder == "appearance":
         enc = AppearanceEncoder(dim=dim, patch_size=patch_size, drop_rate=drop_rate)
     else:
         raise ValueError(f"encoder must be 'geometry' or 'appearance', got {encoder!r}")
-    if relation == "none":
-        head = TraitHead(in_dim=dim, target=target, drop_rate=drop_rate)
-        model = FDIN(encoder=enc, head=None, target=target, baseline=RegionwiseBaseline(dim=dim, head=head),
-                     age_center=age_center, age_scale=age_scale)
-    else:
+    common = {"target": target, "age_center": age_center, "age_scale": age_scale, "temperature": temperature,
+              "std_scale": std_scale}
+    if relation in ("importance", "uniform"):
         interp = RelationalInterpreter(dim=dim, rel_dim=rel_dim, relation=relation, drop_rate=drop_rate,
                                        rel_norm=rel_norm)
         model = FDIN(encoder=enc, head=TraitHead(in_dim=rel_dim, target=target, drop_rate=drop_rate),
-                     target=target, interpreter=interp, age_center=age_center, age_scale=age_scale)
+                     interpreter=interp, **common)
+    else:
+        if relation == "none":
+            baseline: nn.Module = RegionwiseBaseline(
+                dim=dim, head=TraitHead(in_dim=dim, target=target, drop_rate=drop_rate))
+        elif relation == "concat":
+            baseline = ConcatBaseline(dim=dim, head=TraitHead(in_dim=64, target=target, drop_rate=drop_rate),
+                                      drop_rate=drop_rate)
+        elif relation == "lstm":
+            baseline = SequenceBaseline(in_channels=in_channels,
+                                        head=TraitHead(in_dim=48, target=target, drop_rate=drop_rate))
+        else:
+            baseline = PairwiseCorrBaseline(target=target)
+        model = FDIN(encoder=enc, head=None, baseline=baseline, **common)
     model.dynamics_config = DynamicsConfig(**(dynamics or {}))
     model.encoder_kind = encoder
     return model
@@ -295,9 +453,31 @@ def fdin_appearance(**kwargs: Any) -> FDIN:
     return _create_fdin(**{"relation": "importance", **kwargs, "encoder": "appearance"})
 
 
-VARIANT_ARCHITECTURE = {"fdin": "fdin", "uniform": "fdin_uniform", "baseline": "fdin_baseline"}
+@register_model("fdin_concat")
+def fdin_concat(**kwargs: Any) -> FDIN:
+    """Comparison: all regions' encodings concatenated per time step into one MLP (no pairs)."""
+    return _create_fdin(**{**kwargs, "relation": "concat"})
+
+
+@register_model("fdin_lstm")
+def fdin_lstm(**kwargs: Any) -> FDIN:
+    """Comparison: one LSTM over all regions' normalised velocity channels."""
+    return _create_fdin(**{**kwargs, "relation": "lstm"})
+
+
+@register_model("fdin_pairwise_corr")
+def fdin_pairwise_corr(**kwargs: Any) -> FDIN:
+    """Comparison: hand-crafted pairwise correlation/lag features + a linear (logistic) model."""
+    return _create_fdin(**{**kwargs, "relation": "pairwise_corr"})
+
+
+#: ``--model`` name of :mod:`train.fdin` → registered architecture (the one list of model choices).
+VARIANT_ARCHITECTURE = {"fdin": "fdin", "uniform": "fdin_uniform", "baseline": "fdin_baseline",
+                        "concat": "fdin_concat", "lstm": "fdin_lstm", "pairwise-corr": "fdin_pairwise_corr"}
 
 __all__ = [
-    "FDIN", "VARIANT_ARCHITECTURE", "AppearanceEncoder", "LocalDynamicsEncoder", "RegionwiseBaseline",
-    "RelationalInterpreter", "TraitHead", "fdin", "fdin_appearance", "fdin_baseline", "fdin_uniform",
+    "FDIN", "VARIANT_ARCHITECTURE", "AppearanceEncoder", "ConcatBaseline", "LocalDynamicsEncoder",
+    "PairwiseCorrBaseline", "RegionwiseBaseline", "RelationalInterpreter", "SequenceBaseline", "TraitHead",
+    "VelocityInput", "fdin", "fdin_appearance", "fdin_baseline", "fdin_concat", "fdin_lstm",
+    "fdin_pairwise_corr", "fdin_uniform",
 ]
