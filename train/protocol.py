@@ -99,6 +99,9 @@ def to_argv(args: argparse.Namespace, overrides: dict[str, Any]) -> list[str]:
             out += [flag] if value else []
         elif isinstance(action, argparse._StoreFalseAction):
             out += [] if value else [flag]
+        elif isinstance(action, argparse.BooleanOptionalAction):
+            if value is not None:  # --x / --no-x: the positive spelling is listed first
+                out += [action.option_strings[0] if value else action.option_strings[-1]]
         elif isinstance(action, argparse._StoreAction):
             if value is None:
                 continue
