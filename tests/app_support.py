@@ -56,6 +56,24 @@ def launched(demo: Any = None, *, queue_max_size: int | None = None, **launch_ov
         demo.close()
 
 
+def wait_until_serving(url: str, log_path: Path, timeout_s: float = 120.0) -> None:
+    """Wait until a launched ``app.py`` answers ``GET {url}config`` with 200; fail with the end of its
+    log if it does not within ``timeout_s``."""
+    import time
+
+    import httpx
+    import pytest
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "config", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    pytest.fail("the app did not start: " + log_path.read_text()[-2000:])
+
+
 def group_photo() -> Path:
     """insightface's ``t1.jpg`` (six faces), copied to the examples folder."""
     from fdin.app.examples import example_photos

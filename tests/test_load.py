@@ -25,7 +25,15 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from tests.app_support import HAVE_FDIN_WEIGHTS, free_port, group_photo, launched, rss_mb, smile_clip
+from tests.app_support import (
+    HAVE_FDIN_WEIGHTS,
+    free_port,
+    group_photo,
+    launched,
+    rss_mb,
+    smile_clip,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +127,6 @@ def _status_mb(pid: int, field: str) -> float:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
     """``python app.py`` on a free loopback port (examples off, no rate limit); yields (url, pid)."""
-    import httpx
 
     tmp = tmp_path_factory.mktemp("deployed")
     port = free_port()
@@ -130,15 +137,7 @@ def deployed(tmp_path_factory):
                                 env=env, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "config", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the app did not start: " + (tmp / "server.log").read_text()[-2000:])
+        wait_until_serving(url, tmp / "server.log")
         yield url, proc.pid, tmp
     finally:
         proc.terminate()

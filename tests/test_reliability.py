@@ -26,7 +26,7 @@ from fdin.app.ratelimit import client_key
 from fdin.config import cache_root
 from fdin.errors import WeightsIntegrityError
 from fdin.weights import SUMS_NAME, read_checksums, verify_weights_dir, weights_dir
-from tests.app_support import astronaut_photo, launched
+from tests.app_support import astronaut_photo, launched, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p for p in (ROOT / "weights").iterdir() if p.is_dir())
@@ -650,15 +650,7 @@ def test_app_purges_at_start_while_running_and_at_a_normal_stop(signame: str, tm
                                 stdout=log_file, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "config", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the app did not start: " + log_path.read_text()[-2000:])
+        wait_until_serving(url, log_path)
         assert not leftover.parent.exists(), "leftovers of earlier runs are removed at start"
         client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
         payload, *_ = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
