@@ -22,6 +22,8 @@ from fdin.progress import ProgressFn, no_progress, report_steps
 from fdin.regions import REGION_NAMES, top_relations
 from fdin.results import AgeEstimate, Estimates, GenderEstimate, Importance, ModelProvenance, TrackCount
 
+#: Frames of the analysed track on which the appearance model runs (spread evenly over the track).
+APPEARANCE_FRAMES = 5
 #: Default of :class:`DynamicsAnalyzer`'s ``redetect_after`` (frames at the 25/s model rate: 2 s).
 DEFAULT_REDETECT_AFTER = 50
 
@@ -243,6 +245,7 @@ class DynamicsAnalyzer:
             MediaError: the file cannot be used as a video.
         """
         from fdin.perception import primary_track, track_appearance, track_faces
+        from fdin.perception.appearance import estimate_appearance
 
         timings: dict[str, float] = {}
         t_total = time.perf_counter()
@@ -301,7 +304,7 @@ class DynamicsAnalyzer:
             t0 = time.perf_counter()
             tracks = track_faces(frames_in, self.backend, detect_every=self.detect_every, fps=fps_hint,
                                  detect_downscale=self.detect_downscale, redetect_after=self.redetect_after,
-                                 progress=report_steps(report, "track"))
+                                 appearance_frames=0, progress=report_steps(report, "track"))
             if prefetch is not None:
                 len(prefetch)  # read to the end (a tracker may stop early); raises a decode error
             if child is not None:
@@ -336,7 +339,10 @@ class DynamicsAnalyzer:
         report("dynamics", 1.0)
 
         t0 = time.perf_counter()
-        summary = track_appearance(track)  # per-track mean and spread of apparent gender/age
+        # apparent gender/age on the analysed track only (footage breaks into several tracks; the
+        # others' estimates were never reported): per-track mean and spread
+        estimate_appearance([track], frames, self.backend, APPEARANCE_FRAMES)
+        summary = track_appearance(track)
         appearance = Estimates.from_track_summary(summary)
         timings["appearance"] = (time.perf_counter() - t0) * 1000
         timings["total"] = (time.perf_counter() - t_total) * 1000

@@ -34,8 +34,9 @@ def test_registered():
 
 @pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("target", ["gender", "age"])
-def test_shapes_and_backward(name, target):
-    model = create_model(name, target=target, dim=16, rel_dim=16)
+@pytest.mark.parametrize("fast", [False, True])
+def test_shapes_and_backward(name, target, fast):
+    model = create_model(name, target=target, dim=16, rel_dim=16, fast_correlation=fast)
     out = model(_x())
     assert out["output"].shape == (B, 1 if target == "gender" else 2)
     assert out["importance"].shape == (B, NUM_REGIONS, NUM_REGIONS)
@@ -98,7 +99,8 @@ def test_fdin_is_not_additive():
 
 
 def test_save_load_round_trip_and_hub_staging(tmp_path):
-    args = {"target": "age", "dim": 16, "rel_dim": 16, "age_center": 40.0, "age_scale": 18.0}
+    args = {"target": "age", "dim": 16, "rel_dim": 16, "age_center": 40.0, "age_scale": 18.0,
+            "fast_correlation": True}
     model = create_model("fdin", **args).eval()
     card = ModelCard(title="fdin-age-test", summary="t", trained_on="fdin.synth generated data",
                      synthetic_training_data=True, metrics={"mae": 9.9})
@@ -156,3 +158,24 @@ def test_pairwise_corr_features_find_a_lagged_copy():
     f = model.baseline.features(v)[0]  # (P, 3); pair (0, 1) is the first
     assert f[0, 1] > 0.9 and abs(float(f[0, 2]) * model.baseline.max_lag - 3) < 0.5
     assert f[1:, 1].max() < 0.6
+
+
+def test_full_rate_correlation_sees_synchrony_the_strided_layers_sample_away():
+    """Two regions sharing a fast (2-frame) tremor correlate ~1 in the full-rate term, unrelated
+    regions ~0; the term is part of every pair's relational feature (the pooled features change)."""
+    model = create_model("fdin", target="gender", dim=16, rel_dim=16, fast_correlation=True).eval()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 100, NUM_REGIONS, C, generator=g).cumsum(1) * 0.01
+    x[:, :, 1] = x[:, :, 0]  # regions 0 and 1 move identically, frame by frame
+    with torch.no_grad():
+        h, fast = model.encoder.encode(x)
+        corr = model.interpreter.pair_correlation(fast)  # (B, P, D), pair 0 = (0, 1)
+        assert fast.shape == (2, NUM_REGIONS, 16, 100) and h.shape[2] == 25
+        assert torch.allclose(corr[:, 0], torch.ones_like(corr[:, 0]), atol=0.01)
+        assert corr[:, 1:].abs().mean() < 0.3
+        with_term = model.interpreter.relational_features(h, fast)
+        other = fast.clone()
+        other[:, 1] = other[:, 1].roll(1, dims=-1)  # break the frame-level synchrony only
+        assert not torch.allclose(with_term[:, 0], model.interpreter.relational_features(h, other)[:, 0])
+    with pytest.raises(ValueError, match="full-rate"):
+        model.interpreter.relational_features(h)

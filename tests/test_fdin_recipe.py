@@ -109,3 +109,41 @@ def test_rank_stability():
     assert train_fdin.rank_stability([v, v + 1, 2 * v])["mean"] == pytest.approx(1.0)
     assert train_fdin.rank_stability([v, -v])["min"] == pytest.approx(-1.0)
     assert train_fdin.rank_stability([v, v, -v])["top1_agreement"] == pytest.approx(1 / 3)
+
+
+def test_pair_probe_loss_moves_the_importance_toward_the_pair_that_predicts():
+    """The importance-weighted probe loss: its gradient raises the importance of the pair whose own
+    probe predicts the label better than the weighted average, and lowers the others'."""
+    import torch
+
+    y = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    logits = torch.zeros(4, 3, requires_grad=True)
+    pair_output = torch.zeros(4, 3, 1)
+    pair_output[:, 1, 0] = 4 * (2 * y - 1)  # pair 1's probe is right; pairs 0 and 2 say nothing
+    out = {"output": torch.zeros(4, 1), "pair_output": pair_output,
+           "pair_importance": torch.softmax(logits, dim=-1)}
+    base = train_fdin.loss_fn(out, y, "gender")
+    loss = train_fdin.loss_fn(out, y, "gender", pair_weight=1.0)
+    loss.backward()
+    assert float(loss) > float(base) == pytest.approx(np.log(2), abs=1e-6)
+    grad = logits.grad.mean(0)
+    assert grad[1] < 0 < grad[0] and grad[2] > 0  # gradient descent raises pair 1's importance
+    # age: the same Gaussian loss per pair; pair_weight 0 leaves the trait loss alone
+    age_out = {"output": torch.zeros(4, 2), "pair_output": torch.zeros(4, 3, 2),
+               "pair_importance": torch.full((4, 3), 1 / 3)}
+    assert float(train_fdin.loss_fn(age_out, y, "age", 0.0)) < float(train_fdin.loss_fn(age_out, y, "age", 1.0))
+
+
+def test_probes_are_training_only():
+    """The recipe's per-pair probes wrap the model; the model's saved state has no probe tensors."""
+    import torch
+
+    from fdin.models.registry import create_model
+
+    model = create_model("fdin", target="gender", dim=16, rel_dim=16, fast_correlation=True)
+    net = train_fdin._probes_class()(model)
+    out = net(torch.randn(2, 100, 12, 4).cumsum(1) * 0.01, 1.0)
+    assert out["pair_output"].shape == (2, 66, 1) and "pair_features" not in out
+    assert "pair_output" not in net(torch.randn(2, 100, 12, 4), 0.0)
+    assert not any("probe" in k or k in ("weight", "bias") for k in model.state_dict())
+    assert set(net.state_dict()) == {f"model.{k}" for k in model.state_dict()} | {"weight", "bias"}

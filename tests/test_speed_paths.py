@@ -142,3 +142,32 @@ def test_lazy_pose_is_the_eager_pose_computed_on_first_read(monkeypatch):
     assert lazy == eager and eager == lazy and hash(lazy) == hash(eager)
     assert lazy.to_json_dict() == eager.to_json_dict() and calls == [1]  # computed once, then kept
     assert pickle.loads(pickle.dumps(pose_mod.LazyPose(lm, (640, 480)))) == eager
+
+
+def test_the_search_tries_the_small_copy_first_and_falls_back_to_every_pixel(monkeypatch):
+    """With no face followed, ``detect_downscale`` < 1 searches the half-size copy first; a face too
+    small for it (the astronaut at 96 px: found at 640x360, not at 320x180) is still found on the
+    full frame, and a large face never costs a full-frame detection."""
+    import cv2
+
+    from fdin.perception import get_backend, track_faces
+    from tests.faces import astronaut
+
+    be = get_backend("offline")
+    sizes: list[tuple[int, int]] = []
+    detect = be.detect_boxes
+
+    def counting(image):
+        sizes.append((image.shape[1], image.shape[0]))
+        return detect(image)
+
+    monkeypatch.setattr(be, "detect_boxes", counting)
+
+    for side, full_frame_searches in ((96, 1), (200, 0)):
+        frame = np.full((360, 640, 3), 90, np.uint8)
+        frame[80:80 + side, 300:300 + side] = cv2.resize(astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+        sizes.clear()
+        tracks = track_faces(np.stack([frame] * 3), be, detect_every=5, detect_downscale=0.5,
+                             appearance_frames=0)
+        assert len(tracks) == 1 and len(tracks[0]) == 3
+        assert sizes.count((640, 360)) == full_frame_searches and sizes[0] == (320, 180)

@@ -12,7 +12,9 @@ importance-weighted combination of relational features. **All layer choices belo
   (the paper's CNN+LSTM idea), emitting per-time-step features.
 * :class:`RelationalInterpreter`: ``g`` applied per time step to the symmetric pair feature
   ``[h_i(t) + h_j(t), h_i(t) * h_j(t), |h_i(t) - h_j(t)|]`` of every unordered pair ``i < j``, pooled
-  over time (mean and max) → ``r_ij``; importance ``e_ij = MLP(r_ij)``, ``a = softmax`` over the
+  over time (mean and max), with the time-averaged product ``h_i h_j`` and (``fast_correlation=True``,
+  what :mod:`train.fdin` trains) the per-channel correlation of the encoder's full-rate first layer
+  → ``r_ij``; importance ``e_ij = MLP(r_ij)``, ``a = softmax`` over the
   P = R(R-1)/2 pairs (``relation="importance"``) or ``a_ij = 1/P`` (``relation="uniform"``);
   ``z = Σ a_ij r_ij``.
 * :class:`RegionwiseBaseline` (``relation="none"``): each region's pooled features give its own
@@ -96,12 +98,18 @@ class LocalDynamicsEncoder(nn.Module):
         v = torch.diff(x, dim=1, prepend=x[:, :1])
         return v / (v.pow(2).mean(dim=1, keepdim=True).sqrt() + self.eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, R, C) → ``(h (B, R, T', D), fast (B, R, D, T))``: the local dynamic features and the
+        first layer's full-rate output (before the strided layers), for :class:`RelationalInterpreter`'s
+        full-rate pair correlation."""
         b, t, r, c = x.shape
         x = self.transform_input(x).permute(0, 2, 3, 1).reshape(b * r, c, t)  # (B*R, C, T)
-        h = self.input_proj(x).reshape(b, r, self.dim, t) + self.region_embed[None, :, :, None]
-        h = self.norm(self.body(h.reshape(b * r, self.dim, t)))
-        return h.reshape(b, r, self.dim, -1).transpose(2, 3)  # (B, R, T', D)
+        fast = self.input_proj(x).reshape(b, r, self.dim, t)
+        h = self.norm(self.body((fast + self.region_embed[None, :, :, None]).reshape(b * r, self.dim, t)))
+        return h.reshape(b, r, self.dim, -1).transpose(2, 3), fast  # (B, R, T', D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
 
 
 class AppearanceEncoder(nn.Module):
@@ -143,34 +151,52 @@ class RelationalInterpreter(nn.Module):
     """
 
     def __init__(self, *, dim: int = 32, rel_dim: int = 32, num_regions: int = NUM_REGIONS,
-                 relation: str = "importance", drop_rate: float = 0.1, rel_norm: bool = False) -> None:
+                 relation: str = "importance", drop_rate: float = 0.1, rel_norm: bool = False,
+                 fast_dim: int = 0) -> None:
         super().__init__()
+        self.fast_dim = fast_dim
         if relation not in ("importance", "uniform"):
             raise ValueError(f"relation must be 'importance' or 'uniform', got {relation!r}")
         self.relation = relation
         self.register_buffer("pairs", torch.from_numpy(region_pairs(num_regions)), persistent=False)
         self.g = nn.Sequential(nn.Linear(3 * dim, rel_dim), nn.GELU(), nn.Linear(rel_dim, rel_dim), nn.GELU())
-        self.pool_proj = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(2 * rel_dim + dim, rel_dim), nn.GELU())
+        self.pool_proj = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(2 * rel_dim + dim + fast_dim, rel_dim),
+                                       nn.GELU())
         self.rel_norm = nn.BatchNorm1d(rel_dim) if rel_norm else None
         self.score = (nn.Sequential(nn.Linear(rel_dim, rel_dim), nn.Tanh(), nn.Linear(rel_dim, 1))
                       if relation == "importance" else None)
         self.out_dim = rel_dim
 
-    def relational_features(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, R, T, D) → (B, P, E) pooled relational features ``r_ij``."""
+    def relational_features(self, h: torch.Tensor, fast: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, R, T, D) local features (+ the encoder's full-rate (B, R, D, T_full) features when it
+        has them) → (B, P, E) pooled relational features ``r_ij``."""
         hi, hj = h[:, self.pairs[:, 0]], h[:, self.pairs[:, 1]]  # (B, P, T, D)
         rel = self.g(torch.cat([hi + hj, hi * hj, (hi - hj).abs()], dim=-1))  # (B, P, T, E)
-        # + a direct second-order term: the time-average of h_i(t) * h_j(t) (a covariance of the two
-        # regions' local dynamics), which makes synchrony easy to read out from the start of training
-        cov = (hi * hj).mean(dim=2)
-        pooled = self.pool_proj(torch.cat([rel.mean(dim=2), rel.amax(dim=2), cov], dim=-1))  # (B, P, E)
+        # + direct second-order terms: the time-average of h_i(t) * h_j(t) (a covariance of the two
+        # regions' local dynamics) and, at the full frame rate, the per-channel correlation over time
+        # of the encoder's first layer. The strided layers sample at a quarter of the frame rate, which
+        # at some initialisations hides fast synchrony (tremor) from the pooled features and left
+        # training at chance; the full-rate correlation separates it from the first step (measured
+        # on fdin.synth, docs/benchmarks/fdin-synth.md)
+        terms = [rel.mean(dim=2), rel.amax(dim=2), (hi * hj).mean(dim=2)]
+        if self.fast_dim:
+            if fast is None:
+                raise ValueError("this interpreter needs the encoder's full-rate features")
+            terms.append(self.pair_correlation(fast))
+        pooled = self.pool_proj(torch.cat(terms, dim=-1))  # (B, P, E)
         if self.rel_norm is not None:
             pooled = self.rel_norm(pooled.transpose(1, 2)).transpose(1, 2)
         return pooled
 
-    def scores(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pair_correlation(self, fast: torch.Tensor) -> torch.Tensor:
+        """(B, R, D, T) full-rate features → (B, P, D): per-channel correlation over time of every pair."""
+        fc = fast - fast.mean(dim=-1, keepdim=True)
+        fc = fc / (fc.pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-3)
+        return (fc[:, self.pairs[:, 0]] * fc[:, self.pairs[:, 1]]).mean(dim=-1)
+
+    def scores(self, h: torch.Tensor, fast: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, R, T, D) → ``(r (B, P, E), importance logits (B, P))`` (zeros for ``"uniform"``)."""
-        r = self.relational_features(h)
+        r = self.relational_features(h, fast)
         logits = self.score(r).squeeze(-1) if self.score is not None else r.new_zeros(r.shape[:2])
         return r, logits
 
@@ -187,8 +213,9 @@ class RelationalInterpreter(nn.Module):
         a = torch.softmax(logits, dim=-1)
         return (a.unsqueeze(-1) * r).sum(1), a
 
-    def forward(self, h: torch.Tensor, pair_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.combine(*self.scores(h), pair_mask)
+    def forward(self, h: torch.Tensor, pair_mask: torch.Tensor | None = None,
+                fast: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.combine(*self.scores(h, fast), pair_mask)
 
 
 class TraitHead(nn.Module):
@@ -353,8 +380,13 @@ class FDIN(nn.Module):
         and relational pass (importance models only)."""
         if self.interpreter is None:
             raise ValueError("this model has no relational importance to mask")
-        r, logits = self.interpreter.scores(self.encoder(x))
+        r, logits = self.interpreter.scores(*self._encode(x))
         return [self.calibrated(self.head(self.interpreter.combine(r, logits, m)[0])) for m in masks]
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The encoder's ``(h, full-rate features or None)``."""
+        encode = getattr(self.encoder, "encode", None)
+        return encode(x) if encode is not None else (self.encoder(x), None)
 
     def pairs_to_matrix(self, pair_values: torch.Tensor) -> torch.Tensor:
         """(B, P) → (B, R, R) symmetric with zero diagonal."""
@@ -363,13 +395,22 @@ class FDIN(nn.Module):
         m[:, self.pairs[:, 1], self.pairs[:, 0]] = pair_values
         return m
 
-    def forward(self, x: torch.Tensor, pair_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``pair_mask``: see :meth:`RelationalInterpreter.forward` (importance models only)."""
-        h = self.encoder(x)
+    def forward(self, x: torch.Tensor, pair_mask: torch.Tensor | None = None,
+                pair_features: bool = False) -> dict[str, torch.Tensor]:
+        """``pair_mask``: see :meth:`RelationalInterpreter.forward` (importance models only).
+
+        ``pair_features``: also return ``pair_features`` (B, P, E), every pair's relational feature
+        ``r_ij`` (relational models only), for the training recipe's per-pair probes
+        (:mod:`train.fdin`).
+        """
+        h, fast = self._encode(x)
         out: dict[str, torch.Tensor] = {}
         if self.interpreter is not None:
-            z, a = self.interpreter(h, pair_mask)
+            r, logits = self.interpreter.scores(h, fast)
+            z, a = self.interpreter.combine(r, logits, pair_mask)
             raw = self.head(z)
+            if pair_features:
+                out["pair_features"] = r
         else:
             raw, per_region = self.baseline(h)
             if per_region is not None:
@@ -389,7 +430,8 @@ def _create_fdin(*, target: str = "gender", relation: str = "importance", encode
                  kernel_size: int = 5, drop_rate: float = 0.1, input_mode: str = "velocity",
                  input_scale: float = 30.0, patch_size: int = 32, rel_norm: bool = False,
                  age_center: float = 42.0, age_scale: float = 20.0, temperature: float = 1.0,
-                 std_scale: float = 1.0, dynamics: dict[str, Any] | None = None) -> FDIN:
+                 std_scale: float = 1.0, fast_correlation: bool = False,
+                 dynamics: dict[str, Any] | None = None) -> FDIN:
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if relation not in RELATIONS:
@@ -408,7 +450,8 @@ def _create_fdin(*, target: str = "gender", relation: str = "importance", encode
               "std_scale": std_scale}
     if relation in ("importance", "uniform"):
         interp = RelationalInterpreter(dim=dim, rel_dim=rel_dim, relation=relation, drop_rate=drop_rate,
-                                       rel_norm=rel_norm)
+                                       rel_norm=rel_norm,
+                                       fast_dim=dim if fast_correlation and encoder == "geometry" else 0)
         model = FDIN(encoder=enc, head=TraitHead(in_dim=rel_dim, target=target, drop_rate=drop_rate),
                      interpreter=interp, **common)
     else:

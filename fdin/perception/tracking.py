@@ -14,10 +14,11 @@ check, otherwise the face is *lost* in that frame:
   patch of the last detection (normalised cross-correlation >= :data:`MIN_PATCH_NCC`), so a fit that
   slid onto the background or a different object is rejected.
 
-While at least one face is being followed, ``detect_downscale`` < 1 runs the detector on a smaller
-copy of the frame (boxes mapped back): the detector only has to re-confirm a face whose landmarks
-are already known, and its cost grows with the pixel count (yuface: ~40 ms at 640x360, ~10 ms at
-320x180 on the 2-core CPU machines). With no face being followed the full frame is searched.
+``detect_downscale`` < 1 runs the detector on a smaller copy of the frame (boxes mapped back): its
+cost grows with the pixel count (yuface: ~40 ms at 640x360, ~10 ms at 320x180 on the 2-core CPU
+machines), and while a face is followed it only has to re-confirm a face whose landmarks are
+already known. With no face being followed and nothing found on the small copy, the full frame is
+searched too (a face too small for the copy is still found).
 
 On detection frames, tracks and detections are paired by IoU (Hungarian assignment, IoU >= 0.3); a
 track without a detection is lost in that frame (the detector's "no face here" wins), a detection
@@ -120,8 +121,9 @@ def track_faces(
         fps: frame rate for the smoother (default: ``frames.fps`` for a Video, else 30).
         max_lost: a track missing for this many consecutive frames is closed.
         appearance_frames: frames per track on which apparent gender/age is estimated (0: none).
-        detect_downscale: scale of the frame copy the detector sees while a face is being followed
-            (1.0: the full frame always; :class:`fdin.analyze.DynamicsAnalyzer` uses 0.5).
+        detect_downscale: scale of the frame copy the detector sees first (1.0: the full frame always;
+            :class:`fdin.analyze.DynamicsAnalyzer` uses 0.5); with no face followed and none found
+            on the copy, the full frame is searched as well.
         redetect_after: None: the detector runs on the fixed schedule of ``detect_every``. A number:
             detection on demand instead. While every open track is followed, the detector runs only
             when a fit degrades (patch correlation < :data:`REDETECT_NCC`, spread changed by more
@@ -192,7 +194,9 @@ def track_faces(
         if detect_now:
             last_detect = index
             following = any(a.lost == 0 for a in active)
-            detections = detect_scaled(be, image, detect_downscale if following else 1.0)
+            detections = detect_scaled(be, image, detect_downscale)
+            if not following and not detections and detect_downscale < 1.0:
+                detections = be.detect_boxes(image)  # nothing on the small copy: search every pixel
             predicted = [box_absolute(a.box_rel, a.landmarks, a.velocity) if a.lost == 0 else a.last_box
                          for a in active]
             pairs = assign(predicted, [d.bbox for d in detections])
