@@ -1,14 +1,19 @@
 """Regression guard for the FDIN training recipe (``train.fdin.train_model``) at small scale.
 
 The case is the one that stayed on the initial plateau with the old recipe: 300 ``fdin.synth``
-sequences (data seed 1300, the report's 300-sequence set), fold 3 of 3 with split seed 0 reached
-0.333 held-out accuracy (early stopping at epoch 13 with the training loss still at ln 2). Two seeds
-of the current recipe must both learn it (held-out accuracy ≥ 0.85) with the planted pair ranked
+sequences (data seed 1300), fold 3 of 3 with split seed 0 reached 0.333 held-out accuracy (early
+stopping at epoch 13 with the training loss still at ln 2). Two seeds of the current recipe must both
+learn it **on the first attempt** (``--restarts 0``: the plateau restarts are a safety net, not the
+recipe) within 15 epochs (~165 steps), reaching held-out accuracy ≥ 0.85 with the planted pair ranked
 first; the same trained models check the importance's faithfulness (deleting the top pair hurts far
-more than deleting a random or the bottom pair) and the validation-fitted temperature.
+more than deleting a random or the bottom pair) and the validation-fitted temperature. Without the
+per-pair probe loss and the full-rate correlation (``--pair-aux 0 --no-fast-correlation``) the same
+runs stay on the plateau (measured: docs/benchmarks/fdin-synth.md).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -18,6 +23,9 @@ from fdin.synth import GENDER_PAIR, write_dataset
 from train import fdin as train_fdin
 
 SEEDS = (0, 1)
+#: extra train.fdin arguments, empty for the shipped recipe; run with
+#: FDIN_RECIPE_OVERRIDES="--pair-aux 0 --no-fast-correlation" to watch the guard fail without the two fixes
+RECIPE_OVERRIDES: list[str] = [a for a in os.environ.get("FDIN_RECIPE_OVERRIDES", "").split() if a]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +42,8 @@ def trained(tmp_path_factory):
     out = {}
     for seed in SEEDS:
         args = train_fdin.parse_args(["--data", str(data), "--out", str(data.parent / f"o{seed}"), "--quiet",
-                                      "--threads", "1", "--seed", str(seed), "--no-eval-train"])
+                                      "--threads", "1", "--seed", str(seed), "--no-eval-train", "--restarts", "0",
+                                      "--epochs", "15", *RECIPE_OVERRIDES])
         args.dyn_config = DynamicsConfig()
         fold = 2
         test_subjects = train_fdin.subject_folds(list(subjects), args.folds, args.seed)[fold]

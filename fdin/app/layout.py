@@ -75,15 +75,6 @@ class LiveOverlay(gr.Image):
         return super().postprocess(value)
 
 
-#: A failed request says so once, in the toast (a plain sentence from the handler); the per-output
-#: "Error" badges would repeat it on every output. Table headers wrap between words, never inside one.
-CSS = """
-[data-testid="status-tracker"] span.error, [data-testid="status-tracker"] .clear-status { display: none; }
-#faces-table th, #faces-table th * { word-break: normal !important; overflow-wrap: normal !important;
-  hyphens: none !important; }
-"""
-
-
 def _existing(path: Path) -> str | None:
     return str(path) if path.is_file() else None
 
@@ -107,8 +98,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
     example_args = {"cache_examples": False, "run_on_click": False, "api_visibility": "private"}
     buttons: list[tuple[gr.Button, str]] = []  # (button, its label once consent is given)
 
-    with GuardedBlocks(title=texts.TITLE, analytics_enabled=False, delete_cache=settings.DELETE_CACHE,
-                       css=CSS) as demo:
+    with GuardedBlocks(title=texts.TITLE, analytics_enabled=False, delete_cache=settings.DELETE_CACHE) as demo:
         gr.Markdown(texts.INTRO)
         gr.Markdown(texts.NOTICE, elem_id="fdin-notice")
         consent = gr.Checkbox(label=texts.CONSENT, value=False, elem_id="fdin-consent")

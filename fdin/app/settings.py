@@ -104,6 +104,15 @@ def upload_quota_bytes(env: Mapping[str, str] | None = None) -> int:
         return UPLOAD_QUOTA_BYTES
 
 
+#: A failed request says so once, in the toast (a plain sentence from the handler); the per-output
+#: "Error" badges would repeat it on every output. Table headers wrap between words, never inside one.
+CSS = """
+[data-testid="status-tracker"] span.error, [data-testid="status-tracker"] .clear-status { display: none; }
+#faces-table th, #faces-table th * { word-break: normal !important; overflow-wrap: normal !important;
+  hyphens: none !important; }
+"""
+
+
 def launch_kwargs(*, host: str = LOCAL_HOST, port: int | None = DEFAULT_PORT,
                   max_file_size: str | int = MAX_FILE_SIZE) -> dict[str, Any]:
     """Hardened ``demo.launch`` options (R-02, R-03, R-06, R-07, R-09; body limits, upload quota and
@@ -126,6 +135,7 @@ def launch_kwargs(*, host: str = LOCAL_HOST, port: int | None = DEFAULT_PORT,
         "blocked_paths": [str(weights_dir()), str(REPO_ROOT / ".git"), str(REPO_ROOT / ".venv")],
         "run_history": False,
         "strict_cors": True,
+        "css": CSS,  # Gradio 6: app-level styling is a launch() option
         "app_kwargs": {"middleware": [Middleware(GuardMiddleware, max_body_bytes=MAX_BODY_BYTES,
                                                  quota=UploadQuota(upload_quota_bytes(), UPLOAD_QUOTA_WINDOW_S))]},
     }
