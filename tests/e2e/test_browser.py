@@ -9,9 +9,6 @@ Skips (with the reason) only when no chromium executable is installed; ``make te
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,54 +19,19 @@ from tests.app_support import (
     astronaut_photo,
     face_crop,
     group_photo,
-    launched,
     smile_clip,
     smile_y4m,
     text_as,
 )
+from tests.browser_support import BROWSER_MARKS, MODEL_TIMEOUT_MS, shot
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (make test installs Debian's chromium)"),
-]
-
-SCREENSHOTS = (Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-               if os.environ.get("FDIN_UPDATE_SCREENSHOTS") == "1"
-               else Path(tempfile.gettempdir()) / "fdin-screenshots")
-MODEL_TIMEOUT_MS = 180_000
+pytestmark = BROWSER_MARKS
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("browser-media")
-
-
-@pytest.fixture(scope="module")
-def app():
-    from fdin.app import build_demo
-    from fdin.app.examples import prepare_examples
-
-    prepare_examples()
-    with launched(build_demo(examples="lazy")) as demo:
-        yield demo
-
-
-@pytest.fixture(scope="module")
-def browser(media):
-    from playwright.sync_api import sync_playwright
-
-    y4m = smile_y4m(media).resolve()
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
-        yield browser
-        browser.close()
+def camera_clip(media) -> Path:
+    return smile_y4m(media)
 
 
 @pytest.fixture()
@@ -97,12 +59,6 @@ def _plot_box(page, elem_id: str) -> dict:
         " return p && p.getBoundingClientRect().height > 50 && p.getBoundingClientRect().width > 50; }",
         timeout=30_000)
     return locator.bounding_box()
-
-
-def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def _tab(page, name: str) -> None:
@@ -134,7 +90,7 @@ def test_upload_video_renders_the_heatmap(page, media) -> None:
     heatmap_text = page.locator("#heat-gender").inner_text()
     assert "left eye" in heatmap_text or "right eye" in heatmap_text  # region names on the axes
     assert "from facial dynamics" in page.locator("#analysis-summary").inner_text()
-    _shot(page, "trait_estimation")
+    shot(page, "trait_estimation")
 
 
 @pytest.mark.skipif(not HAVE_FDIN_WEIGHTS, reason=NO_FDIN_WEIGHTS)
@@ -162,7 +118,7 @@ def test_record_from_fake_webcam_and_analyse(page) -> None:
     assert box["height"] > 100
     summary = page.locator("#analysis-summary").inner_text()
     assert "from facial dynamics" in summary
-    _shot(page, "webcam_recording")
+    shot(page, "webcam_recording")
 
 
 def test_relations_with_two_photos_shows_the_trait_chart(page, media) -> None:
@@ -175,7 +131,7 @@ def test_relations_with_two_photos_shows_the_trait_chart(page, media) -> None:
     box = _plot_box(page, "trait-chart")
     assert box["height"] > 100
     assert "warm" in page.locator("#trait-chart").inner_text()
-    _shot(page, "relations_two_photos")
+    shot(page, "relations_two_photos")
 
 
 def test_relations_group_photo_shows_the_matrix(page) -> None:
@@ -185,7 +141,7 @@ def test_relations_group_photo_shows_the_matrix(page) -> None:
     page.locator("#photo-a img").first.wait_for(timeout=30_000)
     page.click("#relate-btn")
     assert _plot_box(page, "relation-matrix")["height"] > 100
-    _shot(page, "relations_group")
+    shot(page, "relations_group")
 
 
 def test_faces_tab(page) -> None:
@@ -195,7 +151,7 @@ def test_faces_tab(page) -> None:
     page.locator("#faces-in img").first.wait_for(timeout=30_000)
     page.click("#faces-btn")
     page.locator("#faces-status").get_by_text("Found 6 faces").wait_for(timeout=MODEL_TIMEOUT_MS)
-    _shot(page, "faces")
+    shot(page, "faces")
 
 
 def test_bad_file_shows_a_friendly_toast(page, media) -> None:
@@ -209,7 +165,7 @@ def test_bad_file_shows_a_friendly_toast(page, media) -> None:
     text = toast.inner_text()
     assert "not a photo" in text, text
     assert "Traceback" not in text and "not-a-photo" not in text
-    _shot(page, "friendly_error")
+    shot(page, "friendly_error")
     # the next request still works
     page.set_input_files("#faces-in input[type=file]", str(astronaut_photo()))
     page.wait_for_timeout(1000)
@@ -222,7 +178,7 @@ def test_models_tab(page) -> None:
     page.get_by_text("Disclaimers").first.wait_for()
     text = page.inner_text("body")
     assert "gradio_client" in text and "binary label" in text and "generated" in text
-    _shot(page, "models_and_api")
+    shot(page, "models_and_api")
 
 
 def test_relations_trait_dropdown_redraws_the_matrix_from_the_server(page) -> None:

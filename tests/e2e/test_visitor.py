@@ -9,28 +9,16 @@ Skips (with the reason) only when no chromium executable is installed; ``make te
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.app_support import HAVE_FDIN_WEIGHTS, NO_FDIN_WEIGHTS, group_photo, launched, smile_clip, text_as
+from tests.app_support import HAVE_FDIN_WEIGHTS, NO_FDIN_WEIGHTS, group_photo, smile_clip, text_as
+from tests.browser_support import BROWSER_MARKS, MODEL_TIMEOUT_MS, shot
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (make test installs Debian's chromium)"),
-]
-
-SCREENSHOTS = (Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-               if os.environ.get("FDIN_UPDATE_SCREENSHOTS") == "1"
-               else Path(tempfile.gettempdir()) / "fdin-screenshots")
-MODEL_TIMEOUT_MS = 180_000
+pytestmark = BROWSER_MARKS
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -71,32 +59,8 @@ def hevc_clip(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("visitor-media")
-
-
-@pytest.fixture(scope="module")
-def app():
-    from fdin.app import build_demo
-    from fdin.app.examples import prepare_examples
-
-    prepare_examples()
-    with launched(build_demo(examples="lazy")) as demo:
-        yield demo
-
-
-@pytest.fixture(scope="module")
-def browser(media):
-    from playwright.sync_api import sync_playwright
-
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera_y4m(media).resolve()}"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
-        yield browser
-        browser.close()
+def camera_clip(media) -> Path:
+    return camera_y4m(media)
 
 
 def _page(browser, app, viewport):
@@ -139,12 +103,6 @@ def _tab(page, name: str) -> None:
     page.locator(".overflow-dropdown button", has_text=name).first.click()
 
 
-def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 def _plot(page, elem_id: str):
     page.wait_for_function(
         f"() => {{ const p = document.querySelector('#{elem_id} .js-plotly-plot');"
@@ -172,7 +130,7 @@ def test_example_visible_without_scrolling_and_consent_hint(desktop) -> None:
     assert desktop.locator("#analysis-summary").inner_text().strip() == ""
     _consent(desktop)
     assert desktop.locator("#analyze-btn").inner_text().strip() == "Analyse video"
-    _shot(desktop, "first_view_desktop")
+    shot(desktop, "first_view_desktop")
 
 
 # --- item 3: the live webcam mode -----------------------------------------------------------------
@@ -212,7 +170,7 @@ def test_live_webcam_tracks_estimates_and_analyses(page) -> None:
     assert "from appearance" in summary and "from facial dynamics" in summary
     _plot(page, "live-heat-gender")
     _no_horizontal_scroll(page)
-    _shot(page, f"live_webcam_{page.fdin_size}")
+    shot(page, f"live_webcam_{page.fdin_size}")
 
 
 # --- items 1 and 2: every pair, readable at both sizes --------------------------------------------
@@ -236,7 +194,7 @@ def test_six_faces_every_pair_and_readable(page) -> None:
             .filter(th => th.scrollWidth > th.clientWidth + 1).length""")
         assert broken == 0
     _no_horizontal_scroll(page)
-    _shot(page, f"relations_group_{page.fdin_size}")
+    shot(page, f"relations_group_{page.fdin_size}")
 
 
 @pytest.mark.skipif(not HAVE_FDIN_WEIGHTS, reason=NO_FDIN_WEIGHTS)
@@ -255,7 +213,7 @@ def test_heatmaps_on_a_phone_show_every_region(browser, app, media) -> None:
         assert "confidence" not in summary.lower() and "demonstration output" in summary
         assert "lost in" in summary and "averaged over" in summary
         _no_horizontal_scroll(page)
-        _shot(page, "trait_estimation_phone")
+        shot(page, "trait_estimation_phone")
     finally:
         context.close()
 
@@ -290,7 +248,7 @@ def test_renamed_text_file_gives_one_message(desktop, media) -> None:
     badges = desktop.evaluate("() => [...document.querySelectorAll('[data-testid=status-tracker] .error')]"
                               ".filter(e => e.offsetParent).length")
     assert badges == 0, f"{badges} red 'Error' badges on the outputs"
-    _shot(desktop, "friendly_error")
+    shot(desktop, "friendly_error")
 
 
 # --- item 4: HEVC preview -----------------------------------------------------------------------------
