@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from fdin.labels import EXPRESSION_LABELS
+from fdin.models.pretrained import OnnxBackedModel
 
 log = logging.getLogger(__name__)
 
@@ -185,20 +186,9 @@ def _session(path: Path, threads: int) -> Any:
 
 # --- the predictor ---------------------------------------------------------------------------------
 @dataclass
-class FerExpressionModel:
-    """The FER2013 expression model, numpy in, :class:`ExpressionEstimate` out.
-
-    ``backend`` is ``"onnxruntime"`` or ``"torch"``; ``config``/``path``/``source``/``provenance()``
-    mirror :class:`fdin.weights.LoadedModel`.
-    """
-
-    config: dict[str, Any]
-    path: Path
-    source: str
-    backend: str
-    onnx_path: Path | None = None
-    session: Any = field(default=None, repr=False)
-    _model: Any = field(default=None, repr=False)
+class FerExpressionModel(OnnxBackedModel):
+    """The FER2013 expression model, numpy in, :class:`ExpressionEstimate` out (fields and ``model``:
+    :class:`fdin.models.pretrained.OnnxBackedModel`; its provenance also names the backend)."""
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike[str] = DEFAULT_MODEL, *, revision: str | None = None,
@@ -256,19 +246,8 @@ class FerExpressionModel:
     def input_size(self) -> int:
         return int(self.config.get("preprocess", PREPROCESS)["input_size"][-1])
 
-    @property
-    def model(self) -> Any:
-        """The PyTorch module (loaded on first access)."""
-        if self._model is None:
-            from fdin.models.pretrained import load_pretrained
-
-            self._model = load_pretrained(self.path, verify=True).model
-        return self._model
-
     def provenance(self) -> dict[str, Any]:
-        from fdin.weights import provenance_of
-
-        return {**provenance_of(self.config, self.source), "backend": self.backend}
+        return {**super().provenance(), "backend": self.backend}
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(B, 1, 64, 64) normalised input -> (B, 7) logits."""

@@ -28,11 +28,13 @@ import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fdin.models.pretrained import OnnxBackedModel
 
 log = logging.getLogger(__name__)
 
@@ -153,21 +155,9 @@ def _onnx_sha(session: Any) -> str:
 
 
 @dataclass
-class FdinPredictor:
-    """One FDIN model, numpy in and out: ``predictor(x (B, T, R, C)) -> {name: ndarray}``.
-
-    Mirrors :class:`fdin.models.pretrained.LoadedModel`'s ``config``/``path``/``source``/``provenance()``;
-    ``backend`` is ``"onnxruntime"`` or ``"torch"``. ``model`` (the PyTorch module) is loaded on
-    first access only.
-    """
-
-    config: dict[str, Any]
-    path: Path
-    source: str
-    backend: str
-    onnx_path: Path | None = None
-    session: Any = field(default=None, repr=False)
-    _model: Any = field(default=None, repr=False)
+class FdinPredictor(OnnxBackedModel):
+    """One FDIN model, numpy in and out: ``predictor(x (B, T, R, C)) -> {name: ndarray}`` (fields and
+    ``model``/``provenance()``: :class:`fdin.models.pretrained.OnnxBackedModel`)."""
 
     @property
     def target(self) -> str | None:
@@ -181,23 +171,6 @@ class FdinPredictor:
         from fdin.dynamics import DynamicsConfig
 
         return DynamicsConfig(**(self.config.get("model_args", {}).get("dynamics") or {}))
-
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            from fdin.models.pretrained import load_pretrained
-
-            self._model = load_pretrained(self.path, verify=True).model
-        return self._model
-
-    @property
-    def trained_on(self) -> str:
-        return str(self.config.get("trained_on", "unknown"))
-
-    def provenance(self) -> dict[str, Any]:
-        from fdin.weights import provenance_of
-
-        return provenance_of(self.config, self.source)
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)

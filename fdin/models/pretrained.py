@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,4 +58,37 @@ def load_pretrained(source: str | os.PathLike[str], *, revision: str | None = No
     return LoadedModel(model=model, config=config, path=path, source=described)
 
 
-__all__ = ["LoadedModel", "load_pretrained"]
+@dataclass
+class OnnxBackedModel:
+    """A verified model folder served by ONNX Runtime when possible, PyTorch otherwise (the predictors
+    :class:`fdin.models.fdin_onnx.FdinPredictor` and :class:`fdin.expression_fer.FerExpressionModel`).
+
+    ``config``/``path``/``source``/``provenance()`` mirror :class:`LoadedModel`; ``backend`` is
+    ``"onnxruntime"`` or ``"torch"``; ``session`` the ONNX Runtime session (or None); ``model``, the
+    PyTorch module, is loaded from the verified folder on first access only.
+    """
+
+    config: dict[str, Any]
+    path: Path
+    source: str
+    backend: str
+    onnx_path: Path | None = None
+    session: Any = field(default=None, repr=False)
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def model(self) -> Any:
+        """The PyTorch module (loaded on first access)."""
+        if self._model is None:
+            self._model = load_pretrained(self.path, verify=True).model
+        return self._model
+
+    @property
+    def trained_on(self) -> str:
+        return str(self.config.get("trained_on", "unknown"))
+
+    def provenance(self) -> dict[str, Any]:
+        return provenance_of(self.config, self.source)
+
+
+__all__ = ["LoadedModel", "OnnxBackedModel", "load_pretrained"]
