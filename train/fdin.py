@@ -495,7 +495,10 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
     const = constant_baseline(records, train_idx, val_idx, args.target)
     plateau = args.plateau_factor * (const["loss"] if args.target == "gender" else const["mae"])
     best_model, best_hist, best_crit = None, [], float("inf")
-    for attempt in range(1 + max(0, args.restarts)):
+    if args.model == "pairwise-corr":  # a linear model on fixed features: fitted to convergence
+        best_model, best_hist, best_crit = fit_linear(args, records, train_idx, val_idx, model_args,
+                                                      age_center, age_scale)
+    for attempt in range(0 if best_model is not None else 1 + max(0, args.restarts)):
         model, hist, crit = _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_scale,
                                       seed=args.seed + 1000 * attempt, plateau=plateau,
                                       last=attempt == max(0, args.restarts), desc=f"{desc} try {attempt + 1}",
@@ -520,6 +523,90 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
         model_args.update(cal)
     best_model.eval()
     return best_model, best_hist, model_args
+
+
+#: L2 strengths tried by :func:`fit_linear` (on standardised features; per training sequence)
+LINEAR_L2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def fit_linear(args, records, train_idx, val_idx, model_args, age_center, age_scale) -> tuple[Any, list[dict], float]:
+    """``pairwise-corr``: the hand-crafted pair features of the training sequences, standardised, then a
+    logistic (gender; L-BFGS to convergence) or ridge (age; closed form, log-variance = the residual
+    variance) regression for each L2 strength in :data:`LINEAR_L2`; the strength with the best
+    validation loss (gender) / MAE (age) is kept. A fair linear baseline is fitted to its optimum, not
+    stopped after the neural models' epoch budget."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from fdin.models.registry import create_model
+
+    torch.manual_seed(args.seed)
+    model = create_model(VARIANT_ARCHITECTURE[args.model], **model_args).eval()
+    common = {"target": args.target, "length": args.dyn_config.length, "train": False, "augment_on": False,
+              "seed": args.seed, "age_center": age_center, "age_scale": age_scale}
+
+    def features(idx: np.ndarray):
+        ds = make_dataset(records, idx, **common)
+        xs, ys = zip(*(ds[k] for k in range(len(ds))), strict=True)
+        with torch.no_grad():
+            f = model.baseline.features(model.encoder(torch.stack(xs))).flatten(1)
+        return f.double(), torch.stack(ys).double()
+
+    f_train, y_train = features(train_idx)
+    mean, var = f_train.mean(0), f_train.var(0, unbiased=False)
+    bn = model.baseline.standardise
+    z_train = (f_train - mean) / torch.sqrt(var + bn.eps)
+    val_loader = DataLoader(make_dataset(records, val_idx, **common), batch_size=256)
+    metric = "accuracy" if args.target == "gender" else "mae"
+    best, history = (float("inf"), None), []
+    n, d = z_train.shape
+    for i, l2 in enumerate(LINEAR_L2):
+        if args.target == "gender":
+            weight, bias = _logistic_fit(z_train, y_train, l2)
+            train_loss = float(F.binary_cross_entropy_with_logits(z_train @ weight[0] + bias, y_train))
+        else:
+            zc = torch.cat([z_train, torch.ones(n, 1, dtype=torch.float64)], 1)
+            reg = l2 * n * torch.eye(d + 1, dtype=torch.float64)
+            reg[d, d] = 0
+            coef = torch.linalg.solve(zc.T @ zc + reg, zc.T @ y_train)
+            resid = float(((zc @ coef - y_train) ** 2).mean())
+            weight = torch.stack([coef[:d], torch.zeros(d, dtype=torch.float64)])
+            bias = torch.stack([coef[d], torch.tensor(np.log(max(resid, 1e-6)), dtype=torch.float64)])
+            train_loss = resid
+        with torch.no_grad():
+            bn.running_mean.copy_(mean.float())
+            bn.running_var.copy_(var.float())
+            model.baseline.linear.weight.copy_(weight.float())
+            model.baseline.linear.bias.copy_(bias.float())
+        va = score(predict(model, val_loader), args.target, age_scale)
+        crit = va["loss"] if args.target == "gender" else va["mae"]
+        history.append({"epoch": i + 1, "l2": l2, "train_loss": train_loss, f"train_{metric}": float("nan"),
+                        f"val_{metric}": va[metric], "val_loss": va["loss"]})
+        if crit < best[0]:
+            best = (crit, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[1])
+    model.eval()
+    return model, history, best[0]
+
+
+def _logistic_fit(z, y, l2: float):
+    """L2-regularised logistic regression by L-BFGS: (N, D) float64, (N,) 0/1 → (weight (1, D), bias (1,))."""
+    import torch
+    import torch.nn.functional as F
+
+    d = z.shape[1]
+    w = torch.zeros(d + 1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(z @ w[:d] + w[d], y) + l2 * (w[:d] ** 2).sum() / 2
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach()[None, :d], w.detach()[d:]
 
 
 def _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_scale, *, seed: int,
@@ -707,8 +794,9 @@ def main(argv: list[str] | None = None) -> int:
             group_sum[group] = group_sum.get(group, 0) + pred["pair_importance"][k]
             group_n[group] = group_n.get(group, 0) + 1
         if rank == 0:
-            log.info("fold %d/%d: test %s = %.4f (%d train, %d val, %d test sequences, %d epochs)", f + 1,
-                     args.folds, metric, sc[metric], len(train_idx), len(val_idx), len(test_idx), len(history))
+            log.info("fold %d/%d: test %s = %.4f (%d train, %d val, %d test sequences, %d %s)", f + 1,
+                     args.folds, metric, sc[metric], len(train_idx), len(val_idx), len(test_idx), len(history),
+                     "L2 strengths" if args.model == "pairwise-corr" else "epochs")
 
     mean_imp = pairs_to_matrix(imp_sum / max(imp_n, 1))
     metrics = {"target": args.target, "model": args.model, "folds": args.folds,

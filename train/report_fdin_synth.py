@@ -45,6 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--restarts", type=int, default=0,
+                   help="train.fdin --restarts for every run (default 0: every model gets the same "
+                        "--epochs budget per fold; plateau restarts would multiply the cost of models "
+                        "that cannot learn a setting)")
     p.add_argument("--train-args", default="", help="extra train.fdin arguments (one string)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--jobs", type=int, default=2, help="training processes in parallel")
@@ -73,6 +77,7 @@ def run_one(args, data: Path, target: str, model: str, seed: int, out: Path) -> 
         train_fdin.main(["--data", str(data), "--target", target, "--model", model, "--out", str(out),
                          "--epochs", str(args.epochs), "--folds", str(args.folds), "--seed", str(seed),
                          "--threads", str(args.threads), "--no-final", "--quiet", "--no-eval-train",
+                         "--restarts", str(args.restarts),
                          *args.train_args.split()])
     return out
 
@@ -355,7 +360,7 @@ def write_report(args, runs: dict, elapsed_s: float, command: str,
     lines += ["## What was run", "",
               f"{len(runs)} runs: settings {args.settings}, targets {args.targets}, sizes {args.sizes}, models "
               f"{args.models}, seeds {args.seeds} (a missing combination was not run). Training arguments: "
-              f"`--epochs {args.epochs} --folds {args.folds} {args.train_args}`, everything else the defaults of "
+              f"`--epochs {args.epochs} --folds {args.folds} --restarts {args.restarts} {args.train_args}`, everything else the defaults of "
               "`python -m train.fdin` (the recipe is described in its `train_model`).", "",
               "## Reading the results", "",
               "* `baseline` is additive over regions, so on a relation-only signal it is at chance by construction; "
