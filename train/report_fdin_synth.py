@@ -337,7 +337,7 @@ def write_report(args, runs: dict, elapsed_s: float, command: str,
                         lines.append(f"| {k} | " + " | ".join(f"{curves['deletion'][o][i]:.{d}f}" for o in COLOURS)
                                      + " | " + " | ".join(f"{curves['insertion'][o][i]:.{d}f}" for o in COLOURS)
                                      + " |")
-                    svg_name = f"fdin-synth-faithfulness-{setting}-{target}.svg"
+                    svg_name = f"fdin-synth-faithfulness-{setting}-{target}-{n}.svg"
                     (args.out.parent / svg_name).write_text(svg_faithfulness(
                         curves, f"fdin {setting} {target}, {n} sequences: deletion / insertion",
                         metric) + "\n")
