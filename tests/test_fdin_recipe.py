@@ -79,8 +79,8 @@ def test_importance_is_faithful(trained, seed):
     # deleting the top pair costs far more than deleting a random or the least important one
     assert f["deletion"]["top"][0] < f["deletion"]["random"][0] - 0.2
     assert f["deletion"]["bottom"][0] >= f["full"] - 0.02
-    # the top pair alone carries the prediction; the bottom pair alone does not
-    assert f["insertion"]["top"][0] >= f["full"] - 0.05 > f["insertion"]["bottom"][0]
+    # the top pair alone carries (nearly all of) the prediction; the bottom pair alone does not
+    assert f["insertion"]["top"][0] >= f["full"] - 0.1 > f["insertion"]["bottom"][0] + 0.2
 
 
 def test_temperature_is_fitted_and_calibration_is_reported(trained):
@@ -134,7 +134,7 @@ def test_pair_probe_loss_moves_the_importance_toward_the_pair_that_predicts():
     base = train_fdin.loss_fn(out, y, "gender")
     loss = train_fdin.loss_fn(out, y, "gender", pair_weight=1.0)
     loss.backward()
-    assert float(loss) > float(base) == pytest.approx(np.log(2), abs=1e-6)
+    assert float(loss.detach()) > float(base.detach()) == pytest.approx(np.log(2), abs=1e-6)
     grad = logits.grad.mean(0)
     assert grad[1] < 0 < grad[0] and grad[2] > 0  # gradient descent raises pair 1's importance
     # age: the same Gaussian loss per pair; pair_weight 0 leaves the trait loss alone
