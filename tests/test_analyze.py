@@ -112,7 +112,8 @@ def test_analyze_pipeline_with_a_fake_tracker(analyzer, tmp_path, monkeypatch):
     """The decode → track → dynamics → FDIN path, with tracking replaced by known landmarks."""
     import fdin.perception as perception
     from fdin.media import write_video
-    from fdin.perception.types import Face, FaceTrack, Pose
+    from fdin.analyze import APPEARANCE_FRAMES
+    from fdin.perception.types import Appearance, Face, FaceTrack, Pose
 
     lm = smile_sequence(seed=2, fps=25)
     video = write_video(np.full((len(lm), 96, 128, 3), 120, np.uint8), 25.0, tmp_path / "v.mp4")
@@ -127,12 +128,22 @@ def test_analyze_pipeline_with_a_fake_tracker(analyzer, tmp_path, monkeypatch):
 
     monkeypatch.setattr(perception, "track_faces", fake_track, raising=False)
     monkeypatch.setattr(perception, "primary_track", lambda tracks: tracks[0] if tracks else None, raising=False)
-    monkeypatch.setattr(perception, "get_backend", lambda name=None: object(), raising=False)
+    class AppearanceOnly:  # the appearance model runs on the analysed track only, on 5 of its frames
+        calls: list[int] = []
+
+        def appearance(self, image, faces):
+            self.calls.append(len(faces))
+            return [Appearance(p_female=0.8, age_years=30.0, model="fake appearance")] * len(faces)
+
+    be = AppearanceOnly()
+    monkeypatch.setattr(perception, "get_backend", lambda name=None: be, raising=False)
+    monkeypatch.setattr(analyzer, "_backend", be)  # the module's analyzer may have loaded the real one
     result = analyzer.analyze(video)
     data = result.to_json_dict()
     assert list(data) == list(TraitResult.JSON_KEYS)
     assert data["frames_analyzed"] == len(lm) and data["face_track"]["lost"] == len(lm) - len(result.landmarks)
-    assert data["appearance"] == {"gender": None, "age": None, "model": None}
+    assert be.calls == [1] * APPEARANCE_FRAMES
+    assert data["appearance"]["gender"]["p_female"] == 0.8 and data["appearance"]["frames"] == APPEARANCE_FRAMES
     assert {"decode", "track", "total"} <= set(data["timings_ms"])
     json.dumps(result.to_json_dict(include_arrays=True))
 
