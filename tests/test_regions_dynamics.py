@@ -76,6 +76,28 @@ def test_compute_dynamics_on_synthetic_smile():
     assert d.trajectories[:, mouth, 2].max() > 5 * d.trajectories[:, nose, 2].max() > 0
 
 
+def test_a_failed_fit_is_dropped_not_turned_into_motion():
+    """Smiles (25-50 fps, head motion, landmark noise) have no outlier frame; one frame whose fit slid
+    by a fifth of the inter-ocular distance is flagged and dropped, so the dynamics match the clean
+    sequence's instead of carrying a velocity spike."""
+    for seed in range(12):
+        for fps in (25, 30, 50):
+            lm = synth.smile_sequence(seed=seed, fps=fps)
+            assert not dynamics.outlier_frames(dynamics.align_landmarks(lm)).any()
+    lm = synth.smile_sequence(seed=3, fps=25)
+    bad = lm.copy()
+    iod = np.linalg.norm(lm[40, 42:48].mean(0) - lm[40, 36:42].mean(0))
+    bad[40, 48:68] += np.float32([0.0, 0.8 * iod])  # the mouth fit slides down in one frame
+    flagged = dynamics.outlier_frames(dynamics.align_landmarks(bad))
+    assert flagged.sum() == 1 and flagged[40]
+    clean, spiky = (dynamics.compute_dynamics(x, fps=25).model_input for x in (lm, bad))
+    without_drop = dynamics.region_trajectories(dynamics.resample(
+        dynamics.align_landmarks(bad), np.arange(len(bad)) / 25.0, 25.0)[1], 3)
+    mouth = regions.region_index("lower_lip")
+    assert np.abs(spiky - clean)[:, mouth].max() < 0.1 * np.abs(without_drop - dynamics.region_trajectories(
+        dynamics.resample(dynamics.align_landmarks(lm), np.arange(len(lm)) / 25.0, 25.0)[1], 3))[:, mouth].max()
+
+
 def test_short_track_is_refused():
     lm = synth.smile_sequence(seed=0)[:10]
     with pytest.raises(NoFaceError, match="at least"):
