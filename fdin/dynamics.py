@@ -7,6 +7,8 @@ Pipeline (every step is **fdin's own choice** [D]; the paper's preprocessing was
    :data:`~fdin.regions.STABLE_LANDMARKS` only (nose bridge, nose tip, eye corners), so head motion
    is removed but an expression does not drag the alignment. Units afterwards: inter-ocular distance
    ("IOD", eye centre to eye centre = 1).
+   Then **drop failed fits**: a frame whose aligned landmarks lie more than :data:`OUTLIER_IOD` from
+   the median of its ±3 neighbours is treated like a frame where the face was lost.
 2. **Resample** to a fixed rate (``fps``, default 25) by linear interpolation on the frame timestamps
    (frames where the face was lost are simply absent; interpolation bridges them).
 3. **Displacements relative to the neutral start**: the reference shape is the mean of the first

@@ -220,7 +220,7 @@ def write_report(args, runs: dict, elapsed_s: float, command: str,
              "here), which small data sets and early stopping counted in epochs cut short. Reproduce with "
              "`python -m train.fdin --synthetic 300 --synthetic-seed 1300 --out runs/old --no-final --schedule "
              "constant --warmup 0 --restarts 0 --batch-size 32 --dim 32 --rel-dim 32 --patience 10 --min-epochs 12 "
-             "--epochs 40 --no-calibration`.", "",
+             "--epochs 40 --no-calibration --pair-aux 0 --no-fast-correlation`.", "",
              "**What kept runs on the plateau, measured.** At initialisation the planted pair's relational "
              "feature already separates the classes linearly (~0.92 accuracy with a logistic probe, 600 "
              "sequences), yet training sat at chance for hundreds of steps: `z = Σ a_ij r_ij` starts as a "
