@@ -111,8 +111,8 @@ def test_cli_batch_folder_and_no_face_exit(tmp_path, smile_mp4, capsys):
 def test_analyze_pipeline_with_a_fake_tracker(analyzer, tmp_path, monkeypatch):
     """The decode → track → dynamics → FDIN path, with tracking replaced by known landmarks."""
     import fdin.perception as perception
-    from fdin.media import write_video
     from fdin.analyze import APPEARANCE_FRAMES
+    from fdin.media import write_video
     from fdin.perception.types import Appearance, Face, FaceTrack, Pose
 
     lm = smile_sequence(seed=2, fps=25)
@@ -129,7 +129,8 @@ def test_analyze_pipeline_with_a_fake_tracker(analyzer, tmp_path, monkeypatch):
     monkeypatch.setattr(perception, "track_faces", fake_track, raising=False)
     monkeypatch.setattr(perception, "primary_track", lambda tracks: tracks[0] if tracks else None, raising=False)
     class AppearanceOnly:  # the appearance model runs on the analysed track only, on 5 of its frames
-        calls: list[int] = []
+        def __init__(self) -> None:
+            self.calls: list[int] = []
 
         def appearance(self, image, faces):
             self.calls.append(len(faces))
