@@ -184,19 +184,24 @@ class Storage:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def remove_at_exit(self) -> None:
-        """Remove the folder at interpreter exit, and turn SIGTERM into a normal exit so that happens
-        (SIGINT already raises KeyboardInterrupt). Only from the main thread (signal handlers)."""
+        """Remove the folder at interpreter exit, and turn SIGTERM and SIGINT into the same prompt exit:
+        the folder is removed in the handler, then ``SystemExit(128 + signal)``. (SIGINT's default
+        KeyboardInterrupt made Gradio close the server gracefully first, which under load could outlast
+        a supervisor's patience.) Only from the main thread (signal handlers)."""
         atexit.register(self.close)
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
 
-            def on_term(signum: int, frame: Any) -> None:
+            def on_signal(signum: int, frame: Any, previous: Any = previous) -> None:
                 self.close()
-                if callable(previous) and previous not in (signal.SIG_DFL, signal.SIG_IGN):
+                if callable(previous) and previous not in (signal.SIG_DFL, signal.SIG_IGN,
+                                                           signal.default_int_handler):
                     previous(signum, frame)
                 raise SystemExit(128 + signum)
 
-            signal.signal(signal.SIGTERM, on_term)
+            signal.signal(sig, on_signal)
 
 
 _current: Storage | None = None
