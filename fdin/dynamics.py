@@ -173,14 +173,16 @@ OUTLIER_IOD = 0.05
 
 def outlier_frames(aligned: np.ndarray, *, half_window: int = 3, threshold: float = OUTLIER_IOD) -> np.ndarray:
     """(N, 68, 2) aligned landmarks (IOD units) → (N,) bool: frames far from their neighbours' median."""
-    n = len(aligned)
-    out = np.zeros(n, dtype=bool)
-    if n < 2 * half_window + 1:
-        return out
-    for i in range(n):
-        window = aligned[max(0, i - half_window): i + half_window + 1]
-        out[i] = np.linalg.norm(aligned[i] - np.median(window, axis=0), axis=-1).mean() > threshold
-    return out
+    n, w = len(aligned), 2 * half_window + 1
+    if n < w:
+        return np.zeros(n, dtype=bool)
+    # interior frames: all windows at once; the first/last ``half_window`` frames: truncated windows
+    median = np.empty_like(aligned)
+    windows = np.lib.stride_tricks.sliding_window_view(aligned, w, axis=0)  # (n - w + 1, 68, 2, w)
+    median[half_window:n - half_window] = np.median(windows, axis=-1)
+    for i in (*range(half_window), *range(n - half_window, n)):
+        median[i] = np.median(aligned[max(0, i - half_window): i + half_window + 1], axis=0)
+    return np.linalg.norm(aligned - median, axis=-1).mean(axis=-1) > threshold
 
 
 def compute_dynamics(landmarks: np.ndarray, *, timestamps: np.ndarray | None = None,

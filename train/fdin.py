@@ -495,10 +495,11 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
     const = constant_baseline(records, train_idx, val_idx, args.target)
     plateau = args.plateau_factor * (const["loss"] if args.target == "gender" else const["mae"])
     best_model, best_hist, best_crit = None, [], float("inf")
-    if args.model == "pairwise-corr":  # a linear model on fixed features: fitted to convergence
+    linear = args.model == "pairwise-corr"  # a linear model on fixed features: fitted to convergence
+    if linear:
         best_model, best_hist, best_crit = fit_linear(args, records, train_idx, val_idx, model_args,
                                                       age_center, age_scale)
-    for attempt in range(0 if best_model is not None else 1 + max(0, args.restarts)):
+    for attempt in range(0 if linear else 1 + max(0, args.restarts)):
         model, hist, crit = _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_scale,
                                       seed=args.seed + 1000 * attempt, plateau=plateau,
                                       last=attempt == max(0, args.restarts), desc=f"{desc} try {attempt + 1}",

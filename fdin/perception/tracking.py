@@ -182,7 +182,7 @@ def track_faces(
 
     source = (frames[i] for i in range(total)) if sized else iter(frames)
     for index, raw in enumerate(source):
-        if not sized:
+        if not sized and appearance_frames > 0:  # kept only for the appearance step
             seen.append(raw)
         image = np.ascontiguousarray(raw)
         height, width = image.shape[:2]

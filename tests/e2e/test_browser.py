@@ -134,13 +134,18 @@ def test_relations_with_two_photos_shows_the_trait_chart(page, media) -> None:
     shot(page, "relations_two_photos")
 
 
-def test_relations_group_photo_shows_the_matrix(page) -> None:
+def _relate_group_photo(page) -> None:
+    """Consent, relate the six-face group photo, and wait for the relation matrix."""
     _consent(page)
     _tab(page, "Relations")
     page.set_input_files("#photo-a input[type=file]", str(group_photo()))
     page.locator("#photo-a img").first.wait_for(timeout=30_000)
     page.click("#relate-btn")
     assert _plot_box(page, "relation-matrix")["height"] > 100
+
+
+def test_relations_group_photo_shows_the_matrix(page) -> None:
+    _relate_group_photo(page)
     shot(page, "relations_group")
 
 
@@ -183,12 +188,7 @@ def test_models_tab(page) -> None:
 
 def test_relations_trait_dropdown_redraws_the_matrix_from_the_server(page) -> None:
     """Issue 16: the redraw reads the session's last result kept on the server (gr.State)."""
-    _consent(page)
-    _tab(page, "Relations")
-    page.set_input_files("#photo-a input[type=file]", str(group_photo()))
-    page.locator("#photo-a img").first.wait_for(timeout=30_000)
-    page.click("#relate-btn")
-    assert _plot_box(page, "relation-matrix")["height"] > 100
+    _relate_group_photo(page)
     page.get_by_label("Trait for the relation matrix (3+ faces)").click()
     page.get_by_role("option", name="dominant").click()
     page.locator("#relation-matrix", has_text="Dominant across all pairs").wait_for(timeout=30_000)
