@@ -32,7 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "perception": ("fdin.perception.*",),
     "dynamics": ("fdin.regions", "fdin.alignment", "fdin.dynamics", "fdin.warp", "fdin.synth"),
     "models": ("fdin.models.*",),
-    "predictors": ("fdin.analyze", "fdin.relate", "fdin.faces", "fdin.expression_fer", "fdin.results", "fdin.commands.*"),
+    "predictors": ("fdin.analyze", "fdin.analysis_pool", "fdin.relate", "fdin.faces", "fdin.expression_fer", "fdin.results", "fdin.commands.*"),
     "viz": ("fdin.viz",),
     "app": ("fdin.app.*", "fdin.ui", "fdin.cli", "fdin.__main__"),
 }

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fdin.app.settings import MODEL_THREADS, model_source
+from fdin.app.settings import MODEL_THREADS, analysis_workers, model_source
 
 if TYPE_CHECKING:
     from fdin.analyze import TraitResult
@@ -78,12 +78,18 @@ class LazyPredictors:
     def analyzer(self) -> Any:
         with self._lock:
             if self._analyzer is None:
+                from fdin.analysis_pool import PooledAnalyzer
                 from fdin.analyze import DynamicsAnalyzer
 
                 t0 = time.perf_counter()
                 (gender, gender_rev), (age, age_rev) = model_source("gender"), model_source("age")
-                self._analyzer = DynamicsAnalyzer(gender_weights=gender, gender_revision=gender_rev,
-                                                  age_weights=age, age_revision=age_rev)
+                sources = {"gender_weights": gender, "gender_revision": gender_rev, "age_weights": age,
+                           "age_revision": age_rev}
+                # Videos arrive decoded (in the sandboxed child): no decode worker. Each analysis runs in
+                # one of the analysis worker processes, so two run on two cores (fdin.analysis_pool).
+                workers = analysis_workers()
+                self._analyzer = (PooledAnalyzer(workers=workers, decode_worker=False, **sources) if workers
+                                  else DynamicsAnalyzer(decode_worker=False, **sources))
                 log.info("FDIN models loaded in %.1f s", time.perf_counter() - t0)
             return self._analyzer
 

@@ -15,6 +15,7 @@ QUEUE_MAX_SIZE = 16                 # waiting events beyond the running ones get
 MODEL_CONCURRENCY_ID = "model"      # every model event shares these worker slots ...
 MODEL_CONCURRENCY = 2               # ... two at once: one per CPU core (issue 15; docs/benchmarks/speed.md)
 MODEL_THREADS = 1                   # ONNX Runtime intra-op threads per relation request: 2 requests x 1 = 2 cores
+ANALYSIS_WORKERS = MODEL_CONCURRENCY  # video analyses run in this many worker processes (env FDIN_ANALYSIS_WORKERS; 0: in-process)
 PRELOAD_MODELS = True               # load every model in a background thread at start (env FDIN_PRELOAD=0: off)
 DELETE_CACHE = (300, 600)           # every 5 min delete cached files older than 10 min: gone within 15 min
 SCRATCH_MAX_AGE_S = 600
@@ -86,6 +87,16 @@ def preload_enabled(env: Mapping[str, str] | None = None) -> bool:
     """:data:`PRELOAD_MODELS`, unless ``FDIN_PRELOAD`` is "0"/"false"/"no"/"off"."""
     value = (os.environ if env is None else env).get("FDIN_PRELOAD", "").strip().lower()
     return PRELOAD_MODELS if not value else value not in ("0", "false", "no", "off")
+
+
+def analysis_workers(env: Mapping[str, str] | None = None) -> int:
+    """:data:`ANALYSIS_WORKERS`, or ``FDIN_ANALYSIS_WORKERS`` (0: analyse in the app's process, as
+    a host too small for two more model copies, ~0.35 GB each, may want)."""
+    text = (os.environ if env is None else env).get("FDIN_ANALYSIS_WORKERS", "").strip()
+    try:
+        return max(0, min(int(text), MODEL_CONCURRENCY)) if text else ANALYSIS_WORKERS
+    except ValueError:
+        return ANALYSIS_WORKERS
 
 
 def queue_kwargs(*, max_size: int = QUEUE_MAX_SIZE) -> dict[str, Any]:

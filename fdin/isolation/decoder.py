@@ -6,12 +6,14 @@ first call the model loading competed with decoding the same way. A separate pro
 the other core with no GIL in common, so ``fdin analyze`` pays max(decode, track) rather than the
 sum, and a cold process loads its models while the worker decodes.
 
-How: :class:`DecodeWorker` is one long-lived ``python -I`` child (started once, reused for every
+How: :class:`DecodeWorker` is one long-lived ``python -I`` child (a
+:class:`~fdin.isolation.workers.LineWorker`, started once, reused for every
 video; only numpy, PyAV and :mod:`fdin.media` are imported there, never a model). For each video the
 parent sends one JSON line (the path and the :class:`~fdin.media.DecodeLimits`); the child runs
 :func:`fdin.media.open_video_stream` -- the same checks, limits, resampling and frames as
 :func:`fdin.media.read_video` -- and writes each kept frame into a file in a private ``0700``
-directory on ``/dev/shm`` (RAM; sized sparsely for the largest output the limits allow), then one
+directory (:func:`fdin.isolation.workers.exchange_dir`: on ``/dev/shm``, RAM, when it has room for the
+largest output the limits allow, else the temporary folder; the file is sized sparsely), then one
 line ``f <timestamp>`` on its stdout. The parent maps that file copy-on-write (no copy: it reads the
 child's pages) and yields each frame as its line arrives; the file is unlinked as soon as it is
 mapped. The last line carries the :class:`~fdin.media.Video` fields, or the error, which the parent
@@ -25,16 +27,10 @@ gets a second worker) and :meth:`DecoderPool.prestart` starts one ahead of need.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import select
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, fields
@@ -43,19 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from fdin.errors import ProcessingTimeoutError, WorkerCrashedError
+from fdin.errors import WorkerCrashedError
+from fdin.isolation.workers import LineWorker, WorkerPool, exchange_dir, remove_dir
 
 log = logging.getLogger(__name__)
-
-_BOOTSTRAP = ("import sys; sys.path.insert(0, {root!r}); "
-              "from fdin.isolation.decoder import worker_main; sys.exit(worker_main())")
-#: Seconds the parent waits for the next line from a worker before it gives up on it (a stuck
-#: decoder; the limits' own deadline usually stops it first).
-STALL_TIMEOUT_S = 120.0
-
-
-def _shm_dir() -> str | None:
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 # --- the child ----------------------------------------------------------------------------------------
@@ -108,47 +95,19 @@ def worker_main() -> int:
 
 
 # --- the parent ---------------------------------------------------------------------------------------
-class DecodeWorker:
+class DecodeWorker(LineWorker):
     """One decode child process; :meth:`decode` one video at a time."""
 
-    def __init__(self) -> None:
-        root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
-                    "PYTHONDONTWRITEBYTECODE": "1"})
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-I", "-c", _BOOTSTRAP.format(root=root)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env=env, start_new_session=True, close_fds=True)
-        self.broken = False
-        self.pending = bytearray()  # bytes read from the child's stdout past the last full line
+    timeout_message = "Reading the video took too long and was stopped."
+    crash_message = ("The video decoder crashed while reading this file (the file may be damaged or malformed); "
+                     "nothing was processed. Try another file.")
 
-    def alive(self) -> bool:
-        return not self.broken and self.proc.poll() is None
+    def __init__(self) -> None:
+        super().__init__("fdin.isolation.decoder", "worker_main")
 
     def decode(self, path: str | os.PathLike[str], limits: Any) -> ChildVideoStream:
         """Start decoding ``path``; iterate the result for its frames (see :class:`ChildVideoStream`)."""
         return ChildVideoStream(self, Path(path), limits)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()  # type: ignore[union-attr]
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(OSError, AttributeError):
-                stream.close()  # type: ignore[union-attr]
-
-    def kill(self) -> None:
-        self.broken = True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, 9)
-        self.proc.wait()
-        self.close()
 
 
 class ChildVideoStream:
@@ -162,7 +121,7 @@ class ChildVideoStream:
 
     def __init__(self, worker: DecodeWorker, path: Path, limits: Any) -> None:
         self._worker = worker
-        self._dir = Path(tempfile.mkdtemp(prefix="fdin-dec-", dir=_shm_dir()))
+        self._dir = exchange_dir("fdin-dec-", int(getattr(limits, "max_output_bytes", 0)))
         self._file = self._dir / "frames.u8"
         self._t0 = time.perf_counter()
         self.decode_s = 0.0
@@ -174,33 +133,18 @@ class ChildVideoStream:
         self.complete = False  # the worker's last line for this video was read (it is free again)
         request = {"path": str(path.resolve()), "file": str(self._file), "limits": asdict(limits)}
         try:
-            worker.proc.stdin.write(json.dumps(request).encode() + b"\n")  # type: ignore[union-attr]
-            worker.proc.stdin.flush()  # type: ignore[union-attr]
-        except OSError:
+            worker.send(request)
+        except WorkerCrashedError:
             self._cleanup()
             self.complete = True
-            worker.broken = True
-            raise WorkerCrashedError("The video decoder stopped unexpectedly; nothing was processed. "
-                                     "Try again or try another file.") from None
+            raise
 
     def _line(self) -> bytes:
-        worker = self._worker
-        while b"\n" not in worker.pending:
-            fd = worker.proc.stdout.fileno()  # type: ignore[union-attr]
-            ready, _, _ = select.select([fd], [], [], STALL_TIMEOUT_S)
-            if not ready:
-                worker.kill()
-                raise ProcessingTimeoutError("Reading the video took too long and was stopped.")
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                worker.broken = True
-                self.complete = True
-                raise WorkerCrashedError("The video decoder crashed while reading this file (the file may be "
-                                         "damaged or malformed); nothing was processed. Try another file.")
-            worker.pending += chunk
-        line, _, rest = bytes(worker.pending).partition(b"\n")
-        worker.pending[:] = rest
-        return line
+        try:
+            return self._worker.read_line()
+        except WorkerCrashedError:
+            self.complete = True
+            raise
 
     def __length_hint__(self) -> int:
         return max(self._expected, len(self._timestamps))
@@ -247,47 +191,14 @@ class ChildVideoStream:
         return self._video
 
     def _cleanup(self) -> None:
-        shutil.rmtree(self._dir, ignore_errors=True)
+        remove_dir(self._dir)
 
 
-class DecoderPool:
+class DecoderPool(WorkerPool[DecodeWorker]):
     """Idle :class:`DecodeWorker` processes, handed out one per video; at most ``keep`` kept idle."""
 
     def __init__(self, keep: int = 2) -> None:
-        self._idle: list[DecodeWorker] = []
-        self._lock = threading.Lock()
-        self.keep = keep
-
-    def prestart(self) -> None:
-        """Start a worker now (its interpreter start-up overlaps whatever the caller does next)."""
-        with self._lock:
-            if not any(w.alive() for w in self._idle):
-                self._idle.append(DecodeWorker())
-
-    def acquire(self) -> DecodeWorker:
-        with self._lock:
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.alive():
-                    return worker
-                worker.close()
-        return DecodeWorker()
-
-    def release(self, worker: DecodeWorker) -> None:
-        if not worker.alive():
-            worker.close()
-            return
-        with self._lock:
-            if len(self._idle) < self.keep:
-                self._idle.append(worker)
-                return
-        worker.close()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for worker in idle:
-            worker.close()
+        super().__init__(DecodeWorker, keep)
 
 
 __all__ = ["ChildVideoStream", "DecodeWorker", "DecoderPool", "worker_main"]

@@ -1,0 +1,219 @@
+"""Video analysis in worker *processes*, so two analyses run on two cores (issue 15).
+
+Why: the per-frame work of an analysis (yuface detection, dlib's 68-point fit) holds the GIL, so two
+analyses on threads of one process (the app's two model slots) run one after the other: two took
+2x the time of one. In an :class:`AnalysisWorker` each analysis has an interpreter of its own.
+:class:`PooledAnalyzer` is the analyzer the app uses: decoded videos go to its workers, everything
+else (paths, landmarks, provenance) to an ordinary :class:`~fdin.analyze.DynamicsAnalyzer`.
+
+How: each worker is a long-lived ``python -I`` child (:class:`~fdin.isolation.workers.LineWorker`)
+that builds a :class:`~fdin.analyze.DynamicsAnalyzer` with the parent's model sources once, at
+start, and says ``ready``. Per analysis the parent writes the decoded :class:`~fdin.media.Video`
+into a private ``0700`` exchange folder with the pickle-free codec (frames as one ``.npy``; the child
+maps it copy-on-write and unlinks it at once) and sends one JSON line; the child streams ``p <stage> <fraction>`` progress
+lines and ends with ``end`` and the :class:`~fdin.analyze.TraitResult` (codec JSON + ``.npy``), or
+``err`` and the error, which the parent re-raises as the same :class:`~fdin.errors.FdinError`. The
+parent deletes the folder when the answer is in (or the worker died): nothing of the video is left.
+
+Only already-decoded pixels reach a worker: untrusted files are decoded in the sandboxed child of
+:func:`fdin.isolation.read_video_isolated` first. A worker sets no core dumps, ends when its stdin
+closes, and a crash becomes :class:`~fdin.errors.WorkerCrashedError` (the pool starts a new one).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fdin.errors import WorkerCrashedError
+from fdin.isolation.codec import Encoder, decode, inside, register_result_type
+from fdin.isolation.workers import STALL_TIMEOUT_S, LineWorker, WorkerPool, exchange_dir, remove_dir
+from fdin.progress import ProgressFn, no_progress
+
+#: How long a worker may take to load its models before the first analysis gives up on it.
+READY_TIMEOUT_S = 120.0
+
+
+def _register_results() -> None:
+    """The dataclasses of a :class:`~fdin.analyze.TraitResult`, allowed back from a worker."""
+    from fdin.analyze import TraitResult
+    from fdin.results import AgeEstimate, Estimates, GenderEstimate, Importance, ModelProvenance, TrackCount
+
+    for cls in (TraitResult, Estimates, GenderEstimate, AgeEstimate, Importance, ModelProvenance, TrackCount):
+        register_result_type(cls)
+
+
+# --- the child ----------------------------------------------------------------------------------------
+def worker_main() -> int:
+    """Child loop: load the analyzer from ``argv[1]`` (JSON keyword arguments), say ``ready``, then
+    one analysis per stdin line."""
+    import gc
+    import resource
+
+    from fdin.analyze import DynamicsAnalyzer
+    from fdin.isolation.child import MAX_MESSAGE_CHARS
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a core dump would hold the user's frames
+    out = sys.stdout.buffer
+    try:
+        analyzer = DynamicsAnalyzer(**json.loads(sys.argv[1]), decode_worker=False)
+        _ = analyzer.backend  # the face models load now, not on the first video
+    except Exception as exc:
+        out.write(b"err " + json.dumps(_error_info(exc, MAX_MESSAGE_CHARS)).encode() + b"\n")
+        out.flush()
+        return 1
+    _register_results()
+    out.write(b"ready\n")
+    out.flush()
+
+    def progress(stage: str, fraction: float) -> None:
+        out.write(b"p %s %.4f\n" % (stage.encode()[:32], float(fraction)))
+        out.flush()
+
+    for raw in sys.stdin.buffer:
+        request = json.loads(raw)
+        folder = Path(request["dir"])
+        try:
+            video = decode(request["video"], folder, mmap=True)
+            for name in request.get("unlink", []):  # mapped: the frames need no name on disk any more
+                inside(folder, name).unlink(missing_ok=True)
+            result = analyzer.analyze(video, progress=progress)
+            encoded = Encoder(folder, "out").encode(result)
+            del video, result
+            out.write(b"end " + json.dumps(encoded).encode() + b"\n")
+        except Exception as exc:  # reported to the parent, which re-raises FdinErrors as themselves
+            out.write(b"err " + json.dumps(_error_info(exc, MAX_MESSAGE_CHARS)).encode() + b"\n")
+        out.flush()
+        gc.collect()  # drop the mapping of this video's frames before waiting for the next
+    return 0
+
+
+def _error_info(exc: BaseException, limit: int) -> dict[str, Any]:
+    return {"type": type(exc).__name__, "module": type(exc).__module__, "message": str(exc)[:limit],
+            "memory_error": isinstance(exc, MemoryError)}
+
+
+# --- the parent ---------------------------------------------------------------------------------------
+class AnalysisWorker(LineWorker):
+    """One analysis child with its models loaded; :meth:`analyze` one video at a time."""
+
+    timeout_message = "The analysis took too long and was stopped."
+    crash_message = "The analysis stopped unexpectedly; nothing was kept. Try again."
+
+    def __init__(self, analyzer_kwargs: dict[str, Any]) -> None:
+        super().__init__("fdin.analysis_pool", "worker_main", args=(json.dumps(analyzer_kwargs),))
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Block until the child has loaded its models (raises its load error, e.g. a missing model)."""
+        from fdin.isolation import rebuild_error
+
+        if self.ready:
+            return
+        kind, _, rest = self.read_line(READY_TIMEOUT_S).partition(b" ")
+        if kind == b"err":
+            self.broken = True
+            raise rebuild_error(json.loads(rest), None)
+        if kind != b"ready":
+            self.kill()
+            raise WorkerCrashedError(self.crash_message)
+        self.ready = True
+
+    def analyze(self, video: Any, *, progress: ProgressFn | None = None) -> Any:
+        """:meth:`fdin.analyze.DynamicsAnalyzer.analyze` of a decoded :class:`~fdin.media.Video`, in the child."""
+        from fdin.analyze import TraitResult
+        from fdin.isolation import rebuild_error
+
+        report = progress or no_progress
+        self.wait_ready()
+        frames = getattr(video, "frames", None)
+        folder = exchange_dir("fdin-ana-", int(getattr(frames, "nbytes", 0)))
+        answered = False
+        try:
+            encoded = Encoder(folder, "in").encode(video)
+            self.send({"dir": str(folder), "video": encoded, "unlink": sorted(p.name for p in folder.iterdir())})
+            while True:
+                kind, _, rest = self.read_line(STALL_TIMEOUT_S).partition(b" ")
+                if kind == b"p":
+                    stage, _, fraction = rest.partition(b" ")
+                    report(stage.decode("ascii", "replace"), float(fraction))
+                elif kind == b"end":
+                    answered = True
+                    try:
+                        result = decode(json.loads(rest), folder, mmap=False)
+                    except WorkerCrashedError:
+                        raise
+                    except Exception:  # malformed: fail closed
+                        self.kill()
+                        raise WorkerCrashedError(self.crash_message) from None
+                    if not isinstance(result, TraitResult):
+                        self.kill()
+                        raise WorkerCrashedError(self.crash_message)
+                    return result
+                elif kind == b"err":
+                    answered = True
+                    raise rebuild_error(json.loads(rest), None)
+                else:
+                    self.kill()
+                    raise WorkerCrashedError(self.crash_message)
+        finally:
+            if not answered and self.alive():  # stopped mid-analysis: its rest must not reach the next one
+                self.kill()
+            remove_dir(folder)
+
+
+class AnalysisPool(WorkerPool[AnalysisWorker]):
+    """Idle :class:`AnalysisWorker` processes (at most ``keep``), one per concurrent analysis."""
+
+    def __init__(self, analyzer_kwargs: dict[str, Any], keep: int = 2) -> None:
+        _register_results()
+        kwargs = {k: (str(v) if isinstance(v, Path) else v) for k, v in analyzer_kwargs.items()}
+        super().__init__(lambda: AnalysisWorker(kwargs), keep)
+
+    def analyze(self, video: Any, *, progress: ProgressFn | None = None) -> Any:
+        worker = self.acquire()
+        try:
+            return worker.analyze(video, progress=progress)
+        finally:
+            self.release(worker)
+
+
+class PooledAnalyzer:
+    """A :class:`~fdin.analyze.DynamicsAnalyzer` whose analyses of decoded videos run in ``workers``
+    worker processes (started now; they load their models while this process loads its own).
+
+    Keyword arguments are :class:`~fdin.analyze.DynamicsAnalyzer`'s (weights, revisions, backend,
+    tracking settings); the workers get the same. ``analyze`` of a :class:`~fdin.media.Video` goes to
+    a free worker (a new one if all are busy); a path, ``predict_landmarks``, ``provenance`` and
+    ``backend`` are this process's analyzer's.
+    """
+
+    def __init__(self, *, workers: int = 2, **analyzer_kwargs: Any) -> None:
+        from fdin.analyze import DynamicsAnalyzer
+
+        self.pool = AnalysisPool({k: v for k, v in analyzer_kwargs.items() if k != "decode_worker"}, keep=workers)
+        self.pool.prestart(workers)
+        self.local = DynamicsAnalyzer(**analyzer_kwargs)
+
+    def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None) -> Any:
+        if isinstance(video_or_path, (str, Path)):
+            return self.local.analyze(video_or_path, progress=progress)
+        return self.pool.analyze(video_or_path, progress=progress)
+
+    def predict_landmarks(self, landmarks: Any, timestamps: Any) -> Any:
+        return self.local.predict_landmarks(landmarks, timestamps)
+
+    def provenance(self) -> Any:
+        return self.local.provenance()
+
+    @property
+    def backend(self) -> Any:
+        return self.local.backend
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+__all__ = ["AnalysisPool", "AnalysisWorker", "PooledAnalyzer", "worker_main"]
