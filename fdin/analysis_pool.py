@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,21 +107,26 @@ class AnalysisWorker(LineWorker):
     def __init__(self, analyzer_kwargs: dict[str, Any]) -> None:
         super().__init__("fdin.analysis_pool", "worker_main", args=(json.dumps(analyzer_kwargs),))
         self.ready = False
+        self._ready_lock = threading.Lock()
 
-    def wait_ready(self) -> None:
-        """Block until the child has loaded its models (raises its load error, e.g. a missing model)."""
+    def wait_ready(self) -> float:
+        """Block until the child has loaded its models (raises its load error, e.g. a missing model);
+        returns the seconds waited."""
         from fdin.isolation import rebuild_error
 
-        if self.ready:
-            return
-        kind, _, rest = self.read_line(READY_TIMEOUT_S).partition(b" ")
-        if kind == b"err":
-            self.broken = True
-            raise rebuild_error(json.loads(rest), None)
-        if kind != b"ready":
-            self.kill()
-            raise WorkerCrashedError(self.crash_message)
-        self.ready = True
+        t0 = time.perf_counter()
+        with self._ready_lock:
+            if self.ready:
+                return 0.0
+            kind, _, rest = self.read_line(READY_TIMEOUT_S).partition(b" ")
+            if kind == b"err":
+                self.broken = True
+                raise rebuild_error(json.loads(rest), None)
+            if kind != b"ready":
+                self.kill()
+                raise WorkerCrashedError(self.crash_message)
+            self.ready = True
+        return time.perf_counter() - t0
 
     def analyze(self, video: Any, *, progress: ProgressFn | None = None) -> Any:
         """:meth:`fdin.analyze.DynamicsAnalyzer.analyze` of a decoded :class:`~fdin.media.Video`, in the child."""
@@ -127,7 +134,7 @@ class AnalysisWorker(LineWorker):
         from fdin.isolation import rebuild_error
 
         report = progress or no_progress
-        self.wait_ready()
+        waited = self.wait_ready()
         frames = getattr(video, "frames", None)
         folder = exchange_dir("fdin-ana-", int(getattr(frames, "nbytes", 0)))
         answered = False
@@ -151,6 +158,8 @@ class AnalysisWorker(LineWorker):
                     if not isinstance(result, TraitResult):
                         self.kill()
                         raise WorkerCrashedError(self.crash_message)
+                    if waited > 0.001:  # the worker was still loading its models
+                        result.timings_ms["load_models"] = round(waited * 1000, 1)
                     return result
                 elif kind == b"err":
                     answered = True
@@ -171,6 +180,13 @@ class AnalysisPool(WorkerPool[AnalysisWorker]):
         _register_results()
         kwargs = {k: (str(v) if isinstance(v, Path) else v) for k, v in analyzer_kwargs.items()}
         super().__init__(lambda: AnalysisWorker(kwargs), keep)
+
+    def wait_ready(self) -> None:
+        """Block until the idle workers have loaded their models."""
+        with self._lock:
+            idle = list(self._idle)
+        for worker in idle:
+            worker.wait_ready()
 
     def analyze(self, video: Any, *, progress: ProgressFn | None = None) -> Any:
         worker = self.acquire()
@@ -201,6 +217,11 @@ class PooledAnalyzer:
         if isinstance(video_or_path, (str, Path)):
             return self.local.analyze(video_or_path, progress=progress)
         return self.pool.analyze(video_or_path, progress=progress)
+
+    def wait_ready(self) -> None:
+        """Load the local face models and wait until the workers have loaded theirs (preloading)."""
+        _ = self.local.backend
+        self.pool.wait_ready()
 
     def predict_landmarks(self, landmarks: Any, timestamps: Any) -> Any:
         return self.local.predict_landmarks(landmarks, timestamps)

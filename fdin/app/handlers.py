@@ -98,8 +98,7 @@ def load_image_isolated(path: str) -> np.ndarray:
 def read_video_isolated(path: str) -> Any:
     from fdin.isolation import read_video_isolated as read
 
-    return read(path, timeout=settings.VIDEO_TIMEOUT_S, max_duration=settings.VIDEO_MAX_DURATION_S,
-                target_fps=settings.VIDEO_TARGET_FPS, max_side=settings.VIDEO_MAX_SIDE, tmp_dir=scratch_root())
+    return read(path, **settings.video_read_kwargs(), tmp_dir=scratch_root())
 
 
 def _no_progress(*args: Any, **kwargs: Any) -> None:

@@ -111,7 +111,7 @@ class LazyPredictors:
 def preload(predictors: Any) -> threading.Thread:
     """Load every model of ``predictors`` in a background daemon thread, now: the relation models
     first (a photo request wants an answer in about a second), then the analyzer (FDIN, its face
-    backend and its decode worker process), so the first request after start pays no loading. A request that arrives meanwhile waits on the same lock for the same load
+    backend and its analysis worker processes), so the first request after start pays no loading. A request that arrives meanwhile waits on the same lock for the same load
     (nothing is loaded twice). Errors are logged, not raised: the request that needs the model
     raises them again. Returns the thread (``join()`` it to wait)."""
 
@@ -119,7 +119,11 @@ def preload(predictors: Any) -> threading.Thread:
         t0 = time.perf_counter()
         try:
             predictors.relation()
-            predictors.analyzer().backend  # noqa: B018 (the property loads the face models)
+            analyzer = predictors.analyzer()
+            if hasattr(analyzer, "wait_ready"):  # the analysis workers load their models too
+                analyzer.wait_ready()
+            else:
+                analyzer.backend  # noqa: B018 (the property loads the face models)
         except Exception:
             log.exception("preloading the models failed; the first request will try again")
             return
