@@ -208,6 +208,14 @@ def test_output_memory_budget_counts_as_a_limit(corpus: dict[str, mc.MediaCase])
     assert len(video) == 5 and video.truncated
 
 
+def test_decoder_threads_change_speed_not_frames(corpus: dict[str, mc.MediaCase]) -> None:
+    path = corpus["mp4_h264"].path
+    auto, single = read_video(path), read_video(path, threads=1)
+    assert np.array_equal(auto.frames, single.frames) and np.array_equal(auto.timestamps, single.timestamps)
+    with pytest.raises(ValueError, match="threads"):
+        read_video(path, threads=-1)
+
+
 def test_downscale_keeps_aspect_and_input_limit(corpus: dict[str, mc.MediaCase]) -> None:
     path = corpus["mp4_h264"].path
     small = read_video(path, max_side=48)

@@ -23,6 +23,7 @@ VIDEO_TIMEOUT_S = 90.0              # wall clock for decoding one upload in the 
 VIDEO_MAX_DURATION_S = 20.0         # seconds of video analysed (longer clips are cut, with a note)
 VIDEO_TARGET_FPS = 15.0             # frames kept for tracking (dynamics are resampled to 25 fps)
 VIDEO_MAX_SIDE = 720                # decoded frames are downscaled to this longer side
+VIDEO_DECODE_THREADS = 1            # one decoder thread per upload: requests run one per core (MODEL_CONCURRENCY)
 IMAGE_TIMEOUT_S = 30.0
 IMAGE_MAX_SIDE = 2560               # photos are decoded (in the child) at most this many px on their longer side
 OUTPUT_MAX_SIDE = 2560              # annotated images are encoded at most this many px on their longer side
@@ -93,7 +94,7 @@ def video_read_kwargs() -> dict[str, Any]:
     """How the app decodes an upload: :func:`fdin.isolation.read_video_isolated`'s options (all but
     ``tmp_dir``). The speed benchmark measures the app's path with the same."""
     return {"timeout": VIDEO_TIMEOUT_S, "max_duration": VIDEO_MAX_DURATION_S, "target_fps": VIDEO_TARGET_FPS,
-            "max_side": VIDEO_MAX_SIDE}
+            "max_side": VIDEO_MAX_SIDE, "threads": VIDEO_DECODE_THREADS}
 
 
 def analysis_workers(env: Mapping[str, str] | None = None) -> int:

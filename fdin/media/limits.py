@@ -40,6 +40,9 @@ class DecodeLimits:
         max_bytes: file-size limit, checked before parsing.
         max_output_bytes: limit on returned pixels (``N*H*W*3``); counts as a limit like the others.
         deadline_s: wall-clock budget for decoding in seconds (``None``: no budget).
+        threads: decoder threads (0: automatic, one per core up to 4). A server that runs one
+            request per core passes 1: two single-threaded decodes share two cores better than two
+            decodes of two threads each (``docs/benchmarks/speed.md``).
 
     Invalid values raise ``ValueError`` when the record is made.
     """
@@ -53,12 +56,15 @@ class DecodeLimits:
     max_bytes: int = DEFAULT_MAX_VIDEO_BYTES
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     deadline_s: float | None = None
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.on_limit not in ("cut", "error"):
             raise ValueError("on_limit must be 'cut' or 'error'")
         if self.max_duration <= 0 or self.max_frames <= 0 or self.max_side <= 0 or self.max_input_side <= 0:
             raise ValueError("limits must be positive")
+        if not 0 <= self.threads <= 16:
+            raise ValueError("threads must be between 0 (automatic) and 16")
         if self.target_fps is not None and not (self.target_fps > 0 and math.isfinite(self.target_fps)):
             raise ValueError("target_fps must be a positive number")
 
