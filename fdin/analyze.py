@@ -261,8 +261,10 @@ class DynamicsAnalyzer:
 
             worker = self._decoders.acquire()
             try:
+                # one decoder thread: the worker has one core, tracking the other (measured ~8 % faster
+                # than two threads competing with the tracker, docs/benchmarks/speed.md)
                 child = worker.decode(video_or_path, DecodeLimits.of(
-                    None, target_fps=self.dyn_config.fps if self.sample_to_model_rate else None))
+                    None, target_fps=self.dyn_config.fps if self.sample_to_model_rate else None, threads=1))
             except BaseException:
                 self._decoders.release(worker)
                 raise
