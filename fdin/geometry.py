@@ -19,7 +19,8 @@ NOSE_TIP, MOUTH_IMAGE_LEFT, MOUTH_IMAGE_RIGHT = 30, 48, 54
 def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(image-left eye, image-right eye)`` centres of ``(..., 68, 2)`` landmarks, each ``(..., 2)`` float64."""
     lm = np.asarray(landmarks, dtype=np.float64)
-    return lm[..., list(EYE_IMAGE_LEFT), :].mean(-2), lm[..., list(EYE_IMAGE_RIGHT), :].mean(-2)
+    # slices (views) and sums: this runs several times per tracked frame
+    return lm[..., 36:42, :].sum(-2) / 6.0, lm[..., 42:48, :].sum(-2) / 6.0
 
 
 def interocular_distance(landmarks: np.ndarray) -> np.ndarray | float:

@@ -22,21 +22,26 @@ PATCH = 32
 
 
 def centre_spread(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
-    c = landmarks.mean(0)
-    return c, float(np.sqrt(((landmarks - c) ** 2).sum(1).mean()))
+    """Centroid and RMS distance to it of (N, 2) points (sums, not ``mean``: called several times
+    per tracked frame, where numpy's ``mean`` wrapper costs more than the arithmetic)."""
+    lm = np.asarray(landmarks, np.float64)
+    n = lm.shape[0]
+    c = lm.sum(0) / n
+    d = lm - c
+    return c, float(np.sqrt((d * d).sum() / n))
 
 
 def box_relative(bbox: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """xyxy box in the landmarks' frame (centroid origin, spread unit)."""
     c, s = centre_spread(landmarks)
-    return (np.asarray(bbox, np.float64) - np.r_[c, c]) / max(s, 1e-6)
+    return (np.asarray(bbox, np.float64) - np.concatenate((c, c))) / max(s, 1e-6)
 
 
 def box_absolute(rel: np.ndarray, landmarks: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
     c, s = centre_spread(landmarks)
     if shift is not None:
         c = c + shift
-    return (rel * s + np.r_[c, c]).astype(np.float32)
+    return (rel * s + np.concatenate((c, c))).astype(np.float32)
 
 
 def inside_fraction(bbox: np.ndarray, width: int, height: int) -> float:
@@ -74,7 +79,7 @@ def face_patch(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """(32, 32) float32 zero-mean, unit-norm grey patch aligned on the eye centres and mouth centre."""
     import cv2
 
-    src = np.float32([*eye_centres(landmarks), landmarks[[48, 54]].mean(0)])
+    src = np.float32([*eye_centres(landmarks), (landmarks[48] + landmarks[54]) / 2.0])
     dst = np.float32([[9, 11], [23, 11], [16, 25]])
     m = cv2.getAffineTransform(src, dst)
     grey = grey_around(image, m)
