@@ -1184,7 +1184,7 @@ def main(argv: list[str] | None = None) -> int:
     step("relate", lambda: measure_relate(3 if args.quick else 10))
     step("app", lambda: measure_app(1 if args.quick else 3))
     step("first_request", lambda: measure_first_request(busy_clip, float(results["app"].get("median_s") or 5.0)))
-    step("concurrency", lambda: measure_concurrency(busy_clip, 1 if args.quick else 3))
+    step("concurrency", lambda: measure_concurrency(busy_clip, 1 if args.quick else repeats))
     if args.quick:
         step("grid", lambda: measure_grid((6, 12), (25, 100), onnx=True))
     else:

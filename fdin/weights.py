@@ -59,6 +59,40 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def has_sha256(path: str | os.PathLike[str], expected: str) -> bool:
+    """Whether the file at ``path`` has the SHA-256 ``expected``, remembering a match.
+
+    Model files that ship inside installed packages (dlib's 99 MB 68-point predictor) are checked on
+    every load; hashing that one costs ~0.1 s of each cold start. A match is recorded in
+    ``cache_dir("verified")`` with the file's size, modification time, inode and device; while all four
+    are unchanged the file is not hashed again. Any change (a reinstall, an edit, a replaced file)
+    hashes it again, and a mismatch is never recorded. It guards against corrupted or partial
+    installs, like the hash itself; someone who can rewrite the package folder while restoring the
+    four values could as well rewrite the code that checks.
+    """
+    from fdin.config import cache_dir
+
+    file = Path(path).resolve()
+    st = file.stat()
+    key = {"path": str(file), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "dev": st.st_dev,
+           "sha256": expected}
+    stamp = cache_dir("verified") / f"{hashlib.sha256(str(file).encode()).hexdigest()[:32]}.json"
+    try:
+        if json.loads(stamp.read_text()) == key:
+            return True
+    except (OSError, ValueError):
+        pass
+    if sha256_file(file) != expected:
+        return False
+    tmp = stamp.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(key))
+        os.replace(tmp, stamp)
+    except OSError:  # a read-only cache only costs the hash next time
+        tmp.unlink(missing_ok=True)
+    return True
+
+
 def portable_command(command: str) -> str:
     """A training command without the build machine's absolute paths (each becomes ``<path>/name``)."""
     return " ".join(f"<path>/{Path(token).name}" if token.startswith(("/", "~")) and len(token) > 1 else token
@@ -282,7 +316,7 @@ def card_from_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "ModelCard", "card_from_config", "provenance_of", "push_to_hub", "read_checksums",
+    "ModelCard", "card_from_config", "has_sha256", "provenance_of", "push_to_hub", "read_checksums",
     "resolve_weights", "save_pretrained", "sha256_file", "stage_for_hub", "verify_weights_dir",
     "weights_dir", "write_checksums",
 ]

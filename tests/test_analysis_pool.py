@@ -171,3 +171,22 @@ def test_exchange_uses_ram_only_when_it_has_room(monkeypatch, tmp_path):
             assert roomy.parent == Path("/dev/shm")
         finally:
             worker_module.remove_dir(roomy)
+
+
+def test_no_exchange_folder_is_left_anywhere(pooled, video, tmp_path):
+    """With the real exchange folders (``/dev/shm`` or the temp dir): none is left after a result,
+    an error or an abandoned analysis."""
+    import tempfile
+
+    roots = [Path("/dev/shm"), Path(tempfile.gettempdir())]
+
+    def folders() -> set[Path]:
+        return {p for root in roots if root.is_dir() for p in root.glob("fdin-ana-*")}
+
+    before = folders()
+    pooled.analyze(video)
+    with pytest.raises(NoFaceError):
+        pooled.analyze(read_video(no_face_clip(tmp_path / "none.mp4")))
+    with pytest.raises(KeyboardInterrupt):
+        pooled.analyze(video, progress=lambda stage, f: (_ for _ in ()).throw(KeyboardInterrupt) if stage == "track" else None)
+    assert folders() <= before

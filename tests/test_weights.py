@@ -111,3 +111,27 @@ def test_stage_for_hub_is_exactly_the_verified_folder(saved, tmp_path):
     loaded = load_pretrained(staged)
     x = torch.randn(2, 4)
     assert torch.equal(model(x), loaded.model(x))
+
+
+def test_a_verified_file_is_hashed_again_only_when_it_changes(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    import fdin.weights as weights
+
+    monkeypatch.setenv("FDIN_CACHE_DIR", str(tmp_path / "cache"))
+    model = tmp_path / "model.dat"
+    model.write_bytes(b"landmark model" * 1000)
+    good = hashlib.sha256(model.read_bytes()).hexdigest()
+    hashed: list[str] = []
+    real = weights.sha256_file
+    monkeypatch.setattr(weights, "sha256_file", lambda p: hashed.append(str(p)) or real(p))
+
+    assert weights.has_sha256(model, good) and weights.has_sha256(model, good)
+    assert len(hashed) == 1  # the second load trusts the record: same size, time, inode
+    assert not weights.has_sha256(model, "0" * 64) and len(hashed) == 2  # another expectation: hashed
+    stat = model.stat()
+    model.write_bytes(b"tampered model" * 1000)  # same size ...
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # ... touched
+    assert not weights.has_sha256(model, good) and len(hashed) == 3
+    assert not weights.has_sha256(model, good) and len(hashed) == 4  # a mismatch is never recorded

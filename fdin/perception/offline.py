@@ -107,9 +107,9 @@ def _verified_exists(path: Path) -> Path:
 
 
 def verified(path: Path, sha256: str) -> Path:
-    from fdin.weights import sha256_file
+    from fdin.weights import has_sha256
 
-    if sha256_file(_verified_exists(path)) != sha256:
+    if not has_sha256(_verified_exists(path), sha256):
         raise WeightsIntegrityError(f"Model file {path} does not match its recorded SHA-256; reinstall its package.")
     return path
 
