@@ -194,6 +194,8 @@ class AnalysisPool(WorkerPool[AnalysisWorker]):
             return worker.analyze(video, progress=progress)
         finally:
             self.release(worker)
+            if not worker.alive():  # crashed, stalled or abandoned: start its replacement now
+                self.refill()
 
 
 class PooledAnalyzer:

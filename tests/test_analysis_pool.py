@@ -122,6 +122,21 @@ def test_a_dead_worker_is_an_fdin_error_and_is_replaced(pooled, video):
     assert pooled.analyze(video).face_track.found > 0
 
 
+def test_a_worker_that_dies_during_a_request_is_replaced_at_once(pooled, video):
+    pooled.pool.prestart(2)
+    pooled.pool.wait_ready()
+    first = pooled.pool._idle[0]
+
+    def die(stage: str, fraction: float) -> None:
+        if stage == "track" and first.alive():
+            first.proc.kill()
+
+    with pytest.raises(WorkerCrashedError):
+        pooled.analyze(video, progress=die)
+    assert first not in pooled.pool._idle and len(pooled.pool._idle) == 2  # a fresh one is starting
+    assert all(w.alive() for w in pooled.pool._idle)
+
+
 def test_an_abandoned_analysis_does_not_reach_the_next_one(pooled, video, exchange):
     """A caller that stops mid-analysis (its progress callback raises, as a cancelled request does)
     leaves no answer behind for the next request: that worker is stopped, the folder removed."""

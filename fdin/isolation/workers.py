@@ -140,6 +140,7 @@ class WorkerPool(Generic[W]):
     def __init__(self, factory: Callable[[], W], keep: int = 2) -> None:
         self._factory = factory
         self._idle: list[W] = []
+        self._busy = 0  # handed out and not yet released
         self._lock = threading.Lock()
         self.keep = keep
 
@@ -153,21 +154,35 @@ class WorkerPool(Generic[W]):
             with self._lock:
                 self._idle.append(worker)
 
+    def refill(self) -> None:
+        """Start workers until ``keep`` are alive, idle or busy (after one died, say)."""
+        with self._lock:
+            self._idle = [w for w in self._idle if w.alive()]
+            missing = max(0, self.keep - len(self._idle) - self._busy)
+        for _ in range(missing):
+            worker = self._factory()
+            with self._lock:
+                self._idle.append(worker)
+
     def acquire(self) -> W:
         with self._lock:
+            self._busy += 1
             while self._idle:
                 worker = self._idle.pop(0)
                 if worker.alive():
                     return worker
                 worker.close()
-        return self._factory()
+        try:
+            return self._factory()
+        except BaseException:
+            with self._lock:
+                self._busy -= 1
+            raise
 
     def release(self, worker: W) -> None:
-        if not worker.alive():
-            worker.close()
-            return
         with self._lock:
-            if len(self._idle) < self.keep:
+            self._busy -= 1
+            if worker.alive() and len(self._idle) < self.keep:
                 self._idle.append(worker)
                 return
         worker.close()
