@@ -101,6 +101,7 @@ class DecodeWorker(LineWorker):
     timeout_message = "Reading the video took too long and was stopped."
     crash_message = ("The video decoder crashed while reading this file (the file may be damaged or malformed); "
                      "nothing was processed. Try another file.")
+    stopped_message = "The video decoder stopped unexpectedly; nothing was processed. Try again or try another file."
 
     def __init__(self) -> None:
         super().__init__("fdin.isolation.decoder", "worker_main")

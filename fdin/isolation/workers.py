@@ -58,19 +58,19 @@ def remove_dir(path: Path) -> None:
 class LineWorker:
     """One child process running ``module.function()``; :meth:`send` a request, :meth:`read_line` the answers.
 
-    Subclasses set the messages users see when the child stalls or dies (``timeout_message``,
-    ``crash_message``) and may add environment variables (``extra_env``).
+    Subclasses set the messages users see when the child stalls, dies while working, or was gone
+    before a request (``timeout_message``, ``crash_message``, ``stopped_message``).
     """
 
     timeout_message = "The background worker took too long and was stopped."
     crash_message = "The background worker stopped unexpectedly; nothing was processed. Try again."
+    stopped_message = crash_message  # a request could not even be sent (the worker was gone)
 
-    def __init__(self, module: str, function: str, *, args: tuple[str, ...] = (),
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, module: str, function: str, *, args: tuple[str, ...] = ()) -> None:
         root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
-                    "PYTHONDONTWRITEBYTECODE": "1", **(extra_env or {})})
+                    "PYTHONDONTWRITEBYTECODE": "1"})
         self.started = time.perf_counter()
         code = _BOOTSTRAP.format(root=root, module=module, function=function)
         self.proc = subprocess.Popen([sys.executable, "-I", "-c", code, *args],
@@ -89,7 +89,7 @@ class LineWorker:
             self.proc.stdin.flush()  # type: ignore[union-attr]
         except OSError:
             self.broken = True
-            raise WorkerCrashedError(self.crash_message) from None
+            raise WorkerCrashedError(self.stopped_message) from None
 
     def read_line(self, timeout: float = STALL_TIMEOUT_S) -> bytes:
         """The child's next line (without the newline). A child silent for ``timeout`` s is killed
