@@ -1,7 +1,8 @@
 """Process-wide locations fdin writes to (bottom layer: standard library only).
 
 :func:`cache_dir` is the one lookup of the cache folder (``FDIN_CACHE_DIR``, default
-``<temp>/fdin-cache``) used for ONNX exports, generated training images, benchmark clips and the app's
+``<temp>/fdin-cache``) used for ONNX exports, generated training images, benchmark clips, the record of
+verified model files (:func:`fdin.weights.has_sha256`) and the app's
 example media. Nothing in it is precious: deleting it only costs regeneration time.
 """
 
