@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clips import no_face_clip, smile_clip
+
 from fdin.analysis_pool import PooledAnalyzer
 from fdin.errors import NoFaceError, WorkerCrashedError
 from fdin.isolation import workers as worker_module
@@ -82,7 +82,7 @@ def test_two_analyses_run_in_two_processes(pooled, video):
         barrier.wait()
         try:
             results.append(pooled.analyze(video))
-        except BaseException as error:  # noqa: BLE001 (re-raised below)
+        except BaseException as error:
             errors.append(error)
 
     type(pooled.pool).acquire = acquire

@@ -216,6 +216,22 @@ def test_decoder_threads_change_speed_not_frames(corpus: dict[str, mc.MediaCase]
         read_video(path, threads=-1)
 
 
+def test_frames_can_be_decoded_into_a_buffer_of_the_callers(corpus: dict[str, mc.MediaCase]) -> None:
+    path = corpus["mp4_h264"].path
+    asked: list[tuple[int, ...]] = []
+
+    def allocate(shape: tuple[int, int, int, int]) -> np.ndarray:
+        asked.append(shape)
+        return np.full(shape, 7, np.uint8)
+
+    with media.open_video_stream(path, target_fps=10, allocate=allocate) as stream:
+        for _ in stream:
+            pass
+    ref = read_video(path, target_fps=10)
+    assert len(asked) == 1 and asked[0][1:] == ref.frames.shape[1:] and asked[0][0] >= len(ref)
+    assert np.array_equal(stream.video.frames, ref.frames)
+
+
 def test_downscale_keeps_aspect_and_input_limit(corpus: dict[str, mc.MediaCase]) -> None:
     path = corpus["mp4_h264"].path
     small = read_video(path, max_side=48)

@@ -51,8 +51,6 @@ def worker_main() -> int:
     import resource
 
     from fdin.isolation.child import MAX_MESSAGE_CHARS
-    from fdin.media import DecodeLimits, open_video_stream
-    from fdin.media.decode import frame_capacity
 
     # No core dumps (they would hold the user's frames). Not the parent-death signal of
     # fdin.isolation.child.apply_limits: Linux sends it when the *thread* that started the child
@@ -61,37 +59,41 @@ def worker_main() -> int:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     out = sys.stdout.buffer
     for raw in sys.stdin.buffer:
-        request = json.loads(raw)
         try:
-            limits = DecodeLimits(**request["limits"])
-            buf = None
-            with open_video_stream(request["path"], limits) as stream:
-                for i, frame in enumerate(stream):
-                    if buf is None:
-                        h, w = frame.shape[:2]
-                        capacity = frame_capacity(limits, w, h)
-                        fd = os.open(request["file"], os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-                        try:
-                            os.ftruncate(fd, capacity * h * w * 3)
-                        finally:
-                            os.close(fd)
-                        buf = np.memmap(request["file"], dtype=np.uint8, mode="r+", shape=(capacity, h, w, 3))
-                        out.write(b"shape %d %d %d %d %.6f\n" % (capacity, h, w, stream.__length_hint__(),
-                                                                   stream.nominal_fps))
-                    buf[i] = frame
-                    out.write(b"f %r\n" % stream.timestamps[-1])
-                    out.flush()
-            video = stream.video
-            meta = {f.name: getattr(video, f.name) for f in fields(video) if f.name not in ("frames", "timestamps")}
-            meta["notes"] = list(meta["notes"])
-            out.write(b"end " + json.dumps(meta).encode() + b"\n")
+            _decode_into_file(json.loads(raw), out)
         except Exception as exc:  # reported to the parent, which re-raises FdinErrors as themselves
             info = {"type": type(exc).__name__, "module": type(exc).__module__,
                     "message": str(exc)[:MAX_MESSAGE_CHARS], "memory_error": isinstance(exc, MemoryError)}
             out.write(b"err " + json.dumps(info).encode() + b"\n")
         out.flush()
-        del buf
     return 0
+
+
+def _decode_into_file(request: dict[str, Any], out: Any) -> None:
+    """One video: frames decoded straight into the shared file (no second copy), a line per frame,
+    then the ``end`` line. The worker's own mapping is gone when this returns."""
+    from fdin.media import DecodeLimits, open_video_stream
+
+    file = request["file"]
+
+    def shared_buffer(shape: tuple[int, int, int, int]) -> np.ndarray:
+        fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, int(np.prod(shape)))
+        finally:
+            os.close(fd)
+        out.write(b"shape %d %d %d %d %.6f\n" % (*shape[:3], stream.__length_hint__(), stream.nominal_fps))
+        return np.memmap(file, dtype=np.uint8, mode="r+", shape=shape)
+
+    stream = open_video_stream(request["path"], DecodeLimits(**request["limits"]), allocate=shared_buffer)
+    with stream:
+        for _ in stream:
+            out.write(b"f %r\n" % stream.timestamps[-1])
+            out.flush()
+    video = stream.video
+    meta = {f.name: getattr(video, f.name) for f in fields(video) if f.name not in ("frames", "timestamps")}
+    meta["notes"] = list(meta["notes"])
+    out.write(b"end " + json.dumps(meta).encode() + b"\n")
 
 
 # --- the parent ---------------------------------------------------------------------------------------

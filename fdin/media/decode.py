@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -82,16 +82,24 @@ def frame_capacity(limits: DecodeLimits, width: int, height: int) -> int:
     return capacity
 
 
+#: Makes the buffer the kept frames are written into: ``allocate((capacity, H, W, 3))`` returns a
+#: writable uint8 array of that shape (default: ``np.empty``, committed lazily as frames arrive).
+#: The decode worker gives a shared-memory mapping, so frames are decoded straight into it.
+Allocate = Callable[[tuple[int, int, int, int]], np.ndarray]
+
+
 class DecodeLoop:
     """One pass over a video track: :meth:`run` yields each kept frame and returns the :class:`Video`.
 
     ``timestamps`` (the caller's list) receives the time of each kept frame as it is yielded.
-    ``deadline`` is a :func:`time.monotonic` instant (``None``: no wall-time budget).
+    ``deadline`` is a :func:`time.monotonic` instant (``None``: no wall-time budget). ``allocate``
+    makes the frame buffer (:data:`Allocate`; default ``np.empty``).
     """
 
     def __init__(self, container: Any, stream: Any, limits: DecodeLimits, timestamps: list[float],
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, allocate: Allocate | None = None) -> None:
         self.container, self.stream, self.limits, self.deadline = container, stream, limits, deadline
+        self.allocate = allocate
         self.kept = timestamps                 # times of kept frames (after resampling)
         self.decoded: list[float] = []         # times of every admitted decoded frame
         self.resampler = Resampler(limits.target_fps)
@@ -220,8 +228,8 @@ class DecodeLoop:
         width, height = self.scaled_wh
         capacity = frame_capacity(limits, width, height)
         # Lazily committed: only the pages of frames actually written use memory.
-        shape = (height, width) if not self.orientation.transpose else (width, height)
-        self.frames = np.empty((capacity, *shape, 3), dtype=np.uint8)
+        shape = (capacity, *((height, width) if not self.orientation.transpose else (width, height)), 3)
+        self.frames = np.empty(shape, dtype=np.uint8) if self.allocate is None else self.allocate(shape)
 
     def _stop(self, note: str, kind: str = "") -> None:
         self.limit_note, self.limit_kind = note, kind

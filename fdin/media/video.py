@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fdin.media.container import Video, declared_size, open_container, pick_video_stream
-from fdin.media.decode import DecodeLoop
+from fdin.media.decode import Allocate, DecodeLoop
 from fdin.media.limits import DecodeLimits
 from fdin.media.sniff import stat_regular_file
 
@@ -53,7 +53,8 @@ class VideoStream:
     Use as a context manager (or call :meth:`close`) to release the demuxer; one pass only.
     """
 
-    def __init__(self, container: Any, stream: Any, limits: DecodeLimits, deadline: float | None = None) -> None:
+    def __init__(self, container: Any, stream: Any, limits: DecodeLimits, deadline: float | None = None,
+                 allocate: Allocate | None = None) -> None:
         self._container = container
         self.timestamps: list[float] = []
         self.video: Video | None = None
@@ -64,7 +65,7 @@ class VideoStream:
         declared = container.duration / 1e6 if container.duration else None
         self._expected = (round(min(declared, limits.max_duration) * self.nominal_fps)
                           if declared and math.isfinite(declared) and declared > 0 else 0)
-        self._gen = DecodeLoop(container, stream, limits, self.timestamps, deadline).run()
+        self._gen = DecodeLoop(container, stream, limits, self.timestamps, deadline, allocate).run()
         self._iterating = False
 
     def __iter__(self) -> Any:
@@ -94,9 +95,10 @@ class VideoStream:
         self.close()
 
 
-def open_video_stream(path: str | os.PathLike[str], limits: DecodeLimits | None = None,
-                      **overrides: Any) -> VideoStream:
-    """Open a video for streaming decode (see :class:`VideoStream`); arguments as :func:`read_video`.
+def open_video_stream(path: str | os.PathLike[str], limits: DecodeLimits | None = None, *,
+                      allocate: Allocate | None = None, **overrides: Any) -> VideoStream:
+    """Open a video for streaming decode (see :class:`VideoStream`); arguments as :func:`read_video`,
+    and ``allocate`` to choose the buffer the frames are decoded into (:data:`fdin.media.decode.Allocate`).
 
     Raises the up-front errors of :func:`read_video` (bad arguments, size, type, no video track,
     declared size) here; decode-time errors are raised while iterating.
@@ -110,7 +112,7 @@ def open_video_stream(path: str | os.PathLike[str], limits: DecodeLimits | None 
         stream = pick_video_stream(container)
         declared_size(stream, limits.max_input_side)
         deadline = None if limits.deadline_s is None else started + limits.deadline_s
-        return VideoStream(container, stream, limits, deadline)
+        return VideoStream(container, stream, limits, deadline, allocate)
     except BaseException:
         container.close()
         raise
