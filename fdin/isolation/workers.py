@@ -146,20 +146,18 @@ class WorkerPool(Generic[W]):
 
     def prestart(self, count: int = 1) -> None:
         """Have ``count`` idle workers now (their start-up overlaps whatever the caller does next)."""
-        with self._lock:
-            self._idle = [w for w in self._idle if w.alive()]
-            missing = max(0, min(count, self.keep) - len(self._idle))
-        for _ in range(missing):
-            worker = self._factory()
-            with self._lock:
-                self._idle.append(worker)
+        self._start_missing(lambda idle, busy: min(count, self.keep) - idle)
 
     def refill(self) -> None:
         """Start workers until ``keep`` are alive, idle or busy (after one died, say)."""
+        self._start_missing(lambda idle, busy: self.keep - idle - busy)
+
+    def _start_missing(self, missing: Callable[[int, int], int]) -> None:
+        """Drop dead idle workers, then start ``missing(idle, busy)`` new ones (outside the lock)."""
         with self._lock:
             self._idle = [w for w in self._idle if w.alive()]
-            missing = max(0, self.keep - len(self._idle) - self._busy)
-        for _ in range(missing):
+            count = max(0, missing(len(self._idle), self._busy))
+        for _ in range(count):
             worker = self._factory()
             with self._lock:
                 self._idle.append(worker)
