@@ -181,6 +181,8 @@ def test_bad_file_shows_a_friendly_toast(page, media) -> None:
 def test_models_tab(page) -> None:
     _tab(page, "Models & API")
     page.get_by_text("Disclaimers").first.wait_for()
+    # the tab's parts render one after another: wait for the last one (a loaded server is slower)
+    page.wait_for_function("() => document.body.innerText.includes('gradio_client')", timeout=30_000)
     text = page.inner_text("body")
     assert "gradio_client" in text and "binary label" in text and "generated" in text
     shot(page, "models_and_api")
