@@ -584,8 +584,7 @@ def measure_concurrency(clip: Path, repeats: int) -> dict[str, Any]:
                            "workers": analysis_workers()}
     for name, analyzer in (("pool", PooledAnalyzer(workers=2, decode_worker=False)),
                            ("threads", DynamicsAnalyzer(decode_worker=False))):
-        if name == "pool":
-            analyzer.wait_ready()
+        analyzer.load_models()
         run_path(analyzer)
         pair(analyzer)  # warm-up
         walls, cpus, twos = [], [], []

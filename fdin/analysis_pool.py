@@ -220,9 +220,9 @@ class PooledAnalyzer:
             return self.local.analyze(video_or_path, progress=progress)
         return self.pool.analyze(video_or_path, progress=progress)
 
-    def wait_ready(self) -> None:
+    def load_models(self) -> None:
         """Load the local face models and wait until the workers have loaded theirs (preloading)."""
-        _ = self.local.backend
+        self.local.load_models()
         self.pool.wait_ready()
 
     def predict_landmarks(self, landmarks: Any, timestamps: Any) -> Any:

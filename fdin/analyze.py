@@ -195,6 +195,10 @@ class DynamicsAnalyzer:
         thread.start()
         return thread
 
+    def load_models(self) -> None:
+        """Load the face models now (otherwise the first video does): preloading calls this."""
+        _ = self.backend
+
     def provenance(self) -> list[ModelProvenance]:
         return [ModelProvenance.from_dict({**lm.provenance(), "target": lm.config.get("target")})
                 for lm in (self.gender, self.age)]

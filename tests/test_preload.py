@@ -19,10 +19,8 @@ class _Counting:
         outer = self
 
         class _Analyzer:
-            @property
-            def backend(self) -> object:
-                outer.calls.append("backend")
-                return object()
+            def load_models(self) -> None:
+                outer.calls.append("load_models")
 
         self._analyzer = _Analyzer()
 
@@ -42,7 +40,7 @@ def test_preload_loads_every_model_once_in_a_background_thread() -> None:
     thread = preload(predictors)
     assert isinstance(thread, threading.Thread) and thread.daemon and thread is not threading.current_thread()
     thread.join(10)
-    assert predictors.calls == ["relation", "analyzer", "backend"]
+    assert predictors.calls == ["relation", "analyzer", "load_models"]
 
 
 def test_preload_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:

@@ -119,11 +119,7 @@ def preload(predictors: Any) -> threading.Thread:
         t0 = time.perf_counter()
         try:
             predictors.relation()
-            analyzer = predictors.analyzer()
-            if hasattr(analyzer, "wait_ready"):  # the analysis workers load their models too
-                analyzer.wait_ready()
-            else:
-                analyzer.backend  # noqa: B018 (the property loads the face models)
+            predictors.analyzer().load_models()  # with the analysis workers' models
         except Exception:
             log.exception("preloading the models failed; the first request will try again")
             return

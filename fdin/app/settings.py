@@ -99,7 +99,7 @@ def video_read_kwargs() -> dict[str, Any]:
 
 def analysis_workers(env: Mapping[str, str] | None = None) -> int:
     """:data:`ANALYSIS_WORKERS`, or ``FDIN_ANALYSIS_WORKERS`` (0: analyse in the app's process, as
-    a host too small for two more model copies, ~0.35 GB each, may want)."""
+    a host too small for two more model copies, ~0.18 GB each, may want)."""
     text = (os.environ if env is None else env).get("FDIN_ANALYSIS_WORKERS", "").strip()
     try:
         return max(0, min(int(text), MODEL_CONCURRENCY)) if text else ANALYSIS_WORKERS
