@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from fdin.labels import EXPRESSION_LABELS, TRAITS  # noqa: E402
-from train import common  # noqa: E402
-from train import report_relations as report  # noqa: E402
-from train.datasets import relation_split_of  # noqa: E402
-from train.synth_faces import RELATION_TEST_IDENTITIES, VAL_IDENTITIES, trait_rules  # noqa: E402
+from fdin.labels import EXPRESSION_LABELS, TRAITS
+from train import common
+from train import report_relations as report
+from train.datasets import relation_split_of
+from train.synth_faces import RELATION_TEST_IDENTITIES, VAL_IDENTITIES, trait_rules
 
 
 def test_relation_split_of():
@@ -79,6 +79,7 @@ def test_balanced_accuracy_matrix_matches_the_scalar_one():
             assert got[r, t] == pytest.approx(common.balanced_accuracy(labels[m, t], predicted[r, m, t]))
     majority, random = report.chance_predictions(labels, 60, seed=0)
     assert np.allclose(report.balanced_accuracy_matrix(labels, majority[None])[0, :5], 0.5)
+    assert set(np.unique(random)) <= {0.0, 1.0} and not random[:, 5].any()  # prevalence 0: never positive
 
 
 def test_rules_on_predicted_expressions_follow_the_fer_argmax():

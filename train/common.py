@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,7 +170,8 @@ def bootstrap_ci(statistic: Any, n: int, *, strata: np.ndarray | None = None, n_
     for b in range(n_boot):
         draws[b] = statistic(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]))
     alpha = (1 - level) / 2
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # an all-NaN cell stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanquantile(draws, alpha, axis=0), np.nanquantile(draws, 1 - alpha, axis=0)
     return point, low, high
 

@@ -88,14 +88,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def synthetic_splits(*, n_train: int, n_val: int = 0, n_test: int = 0, n_faces: int = 1200,
-                     seed: int = 0) -> dict[str, list]:
+                     seed: int = 0, sources: list | None = None) -> dict[str, list]:
     """fdin's generated pairs, identity-disjoint (:func:`train.datasets.synth_relation_records`): each
     split from its own face pool, generated with data seed ``3 * seed + k`` (k = 0 train, 1 val,
-    2 test), so no face image is shared between splits. Splits asked for 0 pairs are empty."""
+    2 test), so no face image is shared between splits. Splits asked for 0 pairs are empty. ``sources``:
+    :func:`train.synth_faces.source_faces` output (detected when None)."""
     from train import datasets as ds
     from train import synth_faces
 
-    sources = synth_faces.source_faces()
+    sources = sources if sources is not None else synth_faces.source_faces()
     sizes = {"train": (n_train, n_faces), "val": (n_val, max(n_faces // 2, 32)), "test": (n_test, max(n_faces // 2, 32))}
     return {split: ds.synth_relation_records(n, split=split, seed=3 * seed + k, n_faces=faces, sources=sources)
             if n > 0 else [] for k, (split, (n, faces)) in enumerate(sizes.items())}

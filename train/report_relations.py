@@ -36,6 +36,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,8 @@ def balanced_accuracy_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.nd
     pos, neg = known & (labels == 1), known & (labels == 0)
     hit = np.asarray(predicted, bool)
     n_pos, n_neg = pos.sum(0), neg.sum(0)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # a trait with no labels stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         tpr = np.where(n_pos > 0, (hit & pos).sum(1) / n_pos, np.nan)
         tnr = np.where(n_neg > 0, (~hit & neg).sum(1) / n_neg, np.nan)
         return np.nanmean(np.stack([tpr, tnr]), axis=0)
@@ -106,7 +108,9 @@ def scores_with_ci(labels: np.ndarray, predicted: dict[str, np.ndarray], strata:
         diff = mean[names.index(versus)] - mean if versus in names else np.full(len(names), np.nan)
         return np.concatenate([ba, mean[:, None], diff[:, None]], axis=1)
 
-    point, low, high = bootstrap_ci(statistic, len(labels), strata=strata, n_boot=n_boot, seed=seed)
+    with warnings.catch_warnings():  # a resample without a trait's labels gives NaN for it, ignored
+        warnings.simplefilter("ignore", RuntimeWarning)
+        point, low, high = bootstrap_ci(statistic, len(labels), strata=strata, n_boot=n_boot, seed=seed)
     out: dict[str, Any] = {}
     for r, name in enumerate(names):
         cell = {trait: _ci(point[r, t], low[r, t], high[r, t]) for t, trait in enumerate(TRAITS)}
@@ -159,14 +163,15 @@ def chance_predictions(train_labels: np.ndarray, n: int, seed: int) -> tuple[np.
 
 
 # --- the runs ------------------------------------------------------------------------------------
-def seed_data(args: argparse.Namespace, seed: int, *, expression: Any, backend: Any) -> dict[str, dict[str, np.ndarray]]:
+def seed_data(args: argparse.Namespace, seed: int, *, expression: Any, backend: Any,
+              sources: list) -> dict[str, dict[str, np.ndarray]]:
     """The three splits' features for one seed (cached in ``--cache``)."""
     from fdin.config import cache_dir
     from train.relation import cached_pair_features, synthetic_splits
 
     data_seed = DATA_SEED_OFFSET + seed
     records = synthetic_splits(n_train=args.train_pairs, n_val=args.val_pairs, n_test=args.test_pairs,
-                               n_faces=args.faces, seed=data_seed)
+                               n_faces=args.faces, seed=data_seed, sources=sources)
     folder = args.cache or cache_dir("relation_report")
     key = {"train": args.train_pairs, "val": args.val_pairs, "test": args.test_pairs, "faces": args.faces,
            "data_seed": data_seed}
@@ -222,7 +227,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     common.start_run(threads=args.threads, seed=0)
     expression = FerExpressionModel.from_pretrained("expression-fer2013", threads=args.threads)
     backend = get_backend("offline")
-    data = {seed: seed_data(args, seed, expression=expression, backend=backend) for seed in args.seeds}
+    sources = synth_faces.source_faces()
+    data = {seed: seed_data(args, seed, expression=expression, backend=backend, sources=sources) for seed in args.seeds}
     # the labels are fdin's rules on the generated expressions (boxes stored as float32: a rare tie may flip)
     reproduced = np.concatenate([(rules_on_generated_expressions(split) == split["labels"]).ravel()
                                  for splits in data.values() for split in splits.values()])
@@ -258,7 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": "", "seeds": list(args.seeds), "data_seeds": [DATA_SEED_OFFSET + s for s in args.seeds],
         "pairs_per_seed": {split: len(first[split]["labels"]) for split in ("train", "val", "test")},
         "identities": {"val": list(synth_faces.VAL_IDENTITIES), "test": list(synth_faces.RELATION_TEST_IDENTITIES),
-                       "train": sorted({i for i in synth_faces_identities()} - set(synth_faces.VAL_IDENTITIES)
+                       "train": sorted({s.identity for s in sources} - set(synth_faces.VAL_IDENTITIES)
                                        - set(synth_faces.RELATION_TEST_IDENTITIES))},
         "grid": {"epochs": list(args.epochs_grid), "lr": list(args.lr_grid)},
         "selection": {k: {"grid": v["grid"], "chosen": v["chosen"]} for k, v in selection.items()},
@@ -276,12 +282,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                           and np.isclose(training.get("lr", -1), chosen["lr"])),
             "predates_test_split": training is None},
     }
-
-
-def synth_faces_identities() -> list[str]:
-    from train import synth_faces
-
-    return [s.identity for s in synth_faces.source_faces()]
 
 
 # --- the report ----------------------------------------------------------------------------------
