@@ -340,16 +340,16 @@ def markdown(summary: dict[str, Any]) -> str:
         "| predictor | mean balanced accuracy [95 % CI] | per seed | Siamese − this [95 % CI] |",
         "|---|---|---|---|",
     ]
-    for name, row in table.items():
+    for name, row in ((k, table[k]) for k in ROWS if k in table):
         seeds = " / ".join(f"{v:.3f}" for v in summary["per_seed_mean_balanced_accuracy"][name])
         lines.append(f"| {ROW_NAMES[name]} | {_cell(row['mean_balanced_accuracy'])} | {seeds} | "
                      f"{_cell(row.get('siamese_minus_this'))} |")
     lines += ["", "## Test split: balanced accuracy per trait [95 % CI]", "",
               "| predictor | " + " | ".join(TRAITS) + " |", "|---|" + "---|" * len(TRAITS)]
-    for name, row in table.items():
+    for name, row in ((k, table[k]) for k in ROWS if k in table):
         lines.append(f"| {ROW_NAMES[name]} | " + " | ".join(_cell(row["balanced_accuracy"][t]) for t in TRAITS) + " |")
     lines += ["", "Test positive rate per trait: " + ", ".join(
-        f"{t} {v:.2f}" for t, v in summary["test_positive_rate"].items()) + ".", ""]
+        f"{t} {summary['test_positive_rate'][t]:.2f}" for t in TRAITS) + ".", ""]
     shares = ", ".join(f"{k} {v:.2f}" for k, v in sorted(summary["fer_predicted_expression_share"].items(),
                                                           key=lambda kv: -kv[1]))
     lines += [
