@@ -37,8 +37,9 @@ def _documented(prefix: str) -> set[str]:
 
 def test_analyze_json_keys() -> None:
     data = json.loads(json.dumps(FakeAnalyzer().analyze(fake_video()).to_json_dict()))
-    assert list(data) == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
-                          "top_relations", "models", "timings_ms"] == list(TraitResult.JSON_KEYS)
+    assert list(data) == ["frames_analyzed", "fps", "coverage", "face_track", "dynamics", "appearance",
+                          "importance", "top_relations", "models", "timings_ms"] == list(TraitResult.JSON_KEYS)
+    assert set(data["coverage"]) == {"start_s", "end_s", "whole_video", "notes"}
     assert set(data["face_track"]) == {"found", "lost"}
     assert set(data["dynamics"]) == {"gender", "age"}
     assert set(data["dynamics"]["gender"]) == {"label", "p_female"} and set(data["dynamics"]["age"]) == {"years", "std"}
@@ -49,7 +50,7 @@ def test_analyze_json_keys() -> None:
     assert all(set(r) >= {"regions", "importance"} for r in data["top_relations"])
     assert all(set(m) >= MODEL_KEYS for m in data["models"])
     documented = _documented("`analyze` JSON keys:")
-    nested = set(data) | set(data["face_track"]) | set(data["dynamics"]["gender"]) | set(data["dynamics"]["age"]) \
+    nested = set(data) | set(data["coverage"]) | set(data["face_track"]) | set(data["dynamics"]["gender"]) | set(data["dynamics"]["age"]) \
         | set(data["appearance"]) | set(data["importance"])
     assert documented <= nested, f"documented but missing: {documented - nested}"
 
