@@ -18,7 +18,8 @@ DEFAULT_MAX_INPUT_SIDE = 4096               # inputs with a larger side are refu
 DEFAULT_MAX_OUTPUT_BYTES = 2 << 30          # pixels returned by read_video (N * H * W * 3)
 
 #: Pillow plugins allowed to open photos (never EPS: it runs Ghostscript; SVG/PDF are not photos).
-IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: "PPM" is Pillow's Netpbm reader: PBM, PGM and PPM, plain (P1-P3) and binary (P4-P6).
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
 #: FFmpeg demuxers allowed to open videos (``container.format.name`` values).
 VIDEO_DEMUXERS: frozenset[str] = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"})
 
