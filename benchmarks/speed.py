@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.clips import cached_clip
+from benchmarks.clips import LONG_SOURCE, REAL_CLIPS, cached_clip, long_real_clip, real_clip
 from benchmarks.common import REPO, cpu_name, load_average
 from benchmarks.inprocess import (
     measure_accuracy,
@@ -45,7 +45,15 @@ from benchmarks.inprocess import (
 )
 from benchmarks.peer import facemesh_available, measure_facemesh, summarise_facemesh
 from benchmarks.processes import measure_app, measure_cli, measure_concurrency, measure_first_request
+from benchmarks.real import cli_runs, measure_clip, measure_long
 from benchmarks.report import console_table, evaluate, summary, write_report
+
+
+def default_backend_name() -> str:
+    """The face backend ``fdin analyze`` uses when none is named."""
+    from fdin.perception.registry import resolve_backend_name
+
+    return resolve_backend_name(None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "speed.md")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (default 5, quick 1)")
     parser.add_argument("--clip", type=Path, help="use this video instead of the generated clip")
-    parser.add_argument("--skip", default="", help="comma list of: facemesh,analyze,relate,cli,app,grid")
+    parser.add_argument("--skip", default="", help="comma list of: generated,footage,real,long,facemesh,analyze,"
+                                                    "accuracy,relate,cli,app,first_request,concurrency,grid")
+    parser.add_argument("--real-dir", type=Path, metavar="DIR",
+                        help="folder holding the real clips (default: fetched by tests/real_media.py)")
+    parser.add_argument("--backends", default="",
+                        help="comma list of face backends measured on the real clips, interleaved (default: the "
+                             "default backend); e.g. offline,offline-dlib for the new and the old stack")
+    parser.add_argument("--long-seconds", type=float, default=200.0, help="length of the long real clip")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="only re-render the report (markdown + SVG at --out) from a saved results JSON")
@@ -66,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(console_table(results))
         return 0
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()] or [default_backend_name()]
     repeats = args.repeats or (1 if args.quick else 5)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -139,10 +155,13 @@ def main(argv: list[str] | None = None) -> int:
             step_into(into, "facemesh", lambda: measure_facemesh(clip, max(repeats, 1)), prefix)
             step_into(into, "analyze", lambda: measure_analyze(clip, repeats, frames, profile=profile), prefix)
         step_into(into, "cli", lambda: measure_cli(clip, repeats, duration), prefix)
-        if not args.quick:
+        if not args.quick and "accuracy" not in skip:
             step_into(into, "accuracy", lambda: measure_accuracy(clip, model_fps), prefix)
 
-    clip_pass(clip, results, "", profile=profile)
+    if "generated" in skip:
+        results["clip"] = {}
+    else:
+        clip_pass(clip, results, "", profile=profile)
     results["accuracy"] = {"generated": results.pop("accuracy", {"skipped": "--quick"})}
     busy_clip = clip  # the app measurements use the footage when there is one
     if not args.quick and "footage" not in skip:
@@ -154,6 +173,21 @@ def main(argv: list[str] | None = None) -> int:
         clip_pass(footage, results["footage"], "footage ", profile=False)
         results["accuracy"]["footage"] = results["footage"].pop("accuracy", {})
         busy_clip = footage
+    if not args.quick and "real" not in skip:
+        results["real"] = {}
+        results["backends"] = backends
+        for name, label in REAL_CLIPS.items():
+            def real_pass(name: str = name, label: str = label) -> dict[str, Any]:
+                path = real_clip(name, args.real_dir)
+                part = measure_clip(path, backends, repeats)
+                part["label"] = label
+                part["cli"] = cli_runs(path, backends, repeats, float(part["clip"]["duration_s"] or 0.0))
+                return part
+
+            step_into(results["real"], name, real_pass, "real ")
+    if not args.quick and "long" not in skip:
+        step("long", lambda: measure_long(long_real_clip(args.long_seconds, args.real_dir),
+                                          real_clip(LONG_SOURCE, args.real_dir), backends))
     step("relate", lambda: measure_relate(3 if args.quick else 10))
     step("app", lambda: measure_app(1 if args.quick else 3))
     step("first_request", lambda: measure_first_request(busy_clip, float(results["app"].get("median_s") or 5.0)))
