@@ -93,6 +93,32 @@ def has_sha256(path: str | os.PathLike[str], expected: str) -> bool:
     return True
 
 
+#: SHA-256 of model files that fdin ships in ``weights/`` outside the safetensors layout (converted
+#: third-party networks run by ONNX Runtime), by (folder, file). Checked by :func:`verified_model_file`.
+MODEL_FILE_SHA256: dict[tuple[str, str], str] = {
+    # MediaPipe face landmark (Face Mesh 468, Apache-2.0) converted by train/convert_mediapipe_landmarks.py
+    ("face-landmark-mediapipe", "model.onnx"): "d760a4467efef92eb9686c0491922d3046871f6043e8675f86a5a32fa8b1edbd",
+}
+
+
+def verified_model_file(folder: str, name: str) -> Path:
+    """``weights/<folder>/<name>`` after checking it against :data:`MODEL_FILE_SHA256`.
+
+    Raises:
+        ModelUnavailableError: the file is missing.
+        WeightsIntegrityError: it does not match its recorded SHA-256.
+    """
+    # weights_dir() first (FDIN_WEIGHTS_DIR may point at a deployment's copy), then the repo's own folder
+    path = next((p for p in (weights_dir() / folder / name, REPO_ROOT / "weights" / folder / name) if p.is_file()),
+                None)
+    if path is None:
+        raise ModelUnavailableError(f"Model file {folder}/{name} is missing from {weights_dir()}; restore it from git.")
+    if not has_sha256(path, MODEL_FILE_SHA256[(folder, name)]):
+        raise WeightsIntegrityError(f"{folder}/{name} does not match its recorded SHA-256. The file was altered "
+                                    "or corrupted; restore it from git.")
+    return path
+
+
 def portable_command(command: str) -> str:
     """A training command without the build machine's absolute paths (each becomes ``<path>/name``)."""
     return " ".join(f"<path>/{Path(token).name}" if token.startswith(("/", "~")) and len(token) > 1 else token
@@ -316,7 +342,19 @@ def card_from_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "ModelCard", "card_from_config", "has_sha256", "provenance_of", "push_to_hub", "read_checksums",
-    "resolve_weights", "save_pretrained", "sha256_file", "stage_for_hub", "verify_weights_dir",
-    "weights_dir", "write_checksums",
+    "MODEL_FILE_SHA256",
+    "ModelCard",
+    "card_from_config",
+    "has_sha256",
+    "provenance_of",
+    "push_to_hub",
+    "read_checksums",
+    "resolve_weights",
+    "save_pretrained",
+    "sha256_file",
+    "stage_for_hub",
+    "verified_model_file",
+    "verify_weights_dir",
+    "weights_dir",
+    "write_checksums",
 ]
