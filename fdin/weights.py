@@ -97,7 +97,7 @@ def has_sha256(path: str | os.PathLike[str], expected: str) -> bool:
 #: third-party networks run by ONNX Runtime), by (folder, file). Checked by :func:`verified_model_file`.
 MODEL_FILE_SHA256: dict[tuple[str, str], str] = {
     # MediaPipe face landmark (Face Mesh 468, Apache-2.0) converted by train/convert_mediapipe_landmarks.py
-    ("face-landmark-mediapipe", "model.onnx"): "d760a4467efef92eb9686c0491922d3046871f6043e8675f86a5a32fa8b1edbd",
+    ("face-landmark-mediapipe", "model.onnx"): "af27c982da2c12fe7ecddc56962054eb692672eedbc5f9e4ee5c67372a9c6ee1",
 }
 
 
