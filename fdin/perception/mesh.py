@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -157,14 +156,14 @@ class MeshLandmarker:
     """The converted MediaPipe face-landmark network (see the module docstring). Thread-safe: the
     ONNX Runtime session is shared; each call has its own buffers."""
 
-    def __init__(self, model_dir: Path | None = None, *, threads: int = 1) -> None:
+    def __init__(self, *, threads: int = 1) -> None:
         from fdin.onnx_runtime import create_session
-        from fdin.weights import verified_model_file
+        from fdin.weights import verified_model_bytes
 
-        path = verified_model_file(MODEL_DIR, "model.onnx") if model_dir is None else Path(model_dir) / "model.onnx"
+        data = verified_model_bytes(MODEL_DIR, "model.onnx")  # the SHA-256 in fdin/weights.py
         # One intra-op thread: one 192x192 crop costs a few ms, and the analyzers run beside
         # decoding and the detector on the same small CPU; spinning workers would only steal it.
-        self.session = create_session(path.read_bytes(), threads=threads, spinning=False)
+        self.session = create_session(data, threads=threads, spinning=False)
         self._lock = threading.Lock()
 
     def _crop(self, image: np.ndarray, m: np.ndarray, side: float) -> np.ndarray:
