@@ -88,7 +88,7 @@ def test_faces_json_keys() -> None:
                                              ).to_json_dict()))
     assert set(data) == {"faces", "backend", "image"} and data["image"] == {"width": 160, "height": 90}
     assert set(data["faces"][0]) == {"bbox", "score", "landmarks", "keypoints", "pose", "appearance", "models",
-                                     "expression"}
+                                     "fit_score", "expression"}
     assert set(data["faces"][0]["appearance"]) == {"gender", "age", "model"}
     _assert_expression(data["faces"][0]["expression"])
     documented = _documented("`faces` JSON keys:")
