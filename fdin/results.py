@@ -101,6 +101,30 @@ class TrackCount:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """Which seconds of the video were analysed: ``start_s``-``end_s`` (seconds from its first frame);
+    ``whole``: the video was analysed to its end (no limit cut it, nothing damaged); ``notes``: why not,
+    in plain words (which limit, and who set it)."""
+
+    start_s: float
+    end_s: float
+    whole: bool
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def of_video(cls, video: Any) -> Coverage:
+        """From a decoded :class:`fdin.media.Video` (its ``timestamps``, ``truncated`` and ``notes``)."""
+        stamps = np.asarray(getattr(video, "timestamps", ()), dtype=np.float64)
+        fps = float(getattr(video, "fps", 0) or 0)
+        end = float(stamps[-1] - stamps[0]) + (1.0 / fps if fps > 0 else 0.0) if stamps.size else 0.0
+        return cls(0.0, end, not bool(getattr(video, "truncated", False)), tuple(getattr(video, "notes", ()) or ()))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"start_s": round(float(self.start_s), 3), "end_s": round(float(self.end_s), 3),
+                "whole_video": bool(self.whole), "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
 class Importance:
     """FDIN's relational importance: one (R, R) matrix per target over ``regions`` (symmetric, zero
     diagonal, upper triangle sums to 1). ``matrix`` is the primary target's (gender)."""
@@ -183,5 +207,5 @@ class FacesResult:
                 "image": {"width": int(self.width), "height": int(self.height)}}
 
 
-__all__ = ["AgeEstimate", "Estimates", "FacesResult", "GenderEstimate", "Importance", "ModelProvenance",
+__all__ = ["AgeEstimate", "Coverage", "Estimates", "FacesResult", "GenderEstimate", "Importance", "ModelProvenance",
            "TrackCount", "any_synthetic"]

@@ -19,6 +19,7 @@ from fdin.regions import top_relations
 from fdin.relate import FaceAttributes, PairTraits, RelationResult
 from fdin.results import (
     AgeEstimate,
+    Coverage,
     Estimates,
     GenderEstimate,
     Importance,
@@ -125,7 +126,7 @@ class FakeAnalyzer:
             dynamics=Estimates(GenderEstimate(0.3), AgeEstimate(34.0, 6.0)),
             appearance=Estimates(GenderEstimate(0.9, 0.05), AgeEstimate(29.0, 2.0), frames=5, model="fake"),
             importance=importance, top_relations=top_relations(m, k=5), models=[SYNTHETIC_MODEL],
-            timings_ms={"total": 1.0}, time=t, trajectories=rng.random((len(t), r, len(CHANNEL_NAMES))),
+            timings_ms={"total": 1.0}, coverage=Coverage.of_video(video), time=t, trajectories=rng.random((len(t), r, len(CHANNEL_NAMES))),
             landmarks=lms[idx], frame_indices=idx)
 
 

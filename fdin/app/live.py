@@ -167,7 +167,8 @@ class LiveTracker:
                     self._lose()
             if not self.following:
                 best = max(detections, key=lambda d: float((d.bbox[2] - d.bbox[0]) * (d.bbox[3] - d.bbox[1])))
-            face = backend.face_for_box(image, best.bbox, score=best.score)
+            hint = self.landmarks + self.velocity if self.following else best.keypoints
+            face = backend.face_for_box(image, best.bbox, score=best.score, keypoints=hint)
             if not fit_ok(face, width, height, self.spread if self.following else None):
                 self._lose()
                 return None
@@ -176,7 +177,8 @@ class LiveTracker:
         if inside_fraction(box, width, height) < MIN_INSIDE:
             self._lose()
             return None
-        face = backend.face_for_box(image, box, score=self.score)
+        face = backend.face_for_box(image, box, score=self.score,
+                                    keypoints=self.landmarks + self.velocity)
         face = replace(face, bbox=box_absolute(self.box_rel, face.landmarks.astype(np.float64)).astype(np.float32))
         if (not fit_ok(face, width, height, self.spread)
                 or float((face_patch(image, face.landmarks) * self.template).sum()) < MIN_PATCH_NCC):

@@ -21,6 +21,9 @@ DELETE_CACHE = (300, 600)           # every 5 min delete cached files older than
 SCRATCH_MAX_AGE_S = 600
 VIDEO_TIMEOUT_S = 90.0              # wall clock for decoding one upload in the child process
 VIDEO_MAX_DURATION_S = 20.0         # seconds of video analysed (longer clips are cut, with a note)
+#: Why, in the note shown with a cut video's result.
+VIDEO_LIMIT_REASON = (f"this demo analyses at most {VIDEO_MAX_DURATION_S:g} s of a video; "
+                      "`fdin analyze` on your own machine reads the whole video")
 VIDEO_TARGET_FPS = 15.0             # frames kept for tracking (dynamics are resampled to 25 fps)
 VIDEO_MAX_SIDE = 720                # decoded frames are downscaled to this longer side
 VIDEO_DECODE_THREADS = 1            # one decoder thread per upload: requests run one per core (MODEL_CONCURRENCY)
@@ -93,7 +96,8 @@ def preload_enabled(env: Mapping[str, str] | None = None) -> bool:
 def video_read_kwargs() -> dict[str, Any]:
     """How the app decodes an upload: :func:`fdin.isolation.read_video_isolated`'s options (all but
     ``tmp_dir``). The speed benchmark measures the app's path with the same."""
-    return {"timeout": VIDEO_TIMEOUT_S, "max_duration": VIDEO_MAX_DURATION_S, "target_fps": VIDEO_TARGET_FPS,
+    return {"timeout": VIDEO_TIMEOUT_S, "max_duration": VIDEO_MAX_DURATION_S, "duration_reason": VIDEO_LIMIT_REASON,
+            "target_fps": VIDEO_TARGET_FPS,
             "max_side": VIDEO_MAX_SIDE, "threads": VIDEO_DECODE_THREADS}
 
 
