@@ -11,7 +11,18 @@ header hygiene, as one small ASGI middleware. No gradio here (Starlette-level on
   :data:`~fdin.app.settings.UPLOAD_QUOTA_WINDOW_S` (a sliding window). A request whose declared
   length would pass the quota is refused with 429 before its body is read; bytes actually received
   count, so a missing or lying ``Content-Length`` is cut off with 429 at the quota.
-* **Routes.** Gradio routes the app never uses (:data:`DENIED_PREFIXES`) answer 404.
+* **Routes.** Gradio routes the app never uses (:data:`DENIED_PREFIXES`) answer 404, and so does
+  every route that replays a session's state to whoever names it (issue 24): ``/gradio_api/deep_link``
+  (it wrote a session's last webcam frame, overlay and table into the file cache and turned them
+  into a link), any page asked for with a ``deep_link`` query, and the ``GET`` replays of streamed
+  outputs under ``/gradio_api/stream/<session>/...`` (the webcam's ``POST`` frame route stays).
+* **Origins.** :class:`fdin.app.blocks.OwnOriginCORSMiddleware` replaces Gradio's CORS middleware
+  (with :func:`same_origin`): a cross-origin request is allowed only from the app's own origin (the
+  ``Host`` it was sent to, or ``FDIN_ALLOWED_ORIGINS`` / ``https://$SPACE_HOST``), on every host —
+  Gradio allowed any ``Origin`` with credentials once the ``Host`` was not localhost.
+* **Security headers.** Every response carries :data:`SECURITY_HEADERS`: a CSP whose
+  ``frame-ancestors`` allows only the app itself and the Hugging Face Space embed
+  (``huggingface.co``, ``*.hf.space``), ``X-Content-Type-Options: nosniff``, a referrer policy.
 * **Headers.** Gradio answers ``Range`` requests with a copy of the *request's* headers (cookies
   included); response headers that only belong in requests are dropped.
 * **Logs.** Refusals are logged with sizes and the route kind only, never a body, a path argument or
@@ -49,7 +60,25 @@ UPLOAD_SUFFIXES = ("/gradio_api/upload",)
 #: and "vibe" editor routes, run history, and component server functions (no fdin component has one).
 DENIED_PREFIXES = tuple("/gradio_api/" + p for p in (
     "process_recording", "file=http", "file/http", "proxy=", "vibe-", "undo-vibe-edit", "dev/", "runs",
-    "run-history", "component_server"))
+    "run-history", "component_server", "deep_link"))
+#: ``GET`` routes under this prefix replay a session's streamed outputs; only ``POST`` (frames in,
+#: close) is used by the live webcam.
+STREAM_REPLAY_PREFIX = "/gradio_api/stream/"
+#: Frames the app may be embedded in: itself and the Hugging Face Space page.
+FRAME_ANCESTORS = "'self' https://huggingface.co https://*.huggingface.co https://*.hf.space"
+#: Sent with every response (the Gradio page needs inline scripts and styles, ``eval`` for its
+#: component loader, and data:/blob: URLs for webcam frames, overlays and plots).
+SECURITY_HEADERS = (
+    (b"content-security-policy",
+     ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:; "
+      "style-src 'self' 'unsafe-inline' https://fonts.googleapis.com; font-src 'self' data: https://fonts.gstatic.com; "
+      "img-src 'self' data: blob:; media-src 'self' data: blob:; connect-src 'self' data: blob:; "
+      "worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+      f"frame-ancestors {FRAME_ANCESTORS}").encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+_SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS) | {b"x-frame-options"}
 
 
 class _TooLarge(Exception):
@@ -122,7 +151,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
-        if path.lower().startswith(DENIED_PREFIXES):
+        if path.lower().startswith(DENIED_PREFIXES) or _replays_session_state(scope, path):
             log.info("refused a request to a route the app does not use")
             await _refuse(send, _TooLarge(404, "Not Found"))
             return
@@ -170,7 +199,8 @@ class GuardMiddleware:
             if message.get("type") == "http.response.start":
                 started = True
                 message["headers"] = [(k, v) for k, v in message.get("headers", [])
-                                      if k.decode("latin-1").lower() not in REQUEST_ONLY_HEADERS]
+                                      if k.decode("latin-1").lower() not in REQUEST_ONLY_HEADERS
+                                      and k.lower() not in _SECURITY_NAMES] + list(SECURITY_HEADERS)
             await send(message)
 
         try:
@@ -182,9 +212,46 @@ class GuardMiddleware:
                 await _refuse(send, refusal)
 
 
+def _replays_session_state(scope: Scope, path: str) -> bool:
+    """A request for a deep link (a page with ``?deep_link=``) or a replay of streamed outputs."""
+    if path.lower().startswith(STREAM_REPLAY_PREFIX) and scope.get("method", "GET") in ("GET", "HEAD"):
+        return True
+    query = scope.get("query_string") or b""
+    return b"deep_link" in query.lower()
+
+
+# --- origins -----------------------------------------------------------------------------------------
+def _host_of(value: str) -> str:
+    """``host[:port]`` of an origin (``https://a.b:8080``) or a ``Host`` header, lower case."""
+    value = value.strip().lower()
+    if "://" in value:
+        value = value.split("://", 1)[1]
+    return value.split("/", 1)[0]
+
+
+def allowed_origins(env: dict[str, str] | None = None) -> set[str]:
+    """Extra origins (``host[:port]``) allowed besides the request's own ``Host``:
+    ``FDIN_ALLOWED_ORIGINS`` (comma separated) and, on a Space, ``SPACE_HOST``."""
+    import os
+
+    env = dict(os.environ) if env is None else env
+    extra = {_host_of(o) for o in env.get("FDIN_ALLOWED_ORIGINS", "").split(",") if o.strip()}
+    if env.get("SPACE_HOST", "").strip():
+        extra.add(_host_of(env["SPACE_HOST"]))
+    return extra
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """True when ``origin`` is the app's own (the ``Host`` the request was sent to, or an allowed one)."""
+    if not origin or origin == "null":
+        return False
+    own = _host_of(origin)
+    return bool(own) and (own == _host_of(host or "") or own in allowed_origins())
+
+
 async def _refuse(send: Send, refusal: _TooLarge) -> None:
     body = json.dumps({"detail": refusal.message}).encode()
     await send({"type": "http.response.start", "status": refusal.status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *SECURITY_HEADERS]})
     await send({"type": "http.response.body", "body": body})
