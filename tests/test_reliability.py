@@ -1115,6 +1115,7 @@ def test_cancelled_analyses_kill_their_workers_and_the_pool_keeps_its_size(tmp_p
             t.join(60)
         assert sorted(o[0] for o in outcomes) == ["cancelled"] * 4, outcomes
         assert max(o[1] for o in outcomes) < 1.0, outcomes
+        analyzer.pool.wait_ready()  # the replacements have loaded their models
         t0 = time.monotonic()
         with pytest.raises(ProcessingTimeoutError, match="limit"):
             analyzer.analyze(video, deadline=time.monotonic() + 1.0, deadline_message="over the time limit")
@@ -1220,6 +1221,7 @@ time.sleep(600)
         proc.wait()
         time.sleep(0.5)
         assert all(f.exists() for f in found), "a SIGKILL leaves the folder behind"
+        (tmp_path / "store").mkdir(mode=0o700)
         store = storage.Storage(tmp_path / "store")  # what the next start does
         store.close()
         deadline = time.monotonic() + 10
@@ -1234,3 +1236,32 @@ time.sleep(600)
             proc.wait()
         shutil.rmtree(decoy, ignore_errors=True)
         shutil.rmtree(mine, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_no_response_names_a_server_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 8: the example files in /config, an upload's answer and a result's file references name
+    the cache as ``fdin-cache:``; the files are still served by that name and round-trip through
+    the API; neither the cache folder nor the repository's path appears in any of the answers."""
+    from gradio_client import Client, handle_file
+
+    from fdin.app import examples as ex
+    from fdin.app.guard import PathAlias
+
+    monkeypatch.setenv("FDIN_CACHE_DIR", str(tmp_path / "cache"))
+    ex.example_photos()
+    _f, _h, demo = _fake_demo(examples="lazy")
+    with launched(demo) as app:
+        url, cache = app.local_url, os.environ["GRADIO_TEMP_DIR"]
+        config = httpx.get(url + "config", timeout=10)
+        assert PathAlias.TOKEN in config.text and cache not in config.text and str(ROOT) not in config.text
+        assert int(config.headers["content-length"]) == len(config.content)
+        name = config.text.split(PathAlias.TOKEN, 1)[1].split('"', 1)[0]
+        served = httpx.get(url + "gradio_api/file=" + PathAlias.TOKEN + name, timeout=10)
+        assert served.status_code == 200 and served.content[:2] in (b"\xff\xd8", b"\x89P")
+        up = httpx.post(url + "gradio_api/upload", files={"files": ("a.jpg", astronaut_photo().read_bytes())})
+        assert up.json()[0].startswith(PathAlias.TOKEN) and cache not in up.text
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
+        payload, annotated, status, _table = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
+        assert Path(annotated).is_file() and "faces" in payload
+        client.close()

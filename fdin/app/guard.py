@@ -25,6 +25,7 @@ header hygiene, as one small ASGI middleware. No gradio here (Starlette-level on
   (``huggingface.co``, ``*.hf.space``), ``X-Content-Type-Options: nosniff``, a referrer policy.
 * **Headers.** Gradio answers ``Range`` requests with a copy of the *request's* headers (cookies
   included); response headers that only belong in requests are dropped.
+* **No server path.** :class:`PathAlias`: the cache folder's absolute path never leaves the server.
 * **Logs.** Refusals are logged with sizes and the route kind only, never a body, a path argument or
   a client address (R-31).
 """
@@ -145,6 +146,19 @@ class GuardMiddleware:
         self.app = app
         self.max_body = int(max_body_bytes)
         self.quota = quota
+        self._alias: PathAlias | None = None
+
+    def alias(self) -> PathAlias | None:
+        """The :class:`PathAlias` of this instance's Gradio cache (``GRADIO_TEMP_DIR``, set by
+        :mod:`fdin.app.storage` before the app is built)."""
+        import os
+
+        folder = os.environ.get("GRADIO_TEMP_DIR", "").strip()
+        if not folder or not folder.startswith("/"):
+            return None
+        if self._alias is None or self._alias.real != folder.rstrip("/").encode():
+            self._alias = PathAlias(folder)
+        return self._alias
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -180,6 +194,11 @@ class GuardMiddleware:
         received = 0
         started = False
 
+        alias = self.alias()
+        if alias is not None:
+            scope = alias.unmask_scope(scope)
+        held: list[Message] = []  # a text response, masked whole (its length changes)
+        streamed = False           # an event stream: masked message by message
         async def counting_receive() -> Message:
             nonlocal received
             message = await receive()
@@ -192,15 +211,37 @@ class GuardMiddleware:
                                              "connection recently. Please wait and try again.")
                 elif received > self.max_body:
                     raise _TooLarge(413, f"Request body too large (limit {self.max_body // 1024} KB).")
+                elif alias is not None and message.get("body"):
+                    message["body"] = alias.unmask(message["body"])
             return message
 
         async def clean_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, streamed
             if message.get("type") == "http.response.start":
                 started = True
                 message["headers"] = [(k, v) for k, v in message.get("headers", [])
                                       if k.decode("latin-1").lower() not in REQUEST_ONLY_HEADERS
                                       and k.lower() not in _SECURITY_NAMES] + list(SECURITY_HEADERS)
+                kind = _text_kind(message["headers"]) if alias is not None else None
+                if kind == b"text/event-stream":
+                    streamed = True
+                elif kind is not None:
+                    held.append(message)
+                    return
+            elif message.get("type") == "http.response.body" and alias is not None:
+                if streamed:
+                    message = {**message, "body": alias.mask(message.get("body", b""))}
+                elif held:
+                    held.append(message)
+                    if message.get("more_body", False):
+                        return
+                    head, parts = held[0], held[1:]
+                    held.clear()
+                    body = alias.mask(b"".join(m.get("body", b"") for m in parts))
+                    head["headers"] = [(k, v) for k, v in head["headers"] if k.lower() != b"content-length"] + [
+                        (b"content-length", str(len(body)).encode())]
+                    await send(head)
+                    message = {"type": "http.response.body", "body": body, "more_body": False}
             await send(message)
 
         try:
@@ -210,6 +251,40 @@ class GuardMiddleware:
                      refusal.status)
             if not started:
                 await _refuse(send, refusal)
+
+
+def _text_kind(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The content type of a text response (JSON, an event stream, HTML, plain text), else None."""
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            kind = value.split(b";", 1)[0].strip().lower()
+            return kind if kind in (b"application/json", b"text/event-stream", b"text/html", b"text/plain") else None
+    return None
+
+
+class PathAlias:
+    """Hides the instance's cache folder from every response: its absolute path (Gradio's file
+    references, ``/config`` examples, upload answers) goes out as :data:`TOKEN` and comes back in to
+    the real path (request bodies and ``/gradio_api/file=`` paths), so no response names a server path."""
+
+    TOKEN = "fdin-cache:"
+
+    def __init__(self, folder: str) -> None:
+        self.real = folder.rstrip("/").encode()
+        self.token = self.TOKEN.encode()
+
+    def mask(self, body: bytes) -> bytes:
+        return body.replace(self.real, self.token) if self.real in body else body
+
+    def unmask(self, body: bytes) -> bytes:
+        return body.replace(self.token, self.real) if self.token in body else body
+
+    def unmask_scope(self, scope: Scope) -> Scope:
+        path = str(scope.get("path", ""))
+        if self.TOKEN not in path:
+            return scope
+        real = path.replace(self.TOKEN, self.real.decode())
+        return {**scope, "path": real, "raw_path": real.encode()}
 
 
 def _replays_session_state(scope: Scope, path: str) -> bool:
