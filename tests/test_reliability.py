@@ -1262,6 +1262,6 @@ def test_no_response_names_a_server_path(tmp_path: Path, monkeypatch: pytest.Mon
         up = httpx.post(url + "gradio_api/upload", files={"files": ("a.jpg", astronaut_photo().read_bytes())})
         assert up.json()[0].startswith(PathAlias.TOKEN) and cache not in up.text
         client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
-        payload, annotated, status, _table = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
+        payload, annotated, _status, _table = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
         assert Path(annotated).is_file() and "faces" in payload
         client.close()
