@@ -126,7 +126,7 @@ def test_hardened_launch_settings() -> None:
     assert kwargs["ssr_mode"] is False  # R-09: pinned, not left to the Spaces default
     assert kwargs["run_history"] is False  # R-31: no inputs/outputs kept in browsers' local storage
     assert str(weights_dir()) in kwargs["blocked_paths"]
-    assert settings.queue_kwargs()["max_size"] == settings.QUEUE_MAX_SIZE
+    assert settings.queue_kwargs()["max_size"] == settings.QUEUE_MAX_SIZE + settings.LIVE_MAX_STREAMS
     assert settings.queue_kwargs()["default_concurrency_limit"] == 1
 
 

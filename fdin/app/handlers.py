@@ -238,9 +238,17 @@ class Handlers:
         in all (:mod:`fdin.app.admission`), and frames are bounded per session and in all — one in
         flight per session, header policy and decode deadline, memory budget
         (:mod:`fdin.app.livebudget`)."""
+
+        event_id = current_event_id()
+        self.admission.touch(event_id)
+        try:
+            return self._live_admitted(frame, session, consent)
+        finally:  # idleness counts from the end of this frame's work (a first frame may wait for the models)
+            self.admission.touch(event_id)
+
+    def _live_admitted(self, frame: str | None, session: Any, consent: bool) -> tuple[Any, Any, Any, Any]:
         from fdin.app import live
 
-        self.admission.touch(current_event_id())
         session = session if isinstance(session, live.LiveSession) else live.LiveSession()
         if not consent:
             return gr.skip(), CONSENT_FIRST, gr.skip(), session
