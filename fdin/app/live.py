@@ -233,12 +233,21 @@ class LiveSession:
             self.faces.append(None if face is None else np.asarray(face.landmarks, np.float32))
             self.jpegs.append(data)
             while self.times and (now - self.times[0] > BUFFER_S or len(self.times) > MAX_BUFFER_FRAMES):
-                self.times.popleft()
-                self.faces.popleft()
-                self.jpegs.popleft()
+                self._pop_oldest()
         self.processed += 1
         self.frame_ms.append((time.perf_counter() - t0) * 1000)
         return face
+
+    def _pop_oldest(self) -> None:
+        self.times.popleft()
+        self.faces.popleft()
+        self.jpegs.popleft()
+
+    def drop_oldest(self) -> None:
+        """Drop the oldest buffered frame (the memory budget of :mod:`fdin.app.livebudget`)."""
+        with self.lock:
+            if self.times:
+                self._pop_oldest()
 
     def window(self, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """``(landmarks (N, 68, 2), timestamps (N,))`` of the frames with a face in the last ``seconds``."""
