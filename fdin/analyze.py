@@ -20,9 +20,10 @@ from fdin.dynamics import CHANNEL_NAMES, compute_dynamics
 from fdin.errors import NoFaceError
 from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
 from fdin.progress import ProgressFn, no_progress, report_steps
-from fdin.regions import REGION_NAMES, top_relations
+from fdin.regions import REGION_NAMES, pairs_to_matrix, top_relations
 from fdin.results import (
     AgeEstimate,
+    Attribution,
     Coverage,
     Estimates,
     GenderEstimate,
@@ -52,12 +53,14 @@ SYNTHETIC_NOTE = "note: " + SYNTHETIC_WEIGHTS_NOTE
 @dataclass(frozen=True)
 class DynamicsPrediction:
     """What :meth:`DynamicsAnalyzer.predict_landmarks` gives: the dynamics (:class:`fdin.dynamics`
-    result), FDIN's gender and age estimates, their relational importance and the stage timings (ms)."""
+    result), FDIN's gender and age estimates, their relational importance, the stage timings (ms) and
+    the per-estimate attribution (None for weights without an attribution reference)."""
 
     dynamics: Any
     estimates: Estimates
     importance: Importance
     timings_ms: dict[str, float]
+    attribution: Attribution | None = None
 
 
 @dataclass
@@ -66,7 +69,10 @@ class TraitResult:
 
     ``dynamics``: FDIN's estimates from facial motion; ``appearance``: the appearance model's, averaged
     over the frames that carried one; ``importance``: FDIN's (R, R) relational importance per target
-    (:class:`fdin.results.Importance`). Not in JSON unless asked: ``time`` (T,) seconds at the dynamics
+    (:class:`fdin.results.Importance`, the model's learned weighting); ``attribution``: what each pair
+    did to *these* estimates (:class:`fdin.results.Attribution`, None for weights without an
+    attribution reference); ``top_relations``: the top pairs of the learned importance. Not in JSON
+    unless asked: ``time`` (T,) seconds at the dynamics
     rate, ``trajectories`` (T, R, C) per-region displacement channels (``channel_names``),
     ``landmarks`` (N, 68, 2) pixel xy of the primary track and its ``frame_indices`` (N,).
     """
@@ -87,9 +93,10 @@ class TraitResult:
     landmarks: np.ndarray | None = field(default=None, repr=False)
     frame_indices: np.ndarray | None = field(default=None, repr=False)
     channel_names: tuple[str, ...] = CHANNEL_NAMES
+    attribution: Attribution | None = None
 
     JSON_KEYS = ("frames_analyzed", "fps", "coverage", "face_track", "dynamics", "appearance", "importance",
-                 "top_relations", "models", "timings_ms")
+                 "attribution", "top_relations", "models", "timings_ms")
 
     @property
     def synthetic_weights(self) -> bool:
@@ -105,6 +112,7 @@ class TraitResult:
             "dynamics": self.dynamics.to_json_dict(),
             "appearance": self.appearance.to_json_dict(),
             "importance": self.importance.to_json_dict(),
+            "attribution": None if self.attribution is None else self.attribution.to_json_dict(),
             "top_relations": list(self.top_relations),
             "models": [m.to_json_dict() for m in self.models],
             "timings_ms": dict(self.timings_ms),
@@ -215,6 +223,13 @@ class DynamicsAnalyzer:
         a = self.age(x)
         t2 = time.perf_counter()
         p_female = float(1.0 / (1.0 + np.exp(-float(g["output"][0, 0]))))
+        attribution = None
+        if "pair_effect" in g and "pair_effect" in a:
+            attribution = Attribution(
+                tuple(REGION_NAMES),
+                {"gender": pairs_to_matrix(np.asarray(g["pair_effect"][0], dtype=np.float64)),
+                 "age": pairs_to_matrix(np.asarray(a["pair_effect"][0], dtype=np.float64))},
+                {"gender": float(self.gender.attribution_noise), "age": float(self.age.attribution_noise)})
         return DynamicsPrediction(
             dynamics=dyn,
             estimates=Estimates(GenderEstimate(p_female),
@@ -223,6 +238,7 @@ class DynamicsAnalyzer:
                                   {"gender": np.asarray(g["importance"][0], dtype=np.float64),
                                    "age": np.asarray(a["importance"][0], dtype=np.float64)}),
             timings_ms={"dynamics": (t1 - t0) * 1000, "fdin": (t2 - t1) * 1000},
+            attribution=attribution,
         )
 
     def decode_limits(self, max_duration: float | None = None, duration_reason: str = "") -> Any:
@@ -354,6 +370,7 @@ class DynamicsAnalyzer:
             dynamics=pred.estimates,
             appearance=appearance,
             importance=pred.importance,
+            attribution=pred.attribution,
             top_relations=top_relations(pred.importance.matrix, k=5),
             models=self.provenance(),
             timings_ms={k: round(v, 1) for k, v in timings.items()},

@@ -104,8 +104,9 @@ def test_detect_faces_gives_the_cli_json_an_image_a_status_and_the_face_table(ha
 def test_analyze_video_renders_every_output(handlers) -> None:
     out = handlers.analyze_video("clip.mp4", progress=_no_progress)
     payload, summary, clip, keyframe, heat_gender, heat_age, dynamics, json_file = out
-    assert list(payload)[:10] == ["frames_analyzed", "fps", "coverage", "face_track", "dynamics", "appearance",
-                                  "importance", "top_relations", "models", "timings_ms"] and "video" in payload
+    assert list(payload)[:11] == ["frames_analyzed", "fps", "coverage", "face_track", "dynamics", "appearance",
+                                  "importance", "attribution", "top_relations", "models", "timings_ms"]
+    assert "video" in payload
     # the appearance model (real faces) first, FDIN's synthetic-data weights labelled a demonstration
     assert "| apparent gender | female (p_female 0.90, spread ±0.05 over frames) | male (p_female 0.30) |" in summary
     assert "from appearance (averaged over 5 frames) | from facial dynamics (FDIN), demonstration output" in summary

@@ -195,7 +195,7 @@ class Rolling:
     prediction: Any
     seconds: float
     frames: int
-    top_relations: list[dict[str, Any]]
+    top_relations: list[Any]  # the salient pairs of the gender estimate (fdin.results.PairEffect)
     at: float = 0.0  # receive time of the window's last frame
 
 
@@ -268,15 +268,15 @@ class LiveSession:
         """Refresh the rolling FDIN estimate over the last :data:`ROLLING_WINDOW_S` seconds. None (and
         the previous estimate is kept, shown with its age) when the face was seen for less than
         :data:`MIN_ROLLING_S` in the window."""
-        from fdin.regions import top_relations
-
         self.last_rolling_t = now
         landmarks, times = self.window(ROLLING_WINDOW_S)
         if len(times) < 4 or times[-1] - times[0] < MIN_ROLLING_S:
             return None
         prediction = analyzer.predict_landmarks(landmarks, times - times[0])
+        attribution = prediction.attribution
         self.rolling_result = Rolling(prediction, float(times[-1] - times[0]), len(times),
-                                      top_relations(prediction.importance.matrix, k=3), float(times[-1]))
+                                      attribution.salient("gender", k=3) if attribution is not None else [],
+                                      float(times[-1]))
         return self.rolling_result
 
     def video(self) -> Any:
@@ -308,7 +308,7 @@ class LiveSession:
 
 def overlay(frame: np.ndarray, face: Any, rolling: Rolling | None) -> np.ndarray:
     """The frame with the tracked face's box and 68 landmarks, the FDIN regions and (once a rolling
-    estimate exists) its top region relations."""
+    estimate exists) the region pairs that moved its gender estimate."""
     from fdin import viz
     from fdin.labels import REGION_NAMES
 
@@ -321,9 +321,8 @@ def overlay(frame: np.ndarray, face: Any, rolling: Rolling | None) -> np.ndarray
 
 def rolling_markdown(session: LiveSession, demonstration: bool) -> str:
     """The rolling estimate in words (plain probabilities; a demonstration when the weights are)."""
-    from fdin.app.rendering import age_text, gender_text
+    from fdin.app.rendering import age_text, gender_text, relation_sentence
     from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
-    from fdin.viz import pretty_name
 
     r = session.rolling_result
     stats = session.stats()
@@ -341,10 +340,9 @@ def rolling_markdown(session: LiveSession, demonstration: bool) -> str:
     if age >= 2 * ROLLING_EVERY_S:
         lines.append(f"(Not refreshed: the face was in view for less than {MIN_ROLLING_S:g} s of the last "
                      f"{ROLLING_WINDOW_S:g} s.)")
-    if r.top_relations:
-        lines.append("Top region pairs: " + "; ".join(
-            f"{' – '.join(pretty_name(x) for x in rel['regions'])} ({rel['importance']:.0%})"
-            for rel in r.top_relations))
+    sentence = relation_sentence(r.prediction.attribution, "gender", k=3)
+    if sentence:
+        lines.append(sentence)
     if demonstration:
         lines.append(f"*{SYNTHETIC_WEIGHTS_NOTE}*")
     return "\n\n".join(lines)

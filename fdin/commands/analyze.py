@@ -71,6 +71,34 @@ def _expand(paths: list[Path]) -> list[Path]:
     return out
 
 
+def _top_pair(result) -> str:
+    """summary.csv's ``top_relation``: the pair that moved the gender estimate most (per-estimate
+    attribution), ``none stands out`` when no pair exceeds the noise level, empty without attribution."""
+    if result.attribution is None:
+        return ""
+    salient = result.attribution.salient("gender", k=1)
+    return " - ".join(salient[0].regions) if salient else "none stands out"
+
+
+def relation_lines(result) -> list[str]:
+    """What the terminal says about the pairs behind each estimate (from the attribution)."""
+    attribution = result.attribution
+    if attribution is None:
+        return ["relations: these weights carry no per-estimate attribution (retrain with this fdin version)"]
+    lines = []
+    for target, unit in (("gender", "p_female"), ("age", "years")):
+        salient = attribution.salient(target, k=3)
+        noise = attribution.noise.get(target, 0.0)
+        if not salient:
+            lines.append(f"{target}: no relation stands out (no pair moves the estimate beyond the noise "
+                         f"level ±{noise:.2g} {unit})")
+        else:
+            lines.append(f"{target}: pairs that moved the estimate (effect of removing each, noise ±{noise:.2g} "
+                         f"{unit}): " + "; ".join(f"{' - '.join(e.regions)} {e.effect:+.2f} toward {e.toward}"
+                                                   for e in salient))
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from fdin.analyze import SYNTHETIC_NOTE, DynamicsAnalyzer
 
@@ -87,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
         for note in [] if quiet else coverage_notes(result):
             print(f"note: {note}", file=sys.stderr)
         text = json.dumps(result.to_json_dict(include_arrays=args.arrays), indent=2)
+        if not quiet:
+            for line in relation_lines(result):
+                print(line, file=sys.stderr)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(text + "\n")
@@ -114,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             row.update(message=" ".join(coverage_notes(result)), json=str(out), frames_analyzed=result.frames_analyzed, face_found=result.face_track.found,
                        gender=d.gender.label, p_female=round(d.gender.p_female, 4), age_years=round(d.age.years, 1),
                        age_std=round(d.age.std, 1), total_ms=result.timings_ms["total"],
-                       top_relation=" - ".join(result.top_relations[0]["regions"]) if result.top_relations else "")
+                       top_relation=_top_pair(result))
         rows.append(row)
     summary = args.out_dir / "summary.csv"
     with open(summary, "w", newline="") as handle:
