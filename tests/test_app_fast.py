@@ -89,14 +89,14 @@ def test_consent_gates_the_three_buttons(fakes) -> None:
 # --- handlers ------------------------------------------------------------------------------------
 def test_detect_faces_gives_the_cli_json_an_image_a_status_and_the_face_table(handlers, fakes) -> None:
     payload, annotated, status, table = handlers.detect_faces("photo.jpg")
-    assert status == "Found 2 faces (numbered left to right)."
+    assert status == "Found 2 faces (numbered 1, 2, … from left to right)."
     assert set(payload) == {"faces", "backend", "image"} and len(payload["faces"]) == 2
     assert payload["image"] == {"width": 240, "height": 120} and payload["backend"]["name"] == "fake"
     assert _pixels(annotated).shape == (120, 240, 3) and fakes.requests == ["backend", "expression"]
     assert [f["expression"]["label"] for f in payload["faces"]] == ["happy", "neutral"]
     assert table.headers == FACE_COLUMNS
-    assert [row[:4] for row in table.value["data"]] == [[0, "happy (70%)", "female (0.80)", "31"],
-                                                        [1, "neutral (70%)", "female (0.80)", "31"]]
+    assert [row[:4] for row in table.value["data"]] == [[1, "happy (70%)", "female (80% female)", "31"],
+                                                        [2, "neutral (70%)", "female (80% female)", "31"]]
     assert table.value["data"][0][4] == "5 / -2 / 1"  # yaw / pitch / roll of the backend's pose
     json.dumps(payload)
 
@@ -107,10 +107,12 @@ def test_analyze_video_renders_every_output(handlers) -> None:
     assert list(payload)[:9] == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
                                  "top_relations", "models", "timings_ms"] and "video" in payload
     # the appearance model (real faces) first, FDIN's synthetic-data weights labelled a demonstration
-    assert "| apparent gender | female (p_female 0.90, spread ±0.05 over frames) | male (p_female 0.30) |" in summary
+    assert ("| apparent gender | female (90% female, varies ±5 points over frames) | uncertain (70% male) |"
+            in summary)
+    assert "p_female" not in summary and "How sure" in summary and "subject's own" in summary
     assert "from appearance (averaged over 5 frames) | from facial dynamics (FDIN), demonstration output" in summary
     assert "confidence" not in summary.lower()
-    assert "**The two gender estimates disagree:** the appearance model says female" in summary
+    assert "disagree" not in summary  # FDIN is itself uncertain here: no disagreement is claimed
     # every analysed frame accounted for: 19 followed + 1 lost = 20 (the fake track spans the clip)
     assert "the face was followed in 19, lost in 1 while" in summary and "outside its track" not in summary
     assert "average the appearance model over 5 of the 19 frames" in summary
@@ -119,7 +121,7 @@ def test_analyze_video_renders_every_output(handlers) -> None:
     assert json.loads(Path(json_file).read_text())["dynamics"] == payload["dynamics"]
     assert Path(clip).stat().st_size > 0 and min(_pixels(keyframe).shape[:2]) >= 640
     regions = payload["importance"]["regions"]
-    assert len(heat_gender.data[0].z) == len(regions) and heat_age.layout.title.text.endswith("age")
+    assert len(heat_gender.data[0].z) == len(regions) and "age" in heat_age.layout.title.text
     assert len(dynamics.data) == len(regions)
 
 
@@ -130,17 +132,26 @@ def test_relate_photos_group_and_trait_fallback(handlers) -> None:
     assert table.headers == FACE_COLUMNS and len(table.value["data"]) == 3
     # expression from the expression model, gender/age from the appearance model ("–" where it gave none)
     assert table.value["data"][0][1:4] == ["happy (70%)", "–", "–"]
-    assert table.value["data"][1][1:4] == ["neutral (70%)", "female (0.70)", "31"]
+    # 0.70 lies inside the uncertain band: no label is shown for it
+    assert table.value["data"][1][1:4] == ["neutral (70%)", "uncertain (70% female)", "31"]
     assert len(chart.data[0].y) == 3 and len(chart.data[0].x) == 8  # pairs x traits: every pair drawn
-    assert len(matrix.data[0].z) == 3
-    assert matrix.layout.title.text == "Dominant across all pairs"  # an unknown trait falls back to the first
-    assert handlers.rerender_matrix(kept, "warm").layout.title.text == "Warm across all pairs"
+    assert set(chart.data[0].y) == {"1 – 2", "1 – 3", "2 – 3"}  # faces numbered from 1, as drawn
+    assert "demonstration" in chart.layout.title.text and "3 pairs" in chart.layout.title.text
+    assert matrix.visible is True
+    first = handlers.rerender_matrix(kept, "dominant")  # an unknown trait fell back to the first
+    assert len(first.data[0].z) == 3 and first.layout.title.text.startswith("Dominant across all pairs")
+    assert list(first.data[0].x) == ["face 1", "face 2", "face 3"]
+    warm = handlers.rerender_matrix(kept, "warm").layout.title.text
+    assert warm == "Warm across all pairs (demonstration model)"
     assert handlers.rerender_matrix(None, "warm") is None
 
 
 def test_relate_two_photos_side_by_side(handlers) -> None:
-    payload, annotated, *_rest, matrix = handlers.relate_photos("a.jpg", "b.jpg", progress=_no_progress)
-    assert payload["mode"] == "two_photos" and matrix is None
+    payload, annotated, _table, chart, matrix = handlers.relate_photos("a.jpg", "b.jpg", progress=_no_progress)
+    assert payload["mode"] == "two_photos" and matrix.visible is False  # no empty matrix box for one pair
+    # one pair: one bar per trait with its score written, titled with the faces and as a demonstration
+    assert chart.data[0].orientation == "h" and len(chart.data[0].y) == 8 and chart.data[0].text[0]
+    assert chart.layout.title.text == "Relation traits of faces 1 and 2 (demonstration model)"
     assert _pixels(annotated).shape == (120, 480, 3)
 
 

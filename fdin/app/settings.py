@@ -127,8 +127,19 @@ def upload_quota_bytes(env: Mapping[str, str] | None = None) -> int:
 #: "Error" badges would repeat it on every output. Table headers wrap between words, never inside one.
 CSS = """
 [data-testid="status-tracker"] span.error, [data-testid="status-tracker"] .clear-status { display: none; }
-#faces-table th, #faces-table th * { word-break: normal !important; overflow-wrap: normal !important;
-  hyphens: none !important; }
+/* tables: words are never broken inside a word; a table wider than the screen scrolls sideways */
+.fdin-table th, .fdin-table th *, .fdin-table td, .fdin-table td *, .fdin-wide th, .fdin-wide td {
+  word-break: normal !important; overflow-wrap: normal !important; hyphens: none !important; }
+.fdin-table td, .fdin-table td *, .fdin-wide td, .fdin-wide th { white-space: nowrap !important; }
+.fdin-wide table { display: block; overflow-x: auto; max-width: 100%; }
+.fdin-scroll-hint { display: none; }
+.fdin-legend p, .fdin-scroll-hint p { font-size: 0.85em; margin: 0; }
+@media (max-width: 720px) {
+  .fdin-scroll-hint { display: block; }
+  /* every tab stays reachable: five short names fit 390 px with narrower padding (no "more" menu) */
+  .tab-container > button { padding-left: 7px !important; padding-right: 7px !important; }
+  #fdin-notice p { font-size: 0.85em; }
+}
 """
 
 
