@@ -1,11 +1,11 @@
 """What the live panel says: the rolling FDIN estimate made to hold still, and the appearance model's
 beside it (kept apart from :mod:`fdin.app.live`, which tracks and buffers frames).
 
-* :class:`Steady`: the shown FDIN estimate is the mean of the last :data:`SMOOTH_REFRESHES` rolling
+* :class:`Steady`: the shown FDIN estimate is the median of the last :data:`SMOOTH_REFRESHES` rolling
   estimates (each over 4 s of face, about once a second), and its label changes only when
   :data:`HOLD_REFRESHES` refreshes in a row call for the same new one (hysteresis), so one noisy window
-  never flips it; "uncertain" (:func:`fdin.labels.gender_call`) when the mean sits inside the band or
-  the refreshes disagree.
+  never flips it; "uncertain" (:func:`fdin.labels.gender_call`) when the median sits inside the band or
+  the refreshes disagree (:data:`MAX_LIVE_SPREAD`).
 * the appearance model (trained on real faces) runs on the current frame once per refresh; its last
   :data:`SMOOTH_REFRESHES` estimates are averaged the same way.
 * region pairs under :data:`MIN_PAIR_SHARE` of the importance are not listed.
@@ -22,11 +22,15 @@ import numpy as np
 SMOOTH_REFRESHES = 5                 # the shown estimate averages the last 5 refreshes (~5 s) ...
 HOLD_REFRESHES = 3                   # ... and its label changes only after 3 refreshes agree on the new one
 MIN_PAIR_SHARE = 0.05                # region pairs under 5 % of the importance are not listed
+#: refreshes whose gender scores spread this much (standard deviation) really disagree: "uncertain".
+#: Higher than the per-frame :data:`fdin.labels.MAX_GENDER_SPREAD`: one odd window among five (0.77
+#: among zeros: 0.31 on a real clip) is absorbed by the median, two opposite ones (>= 0.4) are not.
+MAX_LIVE_SPREAD = 0.4
 
 
 @dataclass
 class Steady:
-    """The estimate the live panel shows: the mean (and spread) of the last :data:`SMOOTH_REFRESHES`
+    """The estimate the live panel shows: the median (and spread) of the last :data:`SMOOTH_REFRESHES`
     rolling estimates, with a label that changes only when :data:`HOLD_REFRESHES` refreshes in a row
     call for the same new one (hysteresis: a single noisy window never flips it)."""
 
@@ -41,7 +45,7 @@ class Steady:
 
         self.history.append((float(p_female), float(years)))
         p, spread = self.gender()
-        call = gender_call(p, spread if len(self.history) > 1 else None)
+        call = "uncertain" if spread >= MAX_LIVE_SPREAD else gender_call(p)
         if self.label is None:
             self.label = call
             return
@@ -55,13 +59,14 @@ class Steady:
             self.flips += 1
 
     def gender(self) -> tuple[float, float]:
-        """(mean p_female, its spread) over the smoothed refreshes."""
+        """(median p_female, standard deviation) over the smoothed refreshes: the median, so one odd
+        window does not move it; the spread, so refreshes that really disagree read "uncertain"."""
         p = np.asarray([h[0] for h in self.history], np.float64)
-        return (float(p.mean()), float(p.std())) if len(p) else (0.5, 0.0)
+        return (float(np.median(p)), float(p.std())) if len(p) else (0.5, 0.0)
 
     def age(self) -> tuple[float, float]:
         years = np.asarray([h[1] for h in self.history], np.float64)
-        return (float(years.mean()), float(years.std())) if len(years) else (0.0, 0.0)
+        return (float(np.median(years)), float(years.std())) if len(years) else (0.0, 0.0)
 
 
 
@@ -74,8 +79,11 @@ def _steady_texts(values: list[tuple[float, float]]) -> tuple[str, str]:
     p = np.asarray([v[0] for v in values], np.float64)
     years = np.asarray([v[1] for v in values], np.float64)
     spread = float(p.std()) if len(p) > 1 else None
-    gender = gender_text(GenderEstimate(float(p.mean()), spread)).replace("over frames", "over the last seconds")
-    age = age_text(AgeEstimate(5 * round(float(years.mean()) / 5), float(years.std()) if len(years) > 1 else None))
+    gender = gender_text(GenderEstimate(float(np.median(p)), None))
+    if spread is not None:
+        points = round(100 * spread)
+        gender = gender[:-1] + (", steady" if points < 5 else f", varies ±{points} points") + " over the last seconds)"
+    age = age_text(AgeEstimate(5 * round(float(np.median(years)) / 5), float(years.std()) if len(years) > 1 else None))
     return gender, age
 
 
@@ -121,4 +129,4 @@ def rolling_markdown(session: Any, demonstration: bool, *, buffer_s: float, min_
     return "\n\n".join(lines)
 
 
-__all__ = ["HOLD_REFRESHES", "MIN_PAIR_SHARE", "SMOOTH_REFRESHES", "Steady", "rolling_markdown"]
+__all__ = ["HOLD_REFRESHES", "MAX_LIVE_SPREAD", "MIN_PAIR_SHARE", "SMOOTH_REFRESHES", "Steady", "rolling_markdown"]
