@@ -96,7 +96,7 @@ def disagreement(dynamics: GenderEstimate | None, appearance: GenderEstimate | N
             why = (f"its frames disagree (±{round(100 * appearance.std)} points)"
                    if appearance.std is not None and appearance.std >= MAX_GENDER_SPREAD
                    else f"its score is {_side_score(appearance.p_female)}")
-            fdin_says = (f" {fdin_side.capitalize()} say {d_call}, "
+            fdin_says = (f" {fdin_side[0].upper()}{fdin_side[1:]} say {d_call}, "
                          + ("but that output only demonstrates the method." if demonstration
                             else "with no second opinion to check it against.")
                          if d_call not in (None, "uncertain") else "")
