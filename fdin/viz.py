@@ -78,7 +78,7 @@ def importance_heatmap(regions: Sequence[str], matrix: np.ndarray, *, title: str
     ))
     fig.update_layout(
         title={"text": title or "Relational importance of region pairs"},
-        height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        height=height, margin={"l": 10, "r": 10, "t": 70, "b": 10},
         # vertical labels: 12 names never overlap, even 390 px wide (a phone)
         xaxis={"side": "bottom", "tickangle": -90, "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
         yaxis={"autorange": "reversed", "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
@@ -116,7 +116,7 @@ def trait_bars(pairs: Sequence[Any], *, height: int = 420, title: str | None = N
     fig.add_vline(x=0.5, line_dash="dot", line_color="grey")
     fig.update_layout(
         title={"text": title or "Relation traits (probability the trait is present)"}, barmode="group",
-        height=height, margin={"l": 10, "r": 30, "t": 50, "b": 10},
+        height=height, margin={"l": 10, "r": 30, "t": 70, "b": 10},
         xaxis={"range": [0, 1.1], "title": {"text": "score (0 to 1)"}, "tickvals": [0, 0.25, 0.5, 0.75, 1]},
         yaxis={"autorange": "reversed", "automargin": True},
         legend={"orientation": "h", "y": -0.2}, showlegend=len(pairs) > 1,
@@ -152,7 +152,7 @@ def trait_heatmap(pairs: Sequence[Any], *, row_height: int = 26, title: str | No
     count = f"{len(labels)} pair" + ("s" if len(labels) != 1 else "")
     fig.update_layout(
         title={"text": title or f"Relation traits of every pair ({count})"}, height=140 + row_height * max(len(labels), 2),
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
         xaxis={"side": "top", "tickangle": -90, "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
         yaxis={"autorange": "reversed", "dtick": 1, "type": "category", "title": {"text": "faces"},
                "automargin": True},
@@ -192,7 +192,7 @@ def relation_matrix(faces: int | Sequence[str], pairs: Sequence[Any], trait: str
         colorbar={"title": {"text": "score", "side": "right"}, "thickness": 10},
     ))
     fig.update_layout(title={"text": title or f"{pretty_name(trait).capitalize()} across all pairs"}, height=height,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10}, yaxis={"autorange": "reversed"},
+                      margin={"l": 10, "r": 10, "t": 70, "b": 10}, yaxis={"autorange": "reversed"},
                       xaxis={"tickangle": -90 if n > 4 else 0})
     return fig
 

@@ -34,8 +34,8 @@ def _progress(*_args, **_kwargs) -> None:
 @pytest.mark.skipif(not HAVE_FDIN_WEIGHTS, reason=NO_FDIN_WEIGHTS)
 def test_the_example_clip_is_not_called_a_man(examples, handlers) -> None:
     summary = handlers.analyze_video(examples["clip"], progress=_progress)[1]
-    appearance_cell = next(line for line in summary.splitlines() if line.startswith("| apparent gender"))
-    appearance = appearance_cell.split("|")[2].strip()
+    appearance_row = next(line for line in summary.splitlines() if line.startswith("| from appearance"))
+    appearance = appearance_row.split("|")[2].strip()
     assert appearance.startswith("female ("), summary  # the appearance model, trained on real faces
     assert "| male (" not in summary and "says male" not in summary
     for sentence in summary.split("\n\n"):

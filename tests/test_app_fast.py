@@ -107,10 +107,9 @@ def test_analyze_video_renders_every_output(handlers) -> None:
     assert list(payload)[:9] == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
                                  "top_relations", "models", "timings_ms"] and "video" in payload
     # the appearance model (real faces) first, FDIN's synthetic-data weights labelled a demonstration
-    assert ("| apparent gender | female (90% female, varies ±5 points over frames) | uncertain (70% male) |"
-            in summary)
+    assert "| from appearance (averaged over 5 frames) | female (90% female, varies ±5 points over frames) |" in summary
+    assert "| from facial dynamics (FDIN), demonstration output | uncertain (70% male) |" in summary
     assert "p_female" not in summary and "How sure" in summary and "subject's own" in summary
-    assert "from appearance (averaged over 5 frames) | from facial dynamics (FDIN), demonstration output" in summary
     assert "confidence" not in summary.lower()
     assert "disagree" not in summary  # FDIN is itself uncertain here: no disagreement is claimed
     # every analysed frame accounted for: 19 followed + 1 lost = 20 (the fake track spans the clip)
@@ -142,7 +141,7 @@ def test_relate_photos_group_and_trait_fallback(handlers) -> None:
     assert len(first.data[0].z) == 3 and first.layout.title.text.startswith("Dominant across all pairs")
     assert list(first.data[0].x) == ["face 1", "face 2", "face 3"]
     warm = handlers.rerender_matrix(kept, "warm").layout.title.text
-    assert warm == "Warm across all pairs (demonstration model)"
+    assert warm == "Warm across all pairs<br><sup>demonstration model</sup>"
     assert handlers.rerender_matrix(None, "warm") is None
 
 
@@ -151,7 +150,7 @@ def test_relate_two_photos_side_by_side(handlers) -> None:
     assert payload["mode"] == "two_photos" and matrix.visible is False  # no empty matrix box for one pair
     # one pair: one bar per trait with its score written, titled with the faces and as a demonstration
     assert chart.data[0].orientation == "h" and len(chart.data[0].y) == 8 and chart.data[0].text[0]
-    assert chart.layout.title.text == "Relation traits of faces 1 and 2 (demonstration model)"
+    assert chart.layout.title.text == "Relation traits of faces 1 and 2<br><sup>demonstration model</sup>"
     assert _pixels(annotated).shape == (120, 480, 3)
 
 

@@ -129,7 +129,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                     analyze_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
                                             elem_id="analyze-btn")
                     buttons.append((analyze_btn, "Analyse video"))
-                    summary = gr.Markdown(label="summary", elem_id="analysis-summary")
+                    summary = gr.Markdown(label="summary", elem_id="analysis-summary", elem_classes=["fdin-words"])
                     json_file = gr.File(label="Download the JSON", interactive=False, height=90)
                 with gr.Column(scale=1):
                     clip_out = gr.Video(label="Annotated playback (landmarks, regions, top relations)",
@@ -170,14 +170,14 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                                                interactive=False, elem_id="live-overlay")
             with gr.Row():
                 with gr.Column(min_width=320):
-                    live_text = gr.Markdown(label="rolling estimate", elem_id="live-text")
+                    live_text = gr.Markdown(label="rolling estimate", elem_id="live-text", elem_classes=["fdin-words"])
                     live_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
                                          elem_id="live-btn")
                     buttons.append((live_btn, "Analyse the last 10 s"))
                 with gr.Column(min_width=320):
                     live_heat = gr.Plot(label="Rolling relational importance (gender)", elem_id="live-heat")
             with gr.Accordion("Full analysis of the live buffer", open=True):
-                live_summary = gr.Markdown(label="summary", elem_id="live-summary")
+                live_summary = gr.Markdown(label="summary", elem_id="live-summary", elem_classes=["fdin-words"])
                 with gr.Row():
                     with gr.Column(min_width=320):
                         live_clip = gr.Video(label="Annotated playback", interactive=False, height=300)
@@ -270,8 +270,9 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                             api_visibility="private", show_progress="hidden")
 
         with gr.Tab("About & API", id="models") as tab_models:
-            gr.Markdown(texts.API_MARKDOWN, elem_id="api-help")  # first: what a developer comes for
-            gr.Markdown(texts.DISCLAIMERS)
+            gr.Markdown(texts.API_MARKDOWN, elem_id="api-help", elem_classes=["fdin-words"])  # first: what a developer comes for
+            gr.Markdown(texts.DISCLAIMERS, elem_classes=["fdin-words"])
+            gr.Markdown(texts.SCROLL_HINT, elem_classes=["fdin-scroll-hint"])
             gr.Markdown(texts.models_markdown(), elem_id="models-table", elem_classes=["fdin-wide"])
 
         for tab in (tab_traits, tab_live, tab_relations, tab_faces, tab_models):  # a message stays in its tab

@@ -138,11 +138,11 @@ def summary_markdown(result: Any, notes: list[str] | tuple[str, ...] = ()) -> st
     frames = f"averaged over {app.frames} frames" if app.frames else "no frame had an estimate"
     fdin_head = ("from facial dynamics (FDIN), demonstration output" if demo
                  else "from facial dynamics (FDIN)")
-    rows = [
-        f"| | from appearance ({frames}) | {fdin_head} |",
+    rows = [  # one row per source: three narrow columns that read on a 390 px phone
+        "| | apparent gender | apparent age |",
         "|---|---|---|",
-        f"| apparent gender | {gender_text(app.gender)} | {gender_text(dyn.gender)} |",
-        f"| apparent age | {age_text(app.age)} | {age_text(dyn.age)} |",
+        f"| from appearance ({frames}) | {gender_text(app.gender)} | {age_text(app.age)} |",
+        f"| {fdin_head} | {gender_text(dyn.gender)} | {age_text(dyn.age)} |",
     ]
     lines = ["\n".join(rows)]
     differ = disagreement(dyn.gender, app.gender, demonstration=demo, dynamics_age=dyn.age,
@@ -248,11 +248,12 @@ def analysis_plots(result: Any) -> tuple[Any, Any, Any]:
     from fdin.labels import REGION_NAMES
 
     regions = list(result.importance.regions)
-    tag = " (demonstration)" if getattr(result, "synthetic_weights", False) else ""
+    # short titles (a 390 px phone shows ~35 characters); the demonstration note on its own line
+    tag = "<br><sup>demonstration weights</sup>" if getattr(result, "synthetic_weights", False) else ""
     heat_gender = viz.importance_heatmap(regions, np.asarray(result.importance.by_target["gender"]),
-                                         title=f"Relational importance: gender{tag}")
+                                         title=f"Pair importance: gender{tag}")
     heat_age = viz.importance_heatmap(regions, np.asarray(result.importance.by_target["age"]),
-                                      title=f"Relational importance: age{tag}")
+                                      title=f"Pair importance: age{tag}")
     names = list(result.channel_names)
     magnitude = names.index("magnitude") if "magnitude" in names else 0
     dynamics = viz.region_dynamics(result.time, np.asarray(result.trajectories)[:, :, magnitude], REGION_NAMES,
@@ -280,7 +281,7 @@ def matrix_plot(payload: dict[str, Any] | None, trait: str) -> Any:
     return viz.relation_matrix(len(payload["faces"]), payload["pairs"], trait)
 
 
-DEMO_TAG = " (demonstration model)"
+DEMO_TAG = "<br><sup>demonstration model</sup>"  # its own line: titles stay short on a 390 px phone
 
 
 def trait_chart(pairs: Any, *, demonstration: bool) -> Any:
@@ -294,7 +295,7 @@ def trait_chart(pairs: Any, *, demonstration: bool) -> Any:
         a, b = (int(i) + 1 for i in pairs[0].faces)
         return viz.trait_bars(pairs, title=f"Relation traits of faces {a} and {b}{tag}")
     count = f"{len(pairs)} pair" + ("s" if len(pairs) != 1 else "")
-    return viz.trait_heatmap(pairs, title=f"Relation traits of every pair ({count}){tag}")
+    return viz.trait_heatmap(pairs, title=f"Relation traits, {count}{tag}")
 
 
 def matrix_plot_of(kept: tuple[Any, ...] | None, trait: str) -> Any:

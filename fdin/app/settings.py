@@ -131,11 +131,15 @@ CSS = """
 .fdin-table th, .fdin-table th *, .fdin-table td, .fdin-table td *, .fdin-wide th, .fdin-wide td {
   word-break: normal !important; overflow-wrap: normal !important; hyphens: none !important; }
 .fdin-table td, .fdin-table td *, .fdin-wide td, .fdin-wide th { white-space: nowrap !important; }
-.fdin-wide table { display: block; overflow-x: auto; max-width: 100%; }
+.fdin-wide table, .fdin-words table { display: block; overflow-x: auto; max-width: 100%; }
+/* result sentences and tables wrap between words only ("demonstratio n" was a broken word) */
+.fdin-words, .fdin-words * { word-break: normal !important; overflow-wrap: normal !important;
+  hyphens: none !important; }
 .fdin-scroll-hint { display: none; }
 .fdin-legend p, .fdin-scroll-hint p { font-size: 0.85em; margin: 0; }
 @media (max-width: 720px) {
   .fdin-scroll-hint { display: block; }
+  footer button.show-api { display: inline-flex !important; }  /* Gradio hides "Use via API" on phones */
   /* every tab stays reachable: five short names fit 390 px with narrower padding (no "more" menu) */
   .tab-container > button { padding-left: 7px !important; padding-right: 7px !important; }
   #fdin-notice p { font-size: 0.85em; }
