@@ -136,10 +136,12 @@ CSS = """
 .fdin-words, .fdin-words * { word-break: normal !important; overflow-wrap: normal !important;
   hyphens: none !important; }
 .fdin-scroll-hint { display: none; }
+/* Gradio hides "Use via API" under 640 px; kept on phones (top level: Gradio scopes rules inside
+   @media to the page body, and the footer is outside it) */
+footer button.show-api { display: flex !important; }
 .fdin-legend p, .fdin-scroll-hint p { font-size: 0.85em; margin: 0; }
 @media (max-width: 720px) {
   .fdin-scroll-hint { display: block; }
-  footer button.show-api { display: inline-flex !important; }  /* Gradio hides "Use via API" on phones */
   /* every tab stays reachable: five short names fit 390 px with narrower padding (no "more" menu) */
   .tab-container > button { padding-left: 7px !important; padding-right: 7px !important; }
   #fdin-notice p { font-size: 0.85em; }
