@@ -129,14 +129,14 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                     analyze_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
                                             elem_id="analyze-btn")
                     buttons.append((analyze_btn, "Analyse video"))
+                with gr.Column(scale=1):  # the result first: on a desktop it starts near the top of the screen
                     summary = gr.Markdown(label="summary", elem_id="analysis-summary", elem_classes=["fdin-words"])
-                    json_file = gr.File(label="Download the JSON", interactive=False, height=90)
-                with gr.Column(scale=1):
                     clip_out = gr.Video(label="Annotated playback (landmarks, regions, top relations)",
                                         interactive=False, height=360)
                     keyframe = gr.Image(label="Top region relations at the expression peak (width = importance)",
                                         interactive=False, height=360)
                     gr.Markdown(texts.DRAWING_LEGEND, elem_classes=["fdin-legend"])
+                    json_file = gr.File(label="Download the JSON", interactive=False, height=90)
             with gr.Row():  # columns wrap under each other on a phone instead of squeezing the heatmaps
                 with gr.Column(min_width=360):
                     heat_gender = gr.Plot(label="Relational importance (gender)", elem_id="heat-gender")

@@ -122,9 +122,9 @@ NOTICE_SHORT = (
 
 #: Under the keyframe: what the drawing shows.
 DRAWING_LEGEND = (
-    "**On the face:** yellow dots: the 68 landmarks; tinted patches with a dot: the 12 regions; red lines: "
-    "the region pairs that mattered most to the gender estimate (thicker = more important). Left and right "
-    "are the subject's own.")
+    "**On the face:** tinted patches, each with a dot at its centre: the 12 regions; red lines: the region "
+    "pairs that mattered most to the gender estimate (thicker = more important). The playback also shows "
+    "the face box (green) and the 68 landmarks (yellow dots).")
 
 #: Above the Relations outputs.
 RELATIONS_NOTE = (
