@@ -114,7 +114,7 @@ def test_analyze_video_renders_every_output(handlers) -> None:
     assert "disagree" not in summary  # FDIN is itself uncertain here: no disagreement is claimed
     # every analysed frame accounted for: 19 followed + 1 lost = 20 (the fake track spans the clip)
     assert "the face was followed in 19, lost in 1 while" in summary and "outside its track" not in summary
-    assert "average the appearance model over 5 of the 19 frames" in summary
+    assert "averages the appearance model over 5 of the 19 frames" in summary
     assert "Only the first 2 s" in summary
     assert SYNTHETIC_WEIGHTS_NOTE in summary
     assert json.loads(Path(json_file).read_text())["dynamics"] == payload["dynamics"]
@@ -284,3 +284,59 @@ def test_api_help_matches_the_endpoints(fakes) -> None:
     assert "7860" not in texts.API_MARKDOWN  # no hard-coded port: the app may listen elsewhere
     labels = [r["label"] for ep in info.values() for r in ep["returns"]]
     assert not any(re.fullmatch(r"value_\d+", str(label)) for label in labels), labels
+
+
+# --- issue 23: how sure, nothing stale -----------------------------------------------------------
+def test_uncertain_band_and_sentences_never_recommend_an_uncertain_estimate() -> None:
+    from fdin.app.rendering import age_text, disagreement, gender_text
+    from fdin.labels import gender_call
+    from fdin.results import AgeEstimate, GenderEstimate
+
+    assert [gender_call(p) for p in (0.0, 0.25, 0.26, 0.5, 0.74, 0.75, 1.0)] == [
+        "male", "male", "uncertain", "uncertain", "uncertain", "female", "female"]
+    assert gender_call(0.9, 0.25) == "uncertain"  # frames that disagree: an average is not a label
+    # the astronaut example of issue 23: appearance 0.48 +- 0.34 beside FDIN 1.00
+    shown = gender_text(GenderEstimate(0.48, 0.34))
+    assert shown == "uncertain (52% male, varies ±34 points over frames)"
+    text = disagreement(GenderEstimate(1.0), GenderEstimate(0.48, 0.34), demonstration=True)
+    assert "Apparent gender: uncertain" in text and "No gender label should be read" in text
+    assert "Go by" not in text and "Trust" not in text
+    # a sure appearance estimate against demonstration weights: go by the appearance model
+    text = disagreement(GenderEstimate(0.02), GenderEstimate(0.98, 0.02), demonstration=True)
+    assert "disagree" in text and "Go by the appearance model" in text
+    # ages: 27 +- 2 against 46 +- 5 disagree (issue 23 item 8); an uncertain age is never recommended
+    text = disagreement(None, None, demonstration=True, appearance_age=AgeEstimate(27, 2),
+                        dynamics_age=AgeEstimate(46, 5))
+    assert "two age estimates disagree" in text and "Go by the appearance model's age" in text
+    text = disagreement(None, None, demonstration=True, appearance_age=AgeEstimate(27, 12),
+                        dynamics_age=AgeEstimate(60, 5))
+    assert "Go by" not in text and "Treat the apparent age as uncertain" in text
+    assert disagreement(None, None, demonstration=True, appearance_age=AgeEstimate(30, 3),
+                        dynamics_age=AgeEstimate(36, 4)) is None
+    assert age_text(AgeEstimate(33, 12)) == "uncertain: about 33 years (± 12)"
+
+
+def test_a_new_input_clears_every_output_of_its_tab(fakes) -> None:
+    demo = build_demo(fakes, examples="off")
+    clears = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "clear_outputs"]
+    by_input = {fn.targets[0][0]: fn for fn in clears if fn.targets[0][1] == "change"}
+    ids = {b.elem_id: k for k, b in demo.blocks.items() if getattr(b, "elem_id", None)}
+    named = {fn.api_name: fn for fn in demo.fns.values()}
+    for elem_id, api in (("video-in", "analyze_video"), ("photo-a", "relate_photos"), ("photo-b", "relate_photos"),
+                         ("faces-in", "detect_faces")):
+        cleared = {b._id for b in by_input[ids[elem_id]].outputs}
+        assert {b._id for b in named[api].outputs} <= cleared, elem_id
+        assert by_input[ids[elem_id]].fn() is not None
+
+
+def test_the_preview_note_is_only_for_videos_the_server_can_read(handlers, tmp_path) -> None:
+    from fdin.app.texts import PREVIEW_NOTE
+
+    text = tmp_path / "holiday.mp4"
+    text.write_text("not a video at all\n" * 20)
+    video = tmp_path / "phone.mov"
+    video.write_bytes(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  " + b"\x00" * 64)
+    assert handlers.preview_note(str(video), True) == ""  # the browser plays it: nothing to say
+    assert handlers.preview_note(str(video), False) == PREVIEW_NOTE
+    note = handlers.preview_note(str(text), False)
+    assert "cannot be analysed" in note and "can read it" not in note

@@ -159,7 +159,7 @@ def summary_markdown(result: Any, notes: list[str] | tuple[str, ...] = ()) -> st
     lines.append(SUBJECT_SIDES)
     lines.append(f"Analysed {result.frames_analyzed} frames ({fps_text(result.fps)}): "
                  f"{frame_accounting(result.frames_analyzed, track.found, track.lost)}. "
-                 f"The appearance columns average the appearance model over {app.frames or 0} of the "
+                 f"The appearance row averages the appearance model over {app.frames or 0} of the "
                  f"{track.found} frames with the face (a few frames spread over the clip).")
     lines += [f"Note: {html.escape(str(note))}" for note in notes]
     if demo:
