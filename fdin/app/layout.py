@@ -197,9 +197,13 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                             stream_every=settings.LIVE_STREAM_EVERY_S, time_limit=settings.LIVE_TIME_LIMIT_S,
                             concurrency_id="live", concurrency_limit=settings.LIVE_CONCURRENCY,
                             show_progress="hidden", api_visibility="private")
-            live_btn.click(h.analyze_live, inputs=live_state,
-                           outputs=[live_json, live_summary, live_clip, live_key, live_heat_g, live_heat_a, live_dyn,
-                                    live_file], api_visibility="private", **model_event)
+            live_outputs = [live_json, live_summary, live_clip, live_key, live_heat_g, live_heat_a, live_dyn, live_file]
+            # the buffer changes all the time: the last analysis is cleared when a new one starts, so a
+            # failed one ("the buffer is empty") never sits above an older result
+            live_btn.click(cleared(len(live_outputs)), inputs=None, outputs=live_outputs, queue=False,
+                           api_visibility="private", show_progress="hidden")
+            live_btn.click(h.analyze_live, inputs=live_state, outputs=live_outputs, api_visibility="private",
+                           **model_event)
 
         with gr.Tab("Relations", id="relations") as tab_relations:
             traits = texts.trait_names()
