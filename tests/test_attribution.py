@@ -126,7 +126,7 @@ def test_app_and_cli_sentences_name_the_attributed_pair_or_none():
     a = _attribution({5: -0.5})
     pair = a.salient("gender")[0].regions
     text = relation_sentence(a, "gender")
-    assert " – ".join(pretty_name(r) for r in pair) in text and "toward male" in text and "-0.50" in text
+    assert " – ".join(pretty_name(r) for r in pair) in text and "50 points toward male" in text
     quiet = _attribution({5: 0.02})
     assert "No relation stands out" in relation_sentence(quiet, "gender")
     assert relation_sentence(None, "gender") is None

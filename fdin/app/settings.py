@@ -155,8 +155,25 @@ def upload_quota_bytes(env: Mapping[str, str] | None = None) -> int:
 #: "Error" badges would repeat it on every output. Table headers wrap between words, never inside one.
 CSS = """
 [data-testid="status-tracker"] span.error, [data-testid="status-tracker"] .clear-status { display: none; }
-#faces-table th, #faces-table th * { word-break: normal !important; overflow-wrap: normal !important;
+/* tables: words are never broken inside a word; a table wider than the screen scrolls sideways */
+.fdin-table th, .fdin-table th *, .fdin-table td, .fdin-table td *, .fdin-wide th, .fdin-wide td {
+  word-break: normal !important; overflow-wrap: normal !important; hyphens: none !important; }
+.fdin-table td, .fdin-table td *, .fdin-wide td, .fdin-wide th { white-space: nowrap !important; }
+.fdin-wide table, .fdin-words table { display: block; overflow-x: auto; max-width: 100%; }
+/* result sentences and tables wrap between words only ("demonstratio n" was a broken word) */
+.fdin-words, .fdin-words * { word-break: normal !important; overflow-wrap: normal !important;
   hyphens: none !important; }
+.fdin-scroll-hint { display: none; }
+/* Gradio hides "Use via API" under 640 px; kept on phones (top level: Gradio scopes rules inside
+   @media to the page body, and the footer is outside it) */
+footer button.show-api { display: flex !important; }
+.fdin-legend p, .fdin-scroll-hint p { font-size: 0.85em; margin: 0; }
+@media (max-width: 720px) {
+  .fdin-scroll-hint { display: block; }
+  /* every tab stays reachable: five short names fit 390 px with narrower padding (no "more" menu) */
+  .tab-container > button { padding-left: 7px !important; padding-right: 7px !important; }
+  #fdin-notice p { font-size: 0.85em; }
+}
 """
 
 
