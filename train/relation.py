@@ -45,7 +45,7 @@ log = logging.getLogger("train.relation")
 DEFAULT_EPOCHS = 20
 DEFAULT_LR = 3e-3
 #: Bumped when :func:`pair_features` changes what it stores (invalidates ``--features-cache`` files).
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -160,7 +160,8 @@ def cached_pair_features(records: list, *, key: dict[str, Any], path: Path | Non
     :data:`FEATURES_VERSION`; a mismatch recomputes."""
     import json
 
-    text = json.dumps(key | {"expression": expression.source, "backend": backend.name, "pairs": len(records),
+    text = json.dumps(key | {"expression": expression.source, "backend": backend.name,
+                             "landmarks": getattr(backend, "landmark_model", None), "pairs": len(records),
                              "version": FEATURES_VERSION}, sort_keys=True)
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as cached:
