@@ -42,7 +42,7 @@ from train import common
 
 log = logging.getLogger("train.relation")
 #: The recipe ``python -m train.report_relations`` chose on the validation split (see its report).
-DEFAULT_EPOCHS = 20
+DEFAULT_EPOCHS = 40
 DEFAULT_LR = 3e-3
 #: Bumped when :func:`pair_features` changes what it stores (invalidates ``--features-cache`` files).
 FEATURES_VERSION = 3
