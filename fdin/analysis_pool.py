@@ -49,9 +49,18 @@ READY_TIMEOUT_S = 120.0
 def _register_results() -> None:
     """The dataclasses of a :class:`~fdin.analyze.TraitResult`, allowed back from a worker."""
     from fdin.analyze import TraitResult
-    from fdin.results import AgeEstimate, Estimates, GenderEstimate, Importance, ModelProvenance, TrackCount
+    from fdin.results import (
+        AgeEstimate,
+        Coverage,
+        Estimates,
+        GenderEstimate,
+        Importance,
+        ModelProvenance,
+        TrackCount,
+    )
 
-    for cls in (TraitResult, Estimates, GenderEstimate, AgeEstimate, Importance, ModelProvenance, TrackCount):
+    for cls in (TraitResult, Estimates, GenderEstimate, AgeEstimate, Importance, ModelProvenance, TrackCount,
+                Coverage):
         register_result_type(cls)
 
 

@@ -30,6 +30,9 @@ from tests.app_support import astronaut_photo, launched, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p for p in (ROOT / "weights").iterdir() if p.is_dir())
+#: Folders holding a third-party network converted to ONNX unchanged (no safetensors; the ONNX file's
+#: SHA-256 is recorded in fdin/weights.py).
+CONVERTED_ONNX = {"face-landmark-mediapipe"}
 
 
 def _request(host: str, forwarded: str | None = None) -> SimpleNamespace:
@@ -240,6 +243,15 @@ def test_shipped_weights_are_verified_safetensors_with_provenance(folder: Path) 
     files = {p.name for p in folder.iterdir() if p.is_file()}
     sums = read_checksums(folder)
     assert set(sums) == files - {SUMS_NAME}, "SHA256SUMS covers every file, nothing else"
+    if folder.name in CONVERTED_ONNX:  # a third-party network converted unchanged: ONNX, no safetensors
+        from fdin.weights import MODEL_FILE_SHA256, sha256_file
+
+        assert all(sha256_file(folder / name) == digest for name, digest in sums.items())
+        assert sums["model.onnx"] == MODEL_FILE_SHA256[(folder.name, "model.onnx")]
+        config = json.loads((folder / "config.json").read_text())
+        assert config["licence"] == "apache-2.0" and config["trained_on"] and config["synthetic_training_data"] is False
+        assert "license: apache-2.0" in (folder / "README.md").read_text()
+        return
     verify_weights_dir(folder)
     assert not [n for n in files if n.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"))]
     assert "model.safetensors" in files
@@ -264,7 +276,19 @@ def _tampered_copy(folder: Path, dest: Path) -> Path:
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
-def test_one_flipped_byte_in_a_shipped_weights_file_fails_loudly(folder: Path, tmp_path: Path) -> None:
+def test_one_flipped_byte_in_a_shipped_weights_file_fails_loudly(folder: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if folder.name in CONVERTED_ONNX:
+        from fdin.weights import verified_model_bytes
+
+        copy = Path(shutil.copytree(folder, tmp_path / folder.name))
+        blob = bytearray((copy / "model.onnx").read_bytes())
+        blob[len(blob) // 2] ^= 0x01
+        (copy / "model.onnx").write_bytes(bytes(blob))
+        monkeypatch.setenv("FDIN_WEIGHTS_DIR", str(tmp_path))
+        with pytest.raises(WeightsIntegrityError, match="does not match its recorded SHA-256"):
+            verified_model_bytes(folder.name, "model.onnx")
+        return
     copy = _tampered_copy(folder, tmp_path)
     with pytest.raises(WeightsIntegrityError, match="does not match its recorded SHA-256"):
         verify_weights_dir(copy)
@@ -296,6 +320,7 @@ ONNX_CALLERS = {  # file -> enclosing function of every fdin.onnx_runtime.create
     "fdin/models/fdin_onnx.py": {"onnx_session"},    # weights/<model>/model.onnx (in SHA256SUMS) or fdin's cache
     "fdin/relate.py": {"__init__"},                  # OnnxBranch: fdin's cache, exported from verified weights
     "fdin/perception/offline.py": {"__init__"},      # bytes of a file checked against a recorded SHA-256
+    "fdin/perception/mesh.py": {"__init__"},         # weights/face-landmark-mediapipe: bytes checked against fdin/weights.py
     "fdin/expression_fer.py": {"_session"},          # weights/expression-fer2013/model.onnx (in SHA256SUMS, tied to the weights)
 }
 
@@ -364,6 +389,9 @@ def _fake_demo(**kwargs):
 CHEAP_UNQUEUED = {
     "rerender_matrix": "a known trait name and the session's own result (<= MATRIX_MAX_FACES faces), rate-limited",
     "<lambda>": "the consent checkbox: returns three button updates",
+    "clear_outputs": "a new input empties the tab's outputs: returns Nones, reads nothing",
+    "preview_note": "after a video upload the browser cannot play: reads the uploaded file's first 512 bytes "
+                    "(fdin.media.sniff), no decoder",
     "load_example": "Gradio's example loader (examples only fill the input): an index into the server's own "
                     "example list (tests/test_app_api.py sends paths and out-of-range indices)",
 }

@@ -34,7 +34,14 @@ from fdin.app.admission import Admission, current_event_id, event_stop_check
 from fdin.app.livebudget import LiveBudget, LiveGate, decode_bounded
 from fdin.app.predictors import LazyPredictors, Predictors
 from fdin.app.ratelimit import RateLimiter, client_key
-from fdin.app.texts import CONSENT_FIRST, GENERIC_ERROR, RATE_LIMITED, UNKNOWN_TRAIT, trait_names
+from fdin.app.texts import (
+    CONSENT_FIRST,
+    GENERIC_ERROR,
+    PREVIEW_NOTE,
+    RATE_LIMITED,
+    UNKNOWN_TRAIT,
+    trait_names,
+)
 from fdin.errors import FdinError, NoFaceError, ProcessingCancelledError, ProcessingTimeoutError
 from fdin.results import any_synthetic
 
@@ -229,6 +236,24 @@ class Handlers:
         summary = rendering.summary_markdown(result, list(getattr(video, "notes", []) or []))
         return payload, summary, clip, key, heat_gender, heat_age, dynamics, json_file
 
+    def preview_note(self, video_path: str | None, browser_plays: Any = True) -> str:
+        """After an upload: nothing when the browser plays the file; when it cannot, why, from the
+        file's first bytes only (no decoder runs here, so this stays cheap and unqueued): a video
+        the server can read gets the "only the preview" note, anything else the one sentence the
+        analysis would give, so a text file renamed .mp4 is never told the upload "worked"."""
+        from fdin.media.sniff import SNIFF_BYTES, VIDEO_KINDS, sniff, video_kind_message
+
+        if browser_plays is not False or not isinstance(video_path, str) or not video_path:
+            return ""
+        try:
+            with open(video_path, "rb") as handle:
+                kind = sniff(handle.read(SNIFF_BYTES))
+        except OSError:
+            return ""
+        if kind in VIDEO_KINDS:
+            return PREVIEW_NOTE
+        return f"**This file cannot be analysed.** {html.escape(video_kind_message(kind))}"
+
     # --- live webcam -----------------------------------------------------------------------------
     def live_frame(self, frame: str | None, session: Any = None, consent: bool = True) -> tuple[Any, Any, Any, Any]:
         """One streamed webcam frame (an in-memory image data URL) -> (overlay data URL, rolling
@@ -277,13 +302,14 @@ class Handlers:
                 return out, gr.skip(), gr.skip(), session
             analyzer = self.predictors.analyzer()
             rolled = session.rolling(now, analyzer)
+            session.observe_appearance(image, face, self.predictors.backend())
             demo = any_synthetic(analyzer.provenance()) if hasattr(analyzer, "provenance") else True
             text = live.rolling_markdown(session, demo)
             if rolled is None:
                 return out, text, gr.skip(), session
             heat = viz.importance_heatmap(list(rolled.prediction.importance.regions),
                                           np.asarray(rolled.prediction.importance.by_target["gender"]),
-                                          title=f"Rolling importance: gender (last {rolled.seconds:.0f} s)",
+                                          title=f"Gender importance, last {rolled.seconds:.0f} s",
                                           height=420)
             return out, text, heat, session
         except FdinError as error:
@@ -336,16 +362,19 @@ class Handlers:
         payload = result.to_json_dict()
         boxes = [{"bbox": f.canvas_bbox} for f in result.faces]
         annotated = viz.draw_faces(rendering.canvas(a, b), boxes, landmarks=False,
-                                   labels=[str(f.index) for f in result.faces])
+                                   labels=[str(f.index + 1) for f in result.faces])  # numbered from 1
         image = encode_image(annotated, scratch_dir(), "relations.webp")
         del annotated
-        chart = viz.trait_heatmap(result.pairs)  # every pair, one row each
+        demo = any_synthetic(result.models)
+        chart = rendering.trait_chart(result.pairs, demonstration=demo)
         traits = result.pairs[0].traits if result.pairs else {}
         if trait not in traits and traits:
             trait = next(iter(traits))
         table = gr.Dataframe(value=face_table.relation_rows(result), headers=face_table.FACE_COLUMNS)
-        kept = matrix_data(len(result.faces), result.pairs)
-        return payload, image, table, chart, rendering.matrix_plot_of(kept, trait), kept
+        kept = matrix_data(len(result.faces), result.pairs, demo)
+        matrix = rendering.matrix_plot_of(kept, trait)
+        # no matrix for fewer than 3 faces: the plot is hidden rather than left as an empty box
+        return payload, image, table, chart, gr.Plot(value=matrix, visible=matrix is not None), kept
 
     def rerender_matrix(self, kept: Any, trait: Any, request: gr.Request | None = None) -> Any:
         """Redraw the relation matrix for another trait from the last result of this session, kept on
@@ -388,12 +417,12 @@ def deadline_message(seconds: float, faces: int, budget: float) -> str:
             f"{budget:.0f} s and was stopped; nothing was kept. Try a shorter clip, or one with fewer faces.")
 
 
-def matrix_data(faces: int, pairs: Any) -> tuple[int, tuple[Any, ...]] | None:
-    """What a session keeps for matrix redraws: ``(faces, pairs)`` for 3 to
+def matrix_data(faces: int, pairs: Any, demonstration: bool = True) -> tuple[int, tuple[Any, ...], bool] | None:
+    """What a session keeps for matrix redraws: ``(faces, pairs, demonstration)`` for 3 to
     :data:`~fdin.app.settings.MATRIX_MAX_FACES` faces, else None (no matrix)."""
     if faces < 3 or faces > settings.MATRIX_MAX_FACES:
         return None
-    return faces, tuple(pairs)
+    return faces, tuple(pairs), bool(demonstration)
 
 
 __all__ = ["Handlers", "encode_image", "matrix_data", "scratch_dir", "sweep_scratch"]

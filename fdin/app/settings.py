@@ -21,6 +21,9 @@ DELETE_CACHE = (300, 600)           # every 5 min delete cached files older than
 SCRATCH_MAX_AGE_S = 600
 VIDEO_TIMEOUT_S = 90.0              # wall clock for decoding one upload in the child process
 VIDEO_MAX_DURATION_S = 20.0         # seconds of video analysed (longer clips are cut, with a note)
+#: Why, in the note shown with a cut video's result.
+VIDEO_LIMIT_REASON = (f"this demo analyses at most {VIDEO_MAX_DURATION_S:g} s of a video; "
+                      "`fdin analyze` on your own machine reads the whole video")
 VIDEO_TARGET_FPS = 15.0             # frames kept for tracking (dynamics are resampled to 25 fps)
 VIDEO_MAX_SIDE = 720                # decoded frames are downscaled to this longer side
 VIDEO_DECODE_THREADS = 1            # one decoder thread per upload: requests run one per core (MODEL_CONCURRENCY)
@@ -106,7 +109,8 @@ def preload_enabled(env: Mapping[str, str] | None = None) -> bool:
 def video_read_kwargs() -> dict[str, Any]:
     """How the app decodes an upload: :func:`fdin.isolation.read_video_isolated`'s options (all but
     ``tmp_dir``). The speed benchmark measures the app's path with the same."""
-    return {"timeout": VIDEO_TIMEOUT_S, "max_duration": VIDEO_MAX_DURATION_S, "target_fps": VIDEO_TARGET_FPS,
+    return {"timeout": VIDEO_TIMEOUT_S, "max_duration": VIDEO_MAX_DURATION_S, "duration_reason": VIDEO_LIMIT_REASON,
+            "target_fps": VIDEO_TARGET_FPS,
             "max_side": VIDEO_MAX_SIDE, "threads": VIDEO_DECODE_THREADS}
 
 
@@ -151,8 +155,25 @@ def upload_quota_bytes(env: Mapping[str, str] | None = None) -> int:
 #: "Error" badges would repeat it on every output. Table headers wrap between words, never inside one.
 CSS = """
 [data-testid="status-tracker"] span.error, [data-testid="status-tracker"] .clear-status { display: none; }
-#faces-table th, #faces-table th * { word-break: normal !important; overflow-wrap: normal !important;
+/* tables: words are never broken inside a word; a table wider than the screen scrolls sideways */
+.fdin-table th, .fdin-table th *, .fdin-table td, .fdin-table td *, .fdin-wide th, .fdin-wide td {
+  word-break: normal !important; overflow-wrap: normal !important; hyphens: none !important; }
+.fdin-table td, .fdin-table td *, .fdin-wide td, .fdin-wide th { white-space: nowrap !important; }
+.fdin-wide table, .fdin-words table { display: block; overflow-x: auto; max-width: 100%; }
+/* result sentences and tables wrap between words only ("demonstratio n" was a broken word) */
+.fdin-words, .fdin-words * { word-break: normal !important; overflow-wrap: normal !important;
   hyphens: none !important; }
+.fdin-scroll-hint { display: none; }
+/* Gradio hides "Use via API" under 640 px; kept on phones (top level: Gradio scopes rules inside
+   @media to the page body, and the footer is outside it) */
+footer button.show-api { display: flex !important; }
+.fdin-legend p, .fdin-scroll-hint p { font-size: 0.85em; margin: 0; }
+@media (max-width: 720px) {
+  .fdin-scroll-hint { display: block; }
+  /* every tab stays reachable: five short names fit 390 px with narrower padding (no "more" menu) */
+  .tab-container > button { padding-left: 7px !important; padding-right: 7px !important; }
+  #fdin-notice p { font-size: 0.85em; }
+}
 """
 
 
