@@ -334,9 +334,19 @@ def trait_chart(pairs: Any, *, demonstration: bool) -> Any:
     return viz.trait_heatmap(pairs, title=f"Relation traits, {count}{tag}")
 
 
+def matrix_data(faces: int, pairs: Any, demonstration: bool = True) -> tuple[int, tuple[Any, ...], bool] | None:
+    """What a session keeps for matrix redraws: ``(faces, pairs, demonstration)`` for 3 to
+    :data:`~fdin.app.settings.MATRIX_MAX_FACES` faces, else None (no matrix)."""
+    from fdin.app import settings
+
+    if faces < 3 or faces > settings.MATRIX_MAX_FACES:
+        return None
+    return faces, tuple(pairs), bool(demonstration)
+
+
 def matrix_plot_of(kept: tuple[Any, ...] | None, trait: str) -> Any:
     """The relation matrix for ``trait`` from what a session keeps server-side (``(faces, pairs,
-    demonstration)`` of :func:`fdin.app.handlers.matrix_data`), else None."""
+    demonstration)`` of :func:`matrix_data`), else None."""
     from fdin import viz
 
     if not kept:
