@@ -107,8 +107,8 @@ def test_analyze_video_renders_every_output(handlers) -> None:
     assert list(payload)[:9] == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
                                  "top_relations", "models", "timings_ms"] and "video" in payload
     # the appearance model (real faces) first, FDIN's synthetic-data weights labelled a demonstration
-    assert "| from appearance (averaged over 5 frames) | female (90% female, varies ±5 points over frames) |" in summary
-    assert "| from facial dynamics (FDIN), demonstration output | uncertain (70% male) |" in summary
+    assert "| from appearance (5 frames) | female (90% female, varies ±5 points over frames) |" in summary
+    assert "| from facial dynamics (FDIN, demonstration) | uncertain (70% male) |" in summary
     assert "p_female" not in summary and "How sure" in summary and "subject's own" in summary
     assert "confidence" not in summary.lower()
     assert "disagree" not in summary  # FDIN is itself uncertain here: no disagreement is claimed
