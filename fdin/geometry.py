@@ -37,6 +37,32 @@ def keypoints_from_landmarks68(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([left, right, lm[NOSE_TIP], lm[MOUTH_IMAGE_LEFT], lm[MOUTH_IMAGE_RIGHT]])
 
 
+#: iBUG-68 index of each point's mirror twin (the point it becomes when the image is flipped left-right).
+IBUG68_MIRROR: tuple[int, ...] = (
+    *range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31,
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
+    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65)
+#: The 51 inner points (brows, nose, eyes, mouth) the landmark error is measured on.
+INNER51 = slice(17, 68)
+
+
+def mirror_landmarks68(landmarks: np.ndarray, width: int) -> np.ndarray:
+    """(68, 2) landmarks of an image ``width`` pixels wide -> the same face's landmarks in the image
+    flipped left-right (x -> width - 1 - x, points renumbered by :data:`IBUG68_MIRROR`)."""
+    lm = np.asarray(landmarks, np.float64)[list(IBUG68_MIRROR)].copy()
+    lm[:, 0] = width - 1 - lm[:, 0]
+    return lm
+
+
+def landmark_nme(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Mean distance of the 51 inner points of ``pred`` to ``ref`` (both (68, 2)), divided by the
+    distance between ``ref``'s outer eye corners (36, 45): the normalised mean error of 300-W-style
+    evaluations (inter-ocular normalisation)."""
+    p, r = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
+    norm = float(np.linalg.norm(r[45] - r[36]))
+    return float(np.linalg.norm(p[INNER51] - r[INNER51], axis=1).mean() / max(norm, 1e-9))
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two xyxy boxes (0 when the union is empty)."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -78,5 +104,15 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return similarity_transforms(np.asarray(src, dtype=np.float64), dst)
 
 
-__all__ = ["eye_centres", "interocular_distance", "iou", "keypoints_from_landmarks68", "similarity_transform",
-           "similarity_transforms"]
+__all__ = [
+    "IBUG68_MIRROR",
+    "INNER51",
+    "eye_centres",
+    "interocular_distance",
+    "iou",
+    "keypoints_from_landmarks68",
+    "landmark_nme",
+    "mirror_landmarks68",
+    "similarity_transform",
+    "similarity_transforms",
+]

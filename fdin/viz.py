@@ -311,8 +311,9 @@ def draw_regions_and_relations(image: np.ndarray, landmarks: np.ndarray, regions
         image: (H, W, 3) uint8 RGB.
         landmarks: (68, 2) pixel xy of the face in this image.
         regions: names of the regions to draw (a subset of ``region_points``).
-        top_relations: items ``(region_a, region_b, importance)`` or mappings with keys
-            ``a``/``b``/``importance`` (also ``regions: [a, b]``), most important first or not.
+        top_relations: items ``(region_a, region_b, weight)``, mappings with keys
+            ``a``/``b``/``importance`` (also ``regions: [a, b]``), or
+            :class:`fdin.results.PairEffect` (width = ``|effect|``), in any order.
         region_points: name -> landmark indices; defaults to :mod:`fdin.regions`.
         colours: name -> hex string or RGB; defaults to :mod:`fdin.regions`, then a palette.
     """
@@ -357,6 +358,9 @@ def draw_regions_and_relations(image: np.ndarray, landmarks: np.ndarray, regions
 
 
 def _relation_tuple(item: Any) -> tuple[str, str, float]:
+    if hasattr(item, "effect") and hasattr(item, "regions"):  # fdin.results.PairEffect
+        a, b = item.regions
+        return str(a), str(b), abs(float(item.effect))
     if isinstance(item, Mapping):
         if "regions" in item:
             a, b = item["regions"]

@@ -93,6 +93,36 @@ def has_sha256(path: str | os.PathLike[str], expected: str) -> bool:
     return True
 
 
+#: SHA-256 of model files that fdin ships in ``weights/`` outside the safetensors layout (converted
+#: third-party networks run by ONNX Runtime), by (folder, file). Checked by :func:`verified_model_bytes`.
+MODEL_FILE_SHA256: dict[tuple[str, str], str] = {
+    # MediaPipe face landmark (Face Mesh 468, Apache-2.0) converted by train/convert_mediapipe_landmarks.py
+    ("face-landmark-mediapipe", "model.onnx"): "af27c982da2c12fe7ecddc56962054eb692672eedbc5f9e4ee5c67372a9c6ee1",
+}
+
+
+def verified_model_bytes(folder: str, name: str) -> bytes:
+    """The bytes of ``weights/<folder>/<name>``, checked against :data:`MODEL_FILE_SHA256` (the bytes
+    that were hashed are the bytes returned: nothing can change between the check and the use).
+
+    ``weights_dir()`` is looked in first (``FDIN_WEIGHTS_DIR`` may point at a deployment's copy), then
+    the repository's own ``weights/``.
+
+    Raises:
+        ModelUnavailableError: the file is missing.
+        WeightsIntegrityError: it does not match its recorded SHA-256.
+    """
+    path = next((p for p in (weights_dir() / folder / name, REPO_ROOT / "weights" / folder / name) if p.is_file()),
+                None)
+    if path is None:
+        raise ModelUnavailableError(f"Model file {folder}/{name} is missing from {weights_dir()}; restore it from git.")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != MODEL_FILE_SHA256[(folder, name)]:
+        raise WeightsIntegrityError(f"{folder}/{name} does not match its recorded SHA-256. The file was altered "
+                                    "or corrupted; restore it from git.")
+    return data
+
+
 def portable_command(command: str) -> str:
     """A training command without the build machine's absolute paths (each becomes ``<path>/name``)."""
     return " ".join(f"<path>/{Path(token).name}" if token.startswith(("/", "~")) and len(token) > 1 else token
@@ -161,6 +191,8 @@ class ModelCard:
     synthetic_training_data: bool
     licence: str = "mit"
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: prose shown under "Evaluation" before the metrics table (e.g. where held-out figures live)
+    evaluation: str = ""
     intended_use: str = ("Research and demonstration of interpretable facial analysis. Not for decisions "
                          "about people, identification, or inferring anyone's identity or inner state.")
     limitations: str = ("Estimates are of *apparent* attributes. Binary gender labels are a limitation of the "
@@ -181,11 +213,13 @@ class ModelCard:
         data_note = (f"**{SYNTHETIC_WEIGHTS_NOTE}** Train on the real dataset (see below) for real estimates."
                      if self.synthetic_training_data else "")
         metrics = "\n".join(f"| {k} | {v} |" for k, v in self.metrics.items()) or "| (none) | |"
+        evaluation = ([self.evaluation, ""] if self.evaluation else []) + (
+            ["| metric | value |", "|---|---|", metrics, ""] if self.metrics or not self.evaluation else [])
         body = [
             f"# {self.title}", "", self.summary, "",
             *([data_note, ""] if data_note else []),
             "## Training data", "", self.trained_on, "",
-            "## Evaluation", "", "| metric | value |", "|---|---|", metrics, "",
+            "## Evaluation", "", *evaluation,
             "## Intended use", "", self.intended_use, "",
             "## Limitations and bias", "", self.limitations, "",
         ]
@@ -316,7 +350,19 @@ def card_from_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "ModelCard", "card_from_config", "has_sha256", "provenance_of", "push_to_hub", "read_checksums",
-    "resolve_weights", "save_pretrained", "sha256_file", "stage_for_hub", "verify_weights_dir",
-    "weights_dir", "write_checksums",
+    "MODEL_FILE_SHA256",
+    "ModelCard",
+    "card_from_config",
+    "has_sha256",
+    "provenance_of",
+    "push_to_hub",
+    "read_checksums",
+    "resolve_weights",
+    "save_pretrained",
+    "sha256_file",
+    "stage_for_hub",
+    "verified_model_bytes",
+    "verify_weights_dir",
+    "weights_dir",
+    "write_checksums",
 ]

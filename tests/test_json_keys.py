@@ -37,8 +37,15 @@ def _documented(prefix: str) -> set[str]:
 
 def test_analyze_json_keys() -> None:
     data = json.loads(json.dumps(FakeAnalyzer().analyze(fake_video()).to_json_dict()))
-    assert list(data) == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
-                          "top_relations", "models", "timings_ms"] == list(TraitResult.JSON_KEYS)
+    assert list(data) == ["frames_analyzed", "fps", "coverage", "face_track", "dynamics", "appearance",
+                          "importance", "attribution", "top_relations", "models",
+                          "timings_ms"] == list(TraitResult.JSON_KEYS)
+    assert set(data["coverage"]) == {"start_s", "end_s", "whole_video", "notes"}
+    assert set(data["attribution"]) == {"regions", "by_target", "units", "noise", "salient", "method"}
+    assert data["attribution"]["units"] == {"gender": "p_female", "age": "years"}
+    assert data["attribution"]["salient"]["gender"] == [
+        {"regions": [REGION_NAMES[3], REGION_NAMES[7]], "effect": -0.4, "toward": "male"}]
+    assert data["attribution"]["salient"]["age"] == []
     assert set(data["face_track"]) == {"found", "lost"}
     assert set(data["dynamics"]) == {"gender", "age"}
     assert set(data["dynamics"]["gender"]) == {"label", "p_female"} and set(data["dynamics"]["age"]) == {"years", "std"}
@@ -49,8 +56,8 @@ def test_analyze_json_keys() -> None:
     assert all(set(r) >= {"regions", "importance"} for r in data["top_relations"])
     assert all(set(m) >= MODEL_KEYS for m in data["models"])
     documented = _documented("`analyze` JSON keys:")
-    nested = set(data) | set(data["face_track"]) | set(data["dynamics"]["gender"]) | set(data["dynamics"]["age"]) \
-        | set(data["appearance"]) | set(data["importance"])
+    nested = set(data) | set(data["coverage"]) | set(data["face_track"]) | set(data["dynamics"]["gender"]) \
+        | set(data["dynamics"]["age"]) | set(data["appearance"]) | set(data["importance"]) | set(data["attribution"])
     assert documented <= nested, f"documented but missing: {documented - nested}"
 
 
@@ -87,7 +94,7 @@ def test_faces_json_keys() -> None:
                                              ).to_json_dict()))
     assert set(data) == {"faces", "backend", "image"} and data["image"] == {"width": 160, "height": 90}
     assert set(data["faces"][0]) == {"bbox", "score", "landmarks", "keypoints", "pose", "appearance", "models",
-                                     "expression"}
+                                     "fit_score", "expression"}
     assert set(data["faces"][0]["appearance"]) == {"gender", "age", "model"}
     _assert_expression(data["faces"][0]["expression"])
     documented = _documented("`faces` JSON keys:")

@@ -105,7 +105,10 @@ def test_pose_near_frontal_faces(t1_faces, astronaut_faces, backend):
     for face in [*astronaut_faces, *detect_faces(tom_hanks(), backend)]:
         assert abs(face.pose.yaw) <= 25 and abs(face.pose.pitch) <= 25 and abs(face.pose.roll) <= 25
     for face in t1_faces:  # people chatting, heads turned/tilted, still far from profile
-        assert abs(face.pose.yaw) <= 40 and abs(face.pose.pitch) <= 30 and abs(face.pose.roll) <= 35
+        # yaw up to 55: the standing man (5th from the left) looks well to the image left; the mesh
+        # landmarks follow his profile (yaw -43), where dlib's 68-point fit spread a frontal shape over
+        # his cheek (yaw -11; checked by eye on an overlay of both fits)
+        assert abs(face.pose.yaw) <= 55 and abs(face.pose.pitch) <= 30 and abs(face.pose.roll) <= 35
         # yaw > 0 means the nose moved to the image right: check against the picture itself
         lm = face.landmarks
         if abs(face.pose.yaw) > 10 and abs(face.pose.roll) < 10:

@@ -30,6 +30,8 @@ import gradio as gr
 import numpy as np
 
 from fdin.app import face_table, rendering, settings, storage
+from fdin.app.admission import Admission, current_event_id, event_stop_check
+from fdin.app.livebudget import LiveBudget, LiveGate, decode_bounded
 from fdin.app.predictors import LazyPredictors, Predictors
 from fdin.app.ratelimit import RateLimiter, client_key
 from fdin.app.texts import (
@@ -40,7 +42,7 @@ from fdin.app.texts import (
     UNKNOWN_TRAIT,
     trait_names,
 )
-from fdin.errors import FdinError, NoFaceError
+from fdin.errors import FdinError, NoFaceError, ProcessingCancelledError, ProcessingTimeoutError
 from fdin.results import any_synthetic
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,10 @@ class Handlers:
         self.analyze_live = self._friendly(self._analyze_live, "analyze_live")
         self.relate_photos_ui = self._friendly(self._relate_photos_ui, "relate_photos")
         self.redraw_limiter = RateLimiter(*settings.REDRAW_RATE)
+        # issue 24: live admission (installed on the queue by GuardedBlocks), frames in flight, memory
+        self.admission = Admission()
+        self.live_gate = LiveGate()
+        self.live_budget = LiveBudget()
         self.traits: tuple[str, ...] = tuple(trait_names())
 
     # --- error mapping and rate limit ------------------------------------------------------------
@@ -197,13 +203,27 @@ class Handlers:
         analyzer = self.predictors.analyzer()
         spans = {"decode": (0.0, 0.05), "track": (0.05, 0.8), "dynamics": (0.8, 0.88)}
 
+        should_stop = event_stop_check()  # a cancel or a closed connection stops the work (issue 24)
+        seconds, faces = clip_size(video, self.predictors)
+        budget = settings.analysis_deadline_s(seconds, faces)
+        deadline = time.monotonic() + budget
+        late = deadline_message(seconds, faces, budget)
+
         def report(stage: str, fraction: float) -> None:
+            if should_stop():  # in-process analyzers stop at their next progress report
+                raise ProcessingCancelledError("The request was cancelled and its work stopped.")
+            if time.monotonic() > deadline:
+                raise ProcessingTimeoutError(late)
             lo, hi = spans.get(stage, (0.8, 0.88))
             progress(lo + (hi - lo) * fraction,
                      desc={"track": "tracking", "decode": "preparing (the first request loads the face models)"}
                      .get(stage, stage))
 
-        result = analyzer.analyze(video, progress=report)
+        stop = {"should_stop": should_stop, "deadline": deadline, "deadline_message": late}
+        accepts = inspect.signature(analyzer.analyze).parameters
+        if not ("should_stop" in accepts or any(p.kind is p.VAR_KEYWORD for p in accepts.values())):
+            stop = {}  # an analyzer in this process: stopped through ``report`` instead
+        result = analyzer.analyze(video, progress=report, **stop)
         progress(0.9, desc="drawing")
         payload = result.to_json_dict()
         payload["video"] = video.to_json_dict()
@@ -239,9 +259,19 @@ class Handlers:
         """One streamed webcam frame (an in-memory image data URL) -> (overlay data URL, rolling
         summary, rolling importance heatmap, session). Outputs that do not change are ``gr.skip()``;
         a frame over the per-session rate, or a bad frame, changes nothing (no error: the stream goes
-        on). Not rate limited per client like the model buttons: it is bounded per session instead
-        (:mod:`fdin.app.live`)."""
-        from fdin import viz
+        on). Not rate limited per client like the model buttons: streams are admitted per client and
+        in all (:mod:`fdin.app.admission`), and frames are bounded per session and in all — one in
+        flight per session, header policy and decode deadline, memory budget
+        (:mod:`fdin.app.livebudget`)."""
+
+        event_id = current_event_id()
+        self.admission.touch(event_id)
+        try:
+            return self._live_admitted(frame, session, consent)
+        finally:  # idleness counts from the end of this frame's work (a first frame may wait for the models)
+            self.admission.touch(event_id)
+
+    def _live_admitted(self, frame: str | None, session: Any, consent: bool) -> tuple[Any, Any, Any, Any]:
         from fdin.app import live
 
         session = session if isinstance(session, live.LiveSession) else live.LiveSession()
@@ -250,10 +280,23 @@ class Handlers:
         now = time.monotonic()
         if frame is None or not session.accept_time(now):
             return gr.skip(), gr.skip(), gr.skip(), session
+        if not self.live_gate.enter(session):  # a frame of this session (or two in all) still in flight
+            session.dropped += 1
+            return gr.skip(), gr.skip(), gr.skip(), session
+        try:
+            return self._live_frame(frame, session, now)
+        finally:
+            self.live_gate.leave(session)
+
+    def _live_frame(self, frame: str, session: Any, now: float) -> tuple[Any, Any, Any, Any]:
+        from fdin import viz
+        from fdin.app import live
+
         try:
             data = live.frame_bytes(frame)
-            image = live.decode_frame(data)
+            image = decode_bounded(data, session)
             face = session.add(now, data, image, self.predictors.backend())
+            self.live_budget.admit(session, image)
             out = live.jpeg_data_url(live.overlay(image, face, session.rolling_result))
             if not session.rolling_due(now):
                 return out, gr.skip(), gr.skip(), session
@@ -275,6 +318,13 @@ class Handlers:
         except Exception:
             log.exception("live frame failed")
             return gr.skip(), gr.skip(), gr.skip(), session
+
+    def forget_live(self, session: Any) -> None:
+        """The session's live state expired: its buffer leaves the memory budget at once."""
+        from fdin.app.live import LiveSession
+
+        if isinstance(session, LiveSession):
+            self.live_budget.forget(session)
 
     def _analyze_live(self, session: Any = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
                       request: gr.Request | None = None) -> tuple[Any, ...]:
@@ -340,6 +390,31 @@ class Handlers:
                      len(trait) if isinstance(trait, str) else 0)
             raise gr.Error(UNKNOWN_TRAIT, print_exception=False)
         return rendering.matrix_plot_of(kept, trait)
+
+
+def clip_size(video: Any, predictors: Any) -> tuple[float, int]:
+    """``(seconds, faces)`` of a decoded clip for its analysis deadline: the length from its frame
+    times, the faces as the most the detector finds on three frames (first, middle, last; a few tens of
+    milliseconds). A detector failure counts one face (the deadline is then the shortest)."""
+    frames = getattr(video, "frames", None)
+    times = np.asarray(getattr(video, "timestamps", ()), np.float64)
+    seconds = float(times[-1] - times[0]) if len(times) > 1 else 0.0
+    faces = 1
+    try:
+        backend = predictors.backend()
+        count = len(frames) if frames is not None else 0
+        for k in sorted({0, count // 2, count - 1}) if count else ():
+            faces = max(faces, len(backend.detect_boxes(np.ascontiguousarray(frames[k]))))
+    except Exception:  # the analysis itself reports a broken backend clearly
+        log.info("face count for the deadline failed; using one face")
+    return seconds, faces
+
+
+def deadline_message(seconds: float, faces: int, budget: float) -> str:
+    """What the user reads when an analysis passes its deadline."""
+    who = "one face" if faces <= 1 else f"{faces} faces"
+    return (f"The analysis of this {seconds:.0f} s clip ({who}) did not finish within its time limit of "
+            f"{budget:.0f} s and was stopped; nothing was kept. Try a shorter clip, or one with fewer faces.")
 
 
 def matrix_data(faces: int, pairs: Any, demonstration: bool = True) -> tuple[int, tuple[Any, ...], bool] | None:

@@ -167,7 +167,8 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
 
         with gr.Tab("Live", id="live") as tab_live:
             gr.Markdown(texts.LIVE_HELP)
-            live_state = gr.State(None, time_to_live=settings.LIVE_STATE_TTL_S)  # the buffer is freed after
+            live_state = gr.State(None, time_to_live=settings.LIVE_STATE_TTL_S,  # the buffer is freed after
+                                  delete_callback=h.forget_live)
             with gr.Row():
                 with gr.Column(min_width=320):
                     live_cam = LiveWebcam(label="Camera", sources=["webcam"], streaming=True, elem_id="live-cam",
@@ -296,6 +297,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                                    for _, label in buttons],
                        inputs=consent, outputs=[b for b, _ in buttons], api_visibility="private", queue=False)
     seal_events(demo, PUBLIC_ENDPOINTS)
+    demo.fdin_admission = h.admission  # installed on the queue by GuardedBlocks.queue (issue 24)
     store.keep = lambda: _kept_in_cache(demo)
     store.start_sweeper(*settings.DELETE_CACHE)
     return demo

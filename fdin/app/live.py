@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from fdin.app import live_estimate
-from fdin.app.live_estimate import MIN_PAIR_SHARE, SMOOTH_REFRESHES, Steady
+from fdin.app.live_estimate import SMOOTH_REFRESHES, Steady
 from fdin.errors import MediaError, NoFaceError
 
 MAX_FRAME_BYTES = 1_500_000          # one streamed frame (a 1280x720 JPEG at quality 0.92 is ~250 kB)
@@ -169,7 +169,8 @@ class LiveTracker:
                     self._lose()
             if not self.following:
                 best = max(detections, key=lambda d: float((d.bbox[2] - d.bbox[0]) * (d.bbox[3] - d.bbox[1])))
-            face = backend.face_for_box(image, best.bbox, score=best.score)
+            hint = self.landmarks + self.velocity if self.following else best.keypoints
+            face = backend.face_for_box(image, best.bbox, score=best.score, keypoints=hint)
             if not fit_ok(face, width, height, self.spread if self.following else None):
                 self._lose()
                 return None
@@ -178,7 +179,8 @@ class LiveTracker:
         if inside_fraction(box, width, height) < MIN_INSIDE:
             self._lose()
             return None
-        face = backend.face_for_box(image, box, score=self.score)
+        face = backend.face_for_box(image, box, score=self.score,
+                                    keypoints=self.landmarks + self.velocity)
         face = replace(face, bbox=box_absolute(self.box_rel, face.landmarks.astype(np.float64)).astype(np.float32))
         if (not fit_ok(face, width, height, self.spread)
                 or float((face_patch(image, face.landmarks) * self.template).sum()) < MIN_PATCH_NCC):
@@ -195,7 +197,7 @@ class Rolling:
     prediction: Any
     seconds: float
     frames: int
-    top_relations: list[dict[str, Any]]
+    top_relations: list[Any]  # the salient pairs of the gender estimate (fdin.results.PairEffect)
     at: float = 0.0  # receive time of the window's last frame
 
 
@@ -235,12 +237,21 @@ class LiveSession:
             self.faces.append(None if face is None else np.asarray(face.landmarks, np.float32))
             self.jpegs.append(data)
             while self.times and (now - self.times[0] > BUFFER_S or len(self.times) > MAX_BUFFER_FRAMES):
-                self.times.popleft()
-                self.faces.popleft()
-                self.jpegs.popleft()
+                self._pop_oldest()
         self.processed += 1
         self.frame_ms.append((time.perf_counter() - t0) * 1000)
         return face
+
+    def _pop_oldest(self) -> None:
+        self.times.popleft()
+        self.faces.popleft()
+        self.jpegs.popleft()
+
+    def drop_oldest(self) -> None:
+        """Drop the oldest buffered frame (the memory budget of :mod:`fdin.app.livebudget`)."""
+        with self.lock:
+            if self.times:
+                self._pop_oldest()
 
     def window(self, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """``(landmarks (N, 68, 2), timestamps (N,))`` of the frames with a face in the last ``seconds``."""
@@ -261,15 +272,15 @@ class LiveSession:
         """Refresh the rolling FDIN estimate over the last :data:`ROLLING_WINDOW_S` seconds. None (and
         the previous estimate is kept, shown with its age) when the face was seen for less than
         :data:`MIN_ROLLING_S` in the window."""
-        from fdin.regions import top_relations
-
         self.last_rolling_t = now
         landmarks, times = self.window(ROLLING_WINDOW_S)
         if len(times) < 4 or times[-1] - times[0] < MIN_ROLLING_S:
             return None
         prediction = analyzer.predict_landmarks(landmarks, times - times[0])
-        pairs = [r for r in top_relations(prediction.importance.matrix, k=3) if r["importance"] >= MIN_PAIR_SHARE]
-        self.rolling_result = Rolling(prediction, float(times[-1] - times[0]), len(times), pairs, float(times[-1]))
+        attribution = prediction.attribution
+        self.rolling_result = Rolling(prediction, float(times[-1] - times[0]), len(times),
+                                      attribution.salient("gender", k=3) if attribution is not None else [],
+                                      float(times[-1]))
         est = prediction.estimates
         if est.gender is not None and est.age is not None:
             self.steady.update(est.gender.p_female, est.age.years)
@@ -313,7 +324,7 @@ class LiveSession:
 
 def overlay(frame: np.ndarray, face: Any, rolling: Rolling | None) -> np.ndarray:
     """The frame with the tracked face's box and 68 landmarks, the FDIN regions and (once a rolling
-    estimate exists) its top region relations."""
+    estimate exists) the region pairs that moved its gender estimate."""
     from fdin import viz
     from fdin.labels import REGION_NAMES
 

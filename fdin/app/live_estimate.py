@@ -8,7 +8,8 @@ beside it (kept apart from :mod:`fdin.app.live`, which tracks and buffers frames
   the refreshes disagree (:data:`MAX_LIVE_SPREAD`).
 * the appearance model (trained on real faces) runs on the current frame once per refresh; its last
   :data:`SMOOTH_REFRESHES` estimates are averaged the same way.
-* region pairs under :data:`MIN_PAIR_SHARE` of the importance are not listed.
+* region pairs are named only when removing them moves the estimate beyond the no-signal noise
+  (:func:`fdin.app.rendering.relation_sentence`, from the per-estimate attribution).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import numpy as np
 
 SMOOTH_REFRESHES = 5                 # the shown estimate averages the last 5 refreshes (~5 s) ...
 HOLD_REFRESHES = 3                   # ... and its label changes only after 3 refreshes agree on the new one
-MIN_PAIR_SHARE = 0.05                # region pairs under 5 % of the importance are not listed
 #: refreshes whose gender scores spread this much (standard deviation) really disagree: "uncertain".
 #: Higher than the per-frame :data:`fdin.labels.MAX_GENDER_SPREAD`: one odd window among five (0.77
 #: among zeros: 0.31 on a real clip) is absorbed by the median, two opposite ones (>= 0.4) are not.
@@ -91,8 +91,8 @@ def rolling_markdown(session: Any, demonstration: bool, *, buffer_s: float, min_
                      rolling_every_s: float, window_s: float) -> str:
     """The rolling estimate in words: FDIN's, averaged over the last refreshes with a label that holds
     still (:class:`Steady`), and the appearance model's beside it; each with how much it varies."""
+    from fdin.app.rendering import relation_sentence
     from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
-    from fdin.viz import pretty_name
 
     r = session.rolling_result
     stats = session.stats()
@@ -120,13 +120,12 @@ def rolling_markdown(session: Any, demonstration: bool, *, buffer_s: float, min_
     if age >= 2 * rolling_every_s:
         lines.append(f"(Not refreshed for {age:.0f} s: the face was in view for less than {min_rolling_s:g} s of "
                      f"the last {window_s:g} s.)")
-    if r.top_relations:
-        lines.append("Region pairs that mattered most (subject's left/right): " + "; ".join(
-            f"{' – '.join(pretty_name(x) for x in rel['regions'])} ({rel['importance']:.0%})"
-            for rel in r.top_relations))
+    sentence = relation_sentence(r.prediction.attribution, "gender", k=3)
+    if sentence:
+        lines.append(sentence)
     if demonstration:
         lines.append(f"*{SYNTHETIC_WEIGHTS_NOTE}*")
     return "\n\n".join(lines)
 
 
-__all__ = ["HOLD_REFRESHES", "MAX_LIVE_SPREAD", "MIN_PAIR_SHARE", "SMOOTH_REFRESHES", "Steady", "rolling_markdown"]
+__all__ = ["HOLD_REFRESHES", "MAX_LIVE_SPREAD", "SMOOTH_REFRESHES", "Steady", "rolling_markdown"]

@@ -127,11 +127,47 @@ SUBJECT_SIDES = ("Left and right in region names are the subject's own: the left
                  "right of the picture.")
 
 
+def effect_text(effect: Any, target: str) -> str:
+    """``"42 points toward female"`` / ``"6 years toward younger"``: one pair's effect on the estimate
+    (gender in points of the female score, as the summary shows it)."""
+    if target == "gender":
+        return f"{abs(effect.effect) * 100:.0f} points toward {effect.toward}"
+    return f"{abs(effect.effect):.0f} years toward {effect.toward}"
+
+
+def relation_sentence(attribution: Any, target: str = "gender", k: int = 1) -> str | None:
+    """What the summary says about the region pairs behind the ``target`` estimate, from the
+    per-estimate attribution (never from the learned importance, which can be a gate that did not move
+    this estimate): the pair(s) whose removal changes the estimate most, or that no relation stands
+    out when no pair's effect exceeds the noise level. None for weights without an attribution."""
+    from fdin.viz import pretty_name
+
+    if attribution is None:
+        return None
+    salient = attribution.salient(target, k=k)
+    noise = float(attribution.noise.get(target, 0.0))
+    level = f"±{noise * 100:.0f} points" if target == "gender" else f"±{noise:.0f} years"
+    if not salient:
+        return (f"**No relation stands out** for the {target} estimate: removing any one region pair changes it "
+                f"by no more than on inputs without any signal ({level}).")
+    pairs = "; ".join(f"**{' – '.join(pretty_name(r) for r in e.regions)}** ({effect_text(e, target)})"
+                      for e in salient)
+    return (f"Region pair{'s' if len(salient) > 1 else ''} that moved the {target} estimate most: {pairs}; "
+            f"the effect of removing the pair (noise level {level}). The importance heatmaps show "
+            "the model's learned weighting, which is not the same thing.")
+
+
+def drawn_relations(result: Any, k: int = 3) -> list[Any]:
+    """The pairs drawn on the face: the gender estimate's salient pairs (line width = |effect|), none
+    when no relation stands out or the weights carry no attribution."""
+    attribution = getattr(result, "attribution", None)
+    return [] if attribution is None else attribution.salient("gender", k=k)
+
+
 def summary_markdown(result: Any, notes: list[str] | tuple[str, ...] = ()) -> str:
     """The trait-estimation summary of a :class:`fdin.analyze.TraitResult` (``notes``: the decoder's).
     The appearance model (trained on real faces) comes first; FDIN's column is labelled a demonstration
     output when its weights were trained on data fdin generated."""
-    from fdin.viz import pretty_name
 
     dyn, app = result.dynamics, result.appearance
     demo = bool(result.synthetic_weights)
@@ -150,11 +186,9 @@ def summary_markdown(result: Any, notes: list[str] | tuple[str, ...] = ()) -> st
     if differ:
         lines.append(differ)
     lines.append(HOW_SURE)
-    if result.top_relations:
-        top = result.top_relations[0]
-        pair = " – ".join(pretty_name(r) for r in top["regions"])
-        lines.append(f"Most important region pair for the gender estimate: **{pair}** "
-                     f"({top['importance']:.1%} of the total importance).")
+    sentence = relation_sentence(getattr(result, "attribution", None), "gender")
+    if sentence:
+        lines.append(sentence)
     track = result.face_track
     lines.append(SUBJECT_SIDES)
     lines.append(f"Analysed {result.frames_analyzed} frames ({fps_text(result.fps)}): "
@@ -212,23 +246,25 @@ def bbox_of(landmarks: np.ndarray) -> list[float]:
 
 
 def keyframe(video: Any, result: Any) -> np.ndarray:
-    """The expression peak with the top region relations drawn (line width = importance)."""
+    """The expression peak with the region pairs that moved the gender estimate drawn (line width =
+    |effect|; none when no relation stands out)."""
     from fdin import viz
     from fdin.labels import REGION_NAMES
 
     apex = apex_index(result.landmarks)
     frame, landmarks = for_display(video.frames[int(result.frame_indices[apex])], result.landmarks[apex])
-    return viz.draw_regions_and_relations(frame, landmarks, REGION_NAMES, result.top_relations)
+    return viz.draw_regions_and_relations(frame, landmarks, REGION_NAMES, drawn_relations(result))
 
 
 def annotated_clip(video: Any, result: Any, folder: Path) -> str:
-    """The clip with landmarks, regions and top relations drawn on every frame where the face was found,
-    as H.264 MP4 in ``folder``."""
+    """The clip with landmarks, regions and the pairs that moved the gender estimate drawn on every
+    frame where the face was found, as H.264 MP4 in ``folder``."""
     from fdin import viz
     from fdin.labels import REGION_NAMES
     from fdin.media import write_video
 
     by_frame = {int(i): k for k, i in enumerate(result.frame_indices)}
+    relations = drawn_relations(result)
     out = []
     for n, frame in enumerate(video.frames):
         k = by_frame.get(n)
@@ -237,7 +273,7 @@ def annotated_clip(video: Any, result: Any, folder: Path) -> str:
             out.append(big)
             continue
         drawn = viz.draw_faces(big, [{"bbox": bbox_of(lms), "landmarks": lms}], labels=[""])
-        out.append(viz.draw_regions_and_relations(drawn, lms, REGION_NAMES, result.top_relations))
+        out.append(viz.draw_regions_and_relations(drawn, lms, REGION_NAMES, relations))
     return str(write_video(np.stack(out), video.fps, folder / "annotated.mp4",
                            timestamps=np.asarray(video.timestamps)))
 

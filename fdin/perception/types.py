@@ -74,6 +74,9 @@ class Face:
         appearance: apparent gender/age, or None when the backend has no such model.
         models: which model produced each field, e.g. ``{"bbox": "yuface/libfacedetection",
             "landmarks": "dlib shape_predictor_68", ...}``.
+        fit_score: the landmark model's own quality of this fit in [0, 1] (the default backend's
+            face-presence probability; below 0.5 the fit failed and tracking drops it), or None when
+            the landmark model gives none (dlib, insightface).
     """
 
     bbox: np.ndarray
@@ -83,6 +86,7 @@ class Face:
     pose: Pose
     appearance: Appearance | None = None
     models: dict[str, str] = field(default_factory=dict)
+    fit_score: float | None = None
 
     @property
     def width(self) -> float:
@@ -105,6 +109,7 @@ class Face:
             "pose": self.pose.to_json_dict(),
             "appearance": self.appearance.to_json_dict() if self.appearance else None,
             "models": dict(self.models),
+            "fit_score": None if self.fit_score is None else round(float(self.fit_score), 4),
         }
 
 
