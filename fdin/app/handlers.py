@@ -373,9 +373,9 @@ class Handlers:
             trait = next(iter(traits))
         table = gr.Dataframe(value=face_table.relation_rows(result), headers=face_table.FACE_COLUMNS)
         kept = rendering.matrix_data(len(result.faces), result.pairs, demo)
-        matrix = rendering.matrix_plot_of(kept, trait)
-        # no matrix for fewer than 3 faces: the plot is hidden rather than left as an empty box
-        return payload, image, table, chart, gr.Plot(value=matrix, visible=matrix is not None), kept
+        # None for fewer than 3 faces (the API's "else empty"); the page hides the empty plot
+        # (layout: ``show_matrix`` after the event)
+        return payload, image, table, chart, rendering.matrix_plot_of(kept, trait), kept
 
     def rerender_matrix(self, kept: Any, trait: Any, request: gr.Request | None = None) -> Any:
         """Redraw the relation matrix for another trait from the last result of this session, kept on

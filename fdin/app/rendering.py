@@ -171,8 +171,8 @@ def summary_markdown(result: Any, notes: list[str] | tuple[str, ...] = ()) -> st
 
     dyn, app = result.dynamics, result.appearance
     demo = bool(result.synthetic_weights)
-    frames = f"averaged over {app.frames} frames" if app.frames else "no frame had an estimate"
-    fdin_head = ("from facial dynamics (FDIN), demonstration output" if demo
+    frames = f"{app.frames} frames" if app.frames else "no frame had an estimate"
+    fdin_head = ("from facial dynamics (FDIN, demonstration)" if demo
                  else "from facial dynamics (FDIN)")
     rows = [  # one row per source: three narrow columns that read on a 390 px phone
         "| | apparent gender | apparent age |",
