@@ -138,9 +138,10 @@ def models_markdown() -> str:
               "(with `*_REVISION` = a 40-hex commit) to use Hub models; they must already be in the local "
               "Hugging Face cache (fdin never downloads at run time).", "",
               "**Face detection and landmarks** come from `fdin.perception`'s default backend: yuface "
-              "(libfacedetection, BSD-3), dlib's 68-point shape predictor (trained on iBUG 300-W, whose terms "
-              "exclude commercial use) and the Cydral age/gender networks (CC0); or insightface buffalo_l "
-              "(non-commercial) when provided on disk.", ""]
+              "(libfacedetection, BSD-3), MediaPipe's face-landmark network (Apache-2.0, converted to ONNX "
+              "and mapped to the 68 iBUG points) and the Cydral age/gender networks (CC0); or insightface "
+              "buffalo_l (non-commercial) when provided on disk. dlib's 68-point predictor (trained on iBUG "
+              "300-W, whose terms exclude commercial use) remains selectable as `offline-dlib`.", ""]
     for role, readme in cards:
         body = readme.split("---", 2)[-1].strip() if readme.startswith("---") else readme.strip()
         lines += [f"<details><summary>Model card: {role}</summary>", "", body, "", "</details>", ""]
