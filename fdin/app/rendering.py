@@ -90,10 +90,17 @@ def summary_markdown(result: Any, notes: list[str] | tuple[str, ...] = ()) -> st
     return "\n\n".join(lines)
 
 
-def faces_status(count: int, width: int, height: int) -> str:
-    """What the Faces tab says about a photo's faces: how many, or that there is none and why."""
+def faces_status(count: int, width: int, height: int, failed: tuple[int, ...] = ()) -> str:
+    """What the Faces tab says about a photo's faces: how many, or that there is none and why.
+    ``failed``: 1-based numbers of faces whose landmark fit failed (``Face.fit_score`` < 0.5)."""
     if count:
-        return f"Found {count} face{'s' if count != 1 else ''} (numbered left to right)."
+        text = f"Found {count} face{'s' if count != 1 else ''} (numbered left to right)."
+        if failed:
+            which = ", ".join(str(i) for i in failed)
+            text += (f" **The landmark fit failed on face {which}** (fit score below 0.5: typically a full "
+                     "profile, a heavily blurred or occluded face): its landmarks, head pose and expression "
+                     "are not reliable.")
+        return text
     small = " The photo is very small." if min(width, height) < 64 else ""
     return (f"**No face found** in this {width}×{height} photo.{small} fdin finds faces roughly facing the "
             "camera and at least about 40 pixels wide; try a closer, frontal, well-lit photo.")
