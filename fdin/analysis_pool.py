@@ -26,12 +26,20 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fdin.errors import WorkerCrashedError
 from fdin.isolation.codec import Encoder, decode, inside, register_result_type
-from fdin.isolation.workers import STALL_TIMEOUT_S, LineWorker, WorkerPool, exchange_dir, remove_dir
+from fdin.isolation.workers import (
+    OWNER_MARKER,
+    STALL_TIMEOUT_S,
+    LineWorker,
+    WorkerPool,
+    exchange_dir,
+    remove_dir,
+)
 from fdin.progress import ProgressFn, no_progress
 
 #: How long a worker may take to load its models before the first analysis gives up on it.
@@ -41,9 +49,18 @@ READY_TIMEOUT_S = 120.0
 def _register_results() -> None:
     """The dataclasses of a :class:`~fdin.analyze.TraitResult`, allowed back from a worker."""
     from fdin.analyze import TraitResult
-    from fdin.results import AgeEstimate, Estimates, GenderEstimate, Importance, ModelProvenance, TrackCount
+    from fdin.results import (
+        AgeEstimate,
+        Coverage,
+        Estimates,
+        GenderEstimate,
+        Importance,
+        ModelProvenance,
+        TrackCount,
+    )
 
-    for cls in (TraitResult, Estimates, GenderEstimate, AgeEstimate, Importance, ModelProvenance, TrackCount):
+    for cls in (TraitResult, Estimates, GenderEstimate, AgeEstimate, Importance, ModelProvenance, TrackCount,
+                Coverage):
         register_result_type(cls)
 
 
@@ -109,7 +126,7 @@ class AnalysisWorker(LineWorker):
         self.ready = False
         self._ready_lock = threading.Lock()
 
-    def wait_ready(self) -> float:
+    def wait_ready(self, should_stop: Callable[[], bool] | None = None) -> float:
         """Block until the child has loaded its models (raises its load error, e.g. a missing model);
         returns the seconds waited."""
         from fdin.isolation import rebuild_error
@@ -118,7 +135,7 @@ class AnalysisWorker(LineWorker):
         with self._ready_lock:
             if self.ready:
                 return 0.0
-            kind, _, rest = self.read_line(READY_TIMEOUT_S).partition(b" ")
+            kind, _, rest = self.read_line(READY_TIMEOUT_S, should_stop=should_stop).partition(b" ")
             if kind == b"err":
                 self.broken = True
                 raise rebuild_error(json.loads(rest), None)
@@ -128,21 +145,25 @@ class AnalysisWorker(LineWorker):
             self.ready = True
         return time.perf_counter() - t0
 
-    def analyze(self, video: Any, *, progress: ProgressFn | None = None) -> Any:
-        """:meth:`fdin.analyze.DynamicsAnalyzer.analyze` of a decoded :class:`~fdin.media.Video`, in the child."""
+    def analyze(self, video: Any, *, progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
+                deadline: float | None = None, deadline_message: str | None = None) -> Any:
+        """:meth:`fdin.analyze.DynamicsAnalyzer.analyze` of a decoded :class:`~fdin.media.Video`, in the
+        child. ``should_stop`` (asked every 0.2 s) and ``deadline`` (``time.monotonic()``) kill the child
+        when the request is cancelled or runs out of time (issue 24)."""
         from fdin.analyze import TraitResult
         from fdin.isolation import rebuild_error
 
         report = progress or no_progress
-        waited = self.wait_ready()
+        waited = self.wait_ready(should_stop)
+        wait = {"should_stop": should_stop, "deadline": deadline, "deadline_message": deadline_message}
         frames = getattr(video, "frames", None)
         folder = exchange_dir("fdin-ana-", int(getattr(frames, "nbytes", 0)))
         answered = False
         try:
             encoded = Encoder(folder, "in").encode(video)
-            self.send({"dir": str(folder), "video": encoded, "unlink": sorted(p.name for p in folder.iterdir())})
+            self.send({"dir": str(folder), "video": encoded, "unlink": sorted(p.name for p in folder.iterdir() if p.name != OWNER_MARKER)})
             while True:
-                kind, _, rest = self.read_line(STALL_TIMEOUT_S).partition(b" ")
+                kind, _, rest = self.read_line(STALL_TIMEOUT_S, **wait).partition(b" ")
                 if kind == b"p":
                     stage, _, fraction = rest.partition(b" ")
                     report(stage.decode("ascii", "replace"), float(fraction))
@@ -174,12 +195,13 @@ class AnalysisWorker(LineWorker):
 
 
 class AnalysisPool(WorkerPool[AnalysisWorker]):
-    """Idle :class:`AnalysisWorker` processes (at most ``keep``), one per concurrent analysis."""
+    """:class:`AnalysisWorker` processes, one per concurrent analysis: at most ``keep`` in all (a
+    further analysis waits for one to come back; a cancelled one is killed, then replaced)."""
 
     def __init__(self, analyzer_kwargs: dict[str, Any], keep: int = 2) -> None:
         _register_results()
         kwargs = {k: (str(v) if isinstance(v, Path) else v) for k, v in analyzer_kwargs.items()}
-        super().__init__(lambda: AnalysisWorker(kwargs), keep)
+        super().__init__(lambda: AnalysisWorker(kwargs), keep, max_workers=keep)
 
     def wait_ready(self) -> None:
         """Block until the idle workers have loaded their models."""
@@ -188,10 +210,12 @@ class AnalysisPool(WorkerPool[AnalysisWorker]):
         for worker in idle:
             worker.wait_ready()
 
-    def analyze(self, video: Any, *, progress: ProgressFn | None = None) -> Any:
-        worker = self.acquire()
+    def analyze(self, video: Any, *, progress: ProgressFn | None = None, **stop: Any) -> Any:
+        """One analysis on a pooled worker; ``stop``: :meth:`AnalysisWorker.analyze`'s ``should_stop``,
+        ``deadline`` and ``deadline_message``."""
+        worker = self.acquire(should_stop=stop.get("should_stop"), deadline=stop.get("deadline"))
         try:
-            return worker.analyze(video, progress=progress)
+            return worker.analyze(video, progress=progress, **stop)
         finally:
             self.release(worker)
             if not worker.alive():  # crashed, stalled or abandoned: start its replacement now
@@ -215,10 +239,12 @@ class PooledAnalyzer:
         self.pool.prestart(workers)
         self.local = DynamicsAnalyzer(**analyzer_kwargs)
 
-    def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None) -> Any:
+    def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None, **stop: Any) -> Any:
+        """``stop`` (decoded videos only): ``should_stop``, ``deadline``, ``deadline_message`` of
+        :meth:`AnalysisWorker.analyze`: a cancel or the deadline kills the worker."""
         if isinstance(video_or_path, (str, Path)):
             return self.local.analyze(video_or_path, progress=progress)
-        return self.pool.analyze(video_or_path, progress=progress)
+        return self.pool.analyze(video_or_path, progress=progress, **stop)
 
     def load_models(self) -> None:
         """Load the local face models and wait until the workers have loaded theirs (preloading)."""

@@ -7,6 +7,8 @@ returns a :class:`TraitResult` whose :meth:`~TraitResult.to_json_dict` gives the
 
 from __future__ import annotations
 
+import math
+import operator
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +19,30 @@ import numpy as np
 from fdin.dynamics import CHANNEL_NAMES, compute_dynamics
 from fdin.errors import NoFaceError
 from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
-from fdin.media.prefetch import Prefetch as _Prefetch  # the decode thread lives beside the decoder
 from fdin.progress import ProgressFn, no_progress, report_steps
-from fdin.regions import REGION_NAMES, top_relations
-from fdin.results import AgeEstimate, Estimates, GenderEstimate, Importance, ModelProvenance, TrackCount
+from fdin.regions import REGION_NAMES, pairs_to_matrix, top_relations
+from fdin.results import (
+    AgeEstimate,
+    Attribution,
+    Coverage,
+    Estimates,
+    GenderEstimate,
+    Importance,
+    ModelProvenance,
+    TrackCount,
+)
 
 #: Frames of the analysed track on which the appearance model runs (spread evenly over the track).
 APPEARANCE_FRAMES = 5
+#: Frames a streamed video keeps for the appearance model (a thinned sample spread over the whole video).
+APPEARANCE_SAMPLE = 24
+#: Slots of the ring a path is decoded into (:attr:`fdin.media.DecodeLimits.ring`): the decoder may run
+#: this many frames ahead of tracking, and no more, so memory is flat whatever the length.
+RING_FRAMES = 16
+#: Limits of a streamed decode (memory no longer grows with them): a file size and a frame count that
+#: only stop absurd inputs (a day of video at 25 frames/s is 2.2 million frames).
+STREAM_MAX_BYTES = 256 << 30
+STREAM_MAX_FRAMES = 50_000_000
 #: Default of :class:`DynamicsAnalyzer`'s ``redetect_after`` (frames at the 25/s model rate: 2 s).
 DEFAULT_REDETECT_AFTER = 50
 
@@ -34,12 +53,14 @@ SYNTHETIC_NOTE = "note: " + SYNTHETIC_WEIGHTS_NOTE
 @dataclass(frozen=True)
 class DynamicsPrediction:
     """What :meth:`DynamicsAnalyzer.predict_landmarks` gives: the dynamics (:class:`fdin.dynamics`
-    result), FDIN's gender and age estimates, their relational importance and the stage timings (ms)."""
+    result), FDIN's gender and age estimates, their relational importance, the stage timings (ms) and
+    the per-estimate attribution (None for weights without an attribution reference)."""
 
     dynamics: Any
     estimates: Estimates
     importance: Importance
     timings_ms: dict[str, float]
+    attribution: Attribution | None = None
 
 
 @dataclass
@@ -48,7 +69,10 @@ class TraitResult:
 
     ``dynamics``: FDIN's estimates from facial motion; ``appearance``: the appearance model's, averaged
     over the frames that carried one; ``importance``: FDIN's (R, R) relational importance per target
-    (:class:`fdin.results.Importance`). Not in JSON unless asked: ``time`` (T,) seconds at the dynamics
+    (:class:`fdin.results.Importance`, the model's learned weighting); ``attribution``: what each pair
+    did to *these* estimates (:class:`fdin.results.Attribution`, None for weights without an
+    attribution reference); ``top_relations``: the top pairs of the learned importance. Not in JSON
+    unless asked: ``time`` (T,) seconds at the dynamics
     rate, ``trajectories`` (T, R, C) per-region displacement channels (``channel_names``),
     ``landmarks`` (N, 68, 2) pixel xy of the primary track and its ``frame_indices`` (N,).
     """
@@ -62,15 +86,17 @@ class TraitResult:
     top_relations: list[dict[str, Any]]
     models: list[ModelProvenance]
     timings_ms: dict[str, float]
+    coverage: Coverage | None = None
     source: str = ""
     time: np.ndarray | None = field(default=None, repr=False)
     trajectories: np.ndarray | None = field(default=None, repr=False)
     landmarks: np.ndarray | None = field(default=None, repr=False)
     frame_indices: np.ndarray | None = field(default=None, repr=False)
     channel_names: tuple[str, ...] = CHANNEL_NAMES
+    attribution: Attribution | None = None
 
-    JSON_KEYS = ("frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
-                 "top_relations", "models", "timings_ms")
+    JSON_KEYS = ("frames_analyzed", "fps", "coverage", "face_track", "dynamics", "appearance", "importance",
+                 "attribution", "top_relations", "models", "timings_ms")
 
     @property
     def synthetic_weights(self) -> bool:
@@ -81,10 +107,12 @@ class TraitResult:
         out = {
             "frames_analyzed": int(self.frames_analyzed),
             "fps": self.fps,
+            "coverage": None if self.coverage is None else self.coverage.to_json_dict(),
             "face_track": self.face_track.to_json_dict(),
             "dynamics": self.dynamics.to_json_dict(),
             "appearance": self.appearance.to_json_dict(),
             "importance": self.importance.to_json_dict(),
+            "attribution": None if self.attribution is None else self.attribution.to_json_dict(),
             "top_relations": list(self.top_relations),
             "models": [m.to_json_dict() for m in self.models],
             "timings_ms": dict(self.timings_ms),
@@ -122,16 +150,11 @@ class DynamicsAnalyzer:
         use_onnx: run FDIN in ONNX Runtime (:mod:`fdin.models.fdin_onnx`: a verified ``model.onnx``
             in the weights folder, else one exported once into the cache), so analysis does not
             import torch (~5 s and ~0.6 GB); False: PyTorch.
-        stream_decode: decode a path in a producer thread (:func:`fdin.media.open_video_stream`)
-            while tracking consumes its frames, instead of decoding it first. Off by default: on 2
-            cores the two threads contend for the GIL (PyAV re-takes it several times per frame while
-            tracking runs Python), so decoding stretches over the whole tracking time and the landmark
-            fits slow down; the sequential path was faster on the benchmark clip.
         decode_worker: decode a path in a worker *process* (:mod:`fdin.isolation.decoder`: same
-            checks, limits and frames as :func:`fdin.media.read_video`, delivered through shared
-            memory) while tracking consumes the frames: no GIL in common, so decoding runs on the
-            other core. One worker is started with the analyzer (its start-up overlaps model loading)
-            and reused. The default; it wins over ``stream_decode``.
+            checks, limits and frames as :func:`fdin.media.read_video`, delivered through a shared
+            ring of frames) while tracking consumes the frames: no GIL in common, so decoding runs on
+            the other core. One worker is started with the analyzer (its start-up overlaps model
+            loading) and reused. The default; False: decode in the tracking thread, frame by frame.
         redetect_after: detection on demand (:func:`fdin.perception.track_faces`): while the face is
             followed, the detector runs only when a fit degrades or after this many frames (50 = 2 s
             at 25/s); None: the fixed ``detect_every`` schedule. Landmarks are fitted on every frame
@@ -144,7 +167,7 @@ class DynamicsAnalyzer:
                  revision: str | None = None, gender_revision: str | None = None,
                  age_revision: str | None = None, backend: str | None = None, detect_every: int = 10,
                  detect_downscale: float = 0.5, sample_to_model_rate: bool = True, use_onnx: bool = True,
-                 stream_decode: bool = False, decode_worker: bool = True,
+                 decode_worker: bool = True,
                  redetect_after: int | None = DEFAULT_REDETECT_AFTER) -> None:
         from fdin.models.fdin_onnx import load_fdin
 
@@ -164,7 +187,6 @@ class DynamicsAnalyzer:
         self.dyn_config = self.gender.dynamics_config
         self.detect_downscale = detect_downscale
         self.sample_to_model_rate = sample_to_model_rate
-        self.stream_decode = stream_decode
         self.backend_name = backend
         self.detect_every = detect_every
         self.redetect_after = redetect_after
@@ -177,23 +199,6 @@ class DynamicsAnalyzer:
 
             self._backend = get_backend(self.backend_name)
         return self._backend
-
-    def _load_backend_in_background(self) -> Any:
-        """First video only: build the face backend (hashing and loading ~120 MB of models, ~0.7 s)
-        in a thread while the video decodes (both release the GIL). Returns the thread, or None.
-        Errors are not lost: the :attr:`backend` access after ``join()`` raises them again."""
-        if self._backend is not None:
-            return None
-        import contextlib
-        import threading
-
-        def load() -> None:
-            with contextlib.suppress(Exception):  # re-raised by the synchronous access in analyze()
-                _ = self.backend
-
-        thread = threading.Thread(target=load, name="fdin-load-backend", daemon=True)
-        thread.start()
-        return thread
 
     def load_models(self) -> None:
         """Load the face models now (otherwise the first video does): preloading calls this."""
@@ -218,6 +223,13 @@ class DynamicsAnalyzer:
         a = self.age(x)
         t2 = time.perf_counter()
         p_female = float(1.0 / (1.0 + np.exp(-float(g["output"][0, 0]))))
+        attribution = None
+        if "pair_effect" in g and "pair_effect" in a:
+            attribution = Attribution(
+                tuple(REGION_NAMES),
+                {"gender": pairs_to_matrix(np.asarray(g["pair_effect"][0], dtype=np.float64)),
+                 "age": pairs_to_matrix(np.asarray(a["pair_effect"][0], dtype=np.float64))},
+                {"gender": float(self.gender.attribution_noise), "age": float(self.age.attribution_noise)})
         return DynamicsPrediction(
             dynamics=dyn,
             estimates=Estimates(GenderEstimate(p_female),
@@ -226,21 +238,40 @@ class DynamicsAnalyzer:
                                   {"gender": np.asarray(g["importance"][0], dtype=np.float64),
                                    "age": np.asarray(a["importance"][0], dtype=np.float64)}),
             timings_ms={"dynamics": (t1 - t0) * 1000, "fdin": (t2 - t1) * 1000},
+            attribution=attribution,
         )
 
-    def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None) -> TraitResult:
-        """Analyse one video (a path, bytes-free :class:`fdin.media.Video`, or anything with
+    def decode_limits(self, max_duration: float | None = None, duration_reason: str = "") -> Any:
+        """How :meth:`analyze` reads a path: the whole video (or its first ``max_duration`` seconds,
+        for the ``duration_reason`` given) streamed through a ring of :data:`RING_FRAMES` frames, so
+        memory stays flat whatever the length; at the model rate; one decoder thread (the decode
+        worker has one core, tracking the other: measured ~8 % faster than two threads competing with
+        the tracker, docs/benchmarks/speed.md)."""
+        from fdin.media import DecodeLimits
+
+        if max_duration is not None and not (max_duration > 0 and math.isfinite(max_duration)):
+            raise ValueError("max_duration must be a positive number of seconds (None: the whole video)")
+        return DecodeLimits.of(
+            None, target_fps=self.dyn_config.fps if self.sample_to_model_rate else None, threads=1,
+            ring=RING_FRAMES, max_duration=math.inf if max_duration is None else float(max_duration),
+            duration_reason=duration_reason or (f"max_duration={max_duration:g} s was asked for"
+                                                if max_duration is not None else ""),
+            max_frames=STREAM_MAX_FRAMES, max_bytes=STREAM_MAX_BYTES)
+
+    def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None,
+                max_duration: float | None = None, duration_reason: str = "") -> TraitResult:
+        """Analyse one video (a path, a decoded :class:`fdin.media.Video`, or anything with
         ``frames``/``timestamps``/``fps``).
 
-        A path is decoded first (:func:`fdin.media.read_video`), then tracked. With
-        ``stream_decode=True`` it is instead decoded in a producer thread (:func:`fdin.media.open_video_stream`, same checks and
-        limits as :func:`fdin.media.read_video`) while tracking consumes the frames, so on two or
-        more cores decoding and tracking overlap: ``timings_ms["decode"]`` is the producer's own
-        decode time, ``track`` the tracking wall time (it includes any wait for frames), and the
-        stages overlap, so they can add up to more than ``total`` (the wall time of the call). A
-        :class:`~fdin.media.Video` (e.g. decoded in an isolated child by the app) is used as is and
-        ``decode`` is 0. (Measured in ``docs/benchmarks/speed.md``: the overlap does not pay on two
-        cores, because the decoder thread and tracking contend for the GIL and the CPU.)
+        A path is analysed whole by default (``max_duration``: only its first seconds, and
+        ``duration_reason`` says why in the result's ``coverage`` note). It is decoded while it is
+        tracked, frame by frame through a ring of :data:`RING_FRAMES` frames (decode → track → keep
+        landmarks → drop the frame): in the decode worker process by default (no GIL in common with
+        tracking, so decoding runs on the other core; ``timings_ms["decode"]`` is its wall time, which
+        overlaps ``track``), else in this thread. Only a thinned sample of :data:`APPEARANCE_SAMPLE`
+        frames is kept, for the appearance model, so memory does not grow with the length (only the
+        landmarks do, ~1 KB a frame). A :class:`~fdin.media.Video` (e.g. decoded in an isolated child
+        by the app, within the app's limits) is used as is and ``decode`` is 0.
 
         ``progress(stage, fraction)`` hears "decode", "track" and "dynamics" (:mod:`fdin.progress`).
 
@@ -248,61 +279,41 @@ class DynamicsAnalyzer:
             NoFaceError: no face track, or one shorter than :data:`fdin.dynamics.MIN_DURATION_S`.
             MediaError: the file cannot be used as a video.
         """
-        from fdin.perception import primary_track, track_appearance, track_faces
-        from fdin.perception.appearance import estimate_appearance
+        from fdin.perception import primary_track, track_faces
 
         timings: dict[str, float] = {}
         t_total = time.perf_counter()
         report = progress or no_progress
 
         report("decode", 0.0)
-        prefetch: _Prefetch | None = None
         child: Any = None
         worker: Any = None
-        loading = None
-        if isinstance(video_or_path, (str, Path)) and self._decoders is not None:
-            from fdin.media import DecodeLimits
+        stream: Any = None
+        sample: _FrameSample | None = None
+        if isinstance(video_or_path, (str, Path)):
+            limits = self.decode_limits(max_duration, duration_reason)
+            source = str(video_or_path)
+            if self._decoders is not None:
+                worker = self._decoders.acquire()
+                try:
+                    child = worker.decode(video_or_path, limits)
+                except BaseException:
+                    self._decoders.release(worker)
+                    raise
+                sample, fps_hint = _FrameSample(child), child.nominal_fps
+            else:
+                from fdin.media import open_video_stream
 
-            worker = self._decoders.acquire()
-            try:
-                # one decoder thread: the worker has one core, tracking the other (measured ~8 % faster
-                # than two threads competing with the tracker, docs/benchmarks/speed.md)
-                child = worker.decode(video_or_path, DecodeLimits.of(
-                    None, target_fps=self.dyn_config.fps if self.sample_to_model_rate else None, threads=1))
-            except BaseException:
-                self._decoders.release(worker)
-                raise
-            source, frames_in, fps_hint = str(video_or_path), child, child.nominal_fps
-        elif isinstance(video_or_path, (str, Path)) and not self.stream_decode:
-            loading = self._load_backend_in_background()
-            from fdin.media import read_video
-
-            t0 = time.perf_counter()
-            video = read_video(video_or_path,
-                               target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
-            timings["decode"] = (time.perf_counter() - t0) * 1000
-            source, frames_in, fps_hint = str(video_or_path), video.frames, float(video.fps)
-            report("decode", 1.0)
-        elif isinstance(video_or_path, (str, Path)):
-            from fdin.media import open_video_stream
-
-            # Up-front checks (size, type, whitelist, declared size) raise here, before any thread.
-            stream = open_video_stream(video_or_path,
-                                       target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
-            prefetch = _Prefetch(stream)
-            source, frames_in, fps_hint = str(video_or_path), prefetch, stream.nominal_fps
-            loading = self._load_backend_in_background()
+                stream = open_video_stream(video_or_path, limits)  # up-front checks raise here
+                sample, fps_hint = _FrameSample(stream), stream.nominal_fps
+            frames_in: Any = sample
         else:
             video, source = video_or_path, getattr(video_or_path, "path", "") or ""
             frames_in, fps_hint = video.frames, float(video.fps)
             timings["decode"] = 0.0
             report("decode", 1.0)
         try:
-            if loading is not None:
-                t0 = time.perf_counter()
-                loading.join()
-                timings["load_models"] = (time.perf_counter() - t0) * 1000
-            elif child is not None and self._backend is None:  # first video: load while the worker decodes
+            if self._backend is None:  # first video: the worker (if any) decodes meanwhile
                 t0 = time.perf_counter()
                 _ = self.backend
                 timings["load_models"] = (time.perf_counter() - t0) * 1000
@@ -311,34 +322,34 @@ class DynamicsAnalyzer:
             tracks = track_faces(frames_in, self.backend, detect_every=self.detect_every, fps=fps_hint,
                                  detect_downscale=self.detect_downscale, redetect_after=self.redetect_after,
                                  appearance_frames=0, progress=report_steps(report, "track"))
-            if prefetch is not None:
-                len(prefetch)  # read to the end (a tracker may stop early); raises a decode error
+            if sample is not None:
+                sample.drain()  # read to the end (a tracker may stop early); raises a decode error
             if child is not None:
-                video = child.video()  # to the end; re-raises the worker's decode error
+                video = child.video()  # re-raises the worker's decode error
+            elif stream is not None:
+                video = stream.video
         finally:
-            if prefetch is not None:
-                prefetch.close()
+            if stream is not None:
+                stream.close()
             if worker is not None:
                 if not child.complete:  # stopped mid-video: its remaining output must not reach the next one
                     worker.kill()
                 self._decoders.release(worker)
         if child is not None:
             timings["decode"] = child.decode_s * 1000
-            report("decode", 1.0)
-        if prefetch is not None:
-            video = prefetch.video()  # re-raises a decode error; same Video as read_video
-            timings["decode"] = prefetch.decode_s * 1000
-            report("decode", 1.0)
-        frames, timestamps = video.frames, np.asarray(video.timestamps, dtype=np.float64)
+        elif sample is not None:
+            timings["decode"] = sample.wait_s * 1000  # decoding in this thread, between the fits
+        report("decode", 1.0)
+        timestamps = np.asarray(video.timestamps, dtype=np.float64)
+        n_frames = len(timestamps)
         track = primary_track(tracks)
         timings["track"] = (time.perf_counter() - t0) * 1000
         if track is None or len(track) == 0:
             raise NoFaceError(f"No usable face was found in {Path(source).name or 'the video'} "
-                              f"({len(frames)} frames); FDIN needs one clearly visible face.")
+                              f"({n_frames} frames); FDIN needs one clearly visible face.")
         idx = np.asarray(track.frame_indices)
         landmarks = track.landmarks_array()
 
-        t0 = time.perf_counter()
         report("dynamics", 0.0)
         pred = self.predict_landmarks(landmarks, timestamps[idx])
         timings.update(pred.timings_ms)
@@ -347,25 +358,87 @@ class DynamicsAnalyzer:
         t0 = time.perf_counter()
         # apparent gender/age on the analysed track only (footage breaks into several tracks; the
         # others' estimates were never reported): per-track mean and spread
-        estimate_appearance([track], frames, self.backend, APPEARANCE_FRAMES)
-        summary = track_appearance(track)
-        appearance = Estimates.from_track_summary(summary)
+        appearance = Estimates.from_track_summary(
+            _track_appearance(track, sample.kept if sample is not None else video.frames, self.backend))
         timings["appearance"] = (time.perf_counter() - t0) * 1000
         timings["total"] = (time.perf_counter() - t_total) * 1000
         dyn = pred.dynamics
         return TraitResult(
-            frames_analyzed=len(frames),
+            frames_analyzed=n_frames,
             fps=round(float(video.fps), 3),
             face_track=TrackCount(found=len(track), lost=len(track.lost_frames)),
             dynamics=pred.estimates,
             appearance=appearance,
             importance=pred.importance,
+            attribution=pred.attribution,
             top_relations=top_relations(pred.importance.matrix, k=5),
             models=self.provenance(),
             timings_ms={k: round(v, 1) for k, v in timings.items()},
+            coverage=Coverage.of_video(video),
             source=source, time=dyn.time, trajectories=dyn.trajectories, landmarks=landmarks,
             frame_indices=idx,
         )
+
+
+def _track_appearance(track: Any, frames: Any, backend: Any) -> Any:
+    """Apparent gender/age on :data:`APPEARANCE_FRAMES` frames spread over ``track``, among those
+    ``frames`` holds (all of a decoded video's, or the kept sample of a streamed one: a dict)."""
+    from fdin.perception import track_appearance
+    from fdin.perception.appearance import estimate_appearance
+    from fdin.perception.types import FaceTrack
+
+    if isinstance(frames, dict):  # a streamed video: only the sampled frames are left
+        kept = [p for p, i in enumerate(track.frame_indices) if i in frames]
+        track = FaceTrack(track_id=track.track_id, frame_indices=[track.frame_indices[p] for p in kept],
+                          faces=[track.faces[p] for p in kept])
+        if not kept:
+            return None
+    estimate_appearance([track], frames, backend, APPEARANCE_FRAMES)
+    return track_appearance(track)
+
+
+class _FrameSample:
+    """Passes a stream of frames through, keeping copies of an evenly thinned sample of at most
+    ``keep`` of them (:attr:`kept`, frame index → frame): every frame while there is room, then every
+    2nd, 4th, ... (the stride doubles when the sample is full), so the sample stays spread over the
+    whole video whatever its length. ``wait_s``: time spent waiting for the stream's frames."""
+
+    def __init__(self, frames: Any, keep: int = 0) -> None:
+        self._frames = frames
+        self._iter: Any = None
+        self.keep = keep or APPEARANCE_SAMPLE
+        self.stride = 1
+        self.kept: dict[int, np.ndarray] = {}
+        self.count = 0
+        self.wait_s = 0.0
+
+    def __length_hint__(self) -> int:
+        return max(self.count, operator.length_hint(self._frames))
+
+    def __iter__(self) -> Any:
+        if self._iter is None:
+            self._iter = iter(self._frames)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                frame = next(self._iter)
+            except StopIteration:
+                return
+            finally:
+                self.wait_s += time.perf_counter() - t0
+            index = self.count
+            self.count += 1
+            if index % self.stride == 0:
+                self.kept[index] = np.array(frame)  # a copy: the ring slot is reused
+                if len(self.kept) > self.keep:
+                    self.stride *= 2
+                    self.kept = {i: f for i, f in self.kept.items() if i % self.stride == 0}
+            yield frame
+
+    def drain(self) -> None:
+        """Read the rest of the stream (a consumer that stopped early leaves frames unread)."""
+        for _ in self:
+            pass
 
 
 __all__ = ["SYNTHETIC_NOTE", "DynamicsAnalyzer", "TraitResult"]

@@ -169,6 +169,8 @@ def check_duration(timestamps: np.ndarray, frames: int) -> None:
 #: One such frame is a velocity spike that dominates each region's RMS-normalised velocity: it moved
 #: FDIN's p(female) on that footage from 0.09 to 0.00 between two trackers.
 OUTLIER_IOD = 0.05
+#: Frames whose neighbourhood medians are computed at once (the windows are copied: ~4 KB a frame).
+OUTLIER_BLOCK = 1024
 
 
 def outlier_frames(aligned: np.ndarray, *, half_window: int = 3, threshold: float = OUTLIER_IOD) -> np.ndarray:
@@ -179,7 +181,9 @@ def outlier_frames(aligned: np.ndarray, *, half_window: int = 3, threshold: floa
     # interior frames: all windows at once; the first/last ``half_window`` frames: truncated windows
     median = np.empty_like(aligned)
     windows = np.lib.stride_tricks.sliding_window_view(aligned, w, axis=0)  # (n - w + 1, 68, 2, w)
-    median[half_window:n - half_window] = np.median(windows, axis=-1)
+    for lo in range(0, len(windows), OUTLIER_BLOCK):  # in blocks: memory stays flat for a long video
+        hi = min(lo + OUTLIER_BLOCK, len(windows))
+        median[half_window + lo:half_window + hi] = np.median(windows[lo:hi], axis=-1)
     for i in (*range(half_window), *range(n - half_window, n)):
         median[i] = np.median(aligned[max(0, i - half_window): i + half_window + 1], axis=0)
     return np.linalg.norm(aligned - median, axis=-1).mean(axis=-1) > threshold

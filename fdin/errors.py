@@ -56,3 +56,7 @@ class ProcessingTimeoutError(FdinError):
 
 class WorkerCrashedError(FdinError):
     """The isolated worker process died while processing the input."""
+
+
+class ProcessingCancelledError(FdinError):
+    """The request was cancelled (or its client went away) and its work was stopped."""

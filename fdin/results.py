@@ -101,6 +101,30 @@ class TrackCount:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """Which seconds of the video were analysed: ``start_s``-``end_s`` (seconds from its first frame);
+    ``whole``: the video was analysed to its end (no limit cut it, nothing damaged); ``notes``: why not,
+    in plain words (which limit, and who set it)."""
+
+    start_s: float
+    end_s: float
+    whole: bool
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def of_video(cls, video: Any) -> Coverage:
+        """From a decoded :class:`fdin.media.Video` (its ``timestamps``, ``truncated`` and ``notes``)."""
+        stamps = np.asarray(getattr(video, "timestamps", ()), dtype=np.float64)
+        fps = float(getattr(video, "fps", 0) or 0)
+        end = float(stamps[-1] - stamps[0]) + (1.0 / fps if fps > 0 else 0.0) if stamps.size else 0.0
+        return cls(0.0, end, not bool(getattr(video, "truncated", False)), tuple(getattr(video, "notes", ()) or ()))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"start_s": round(float(self.start_s), 3), "end_s": round(float(self.end_s), 3),
+                "whole_video": bool(self.whole), "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
 class Importance:
     """FDIN's relational importance: one (R, R) matrix per target over ``regions`` (symmetric, zero
     diagonal, upper triangle sums to 1). ``matrix`` is the primary target's (gender)."""
@@ -118,6 +142,72 @@ class Importance:
         return {"regions": list(self.regions), "matrix": np.round(self.matrix, 5).tolist(),
                 "by_target": {k: np.round(np.asarray(v), 5).tolist() for k, v in self.by_target.items()},
                 "normalisation": self.normalisation}
+
+
+#: direction words of a positive / negative effect per target (see :class:`PairEffect`)
+EFFECT_DIRECTIONS = {"gender": ("female", "male"), "age": ("older", "younger")}
+#: units of an effect per target
+EFFECT_UNITS = {"gender": "p_female", "age": "years"}
+
+
+@dataclass(frozen=True)
+class PairEffect:
+    """How much one region pair's relational feature moved one estimate.
+
+    ``effect`` = the estimate with all pairs minus the estimate with this pair's relational feature
+    removed (replaced by its mean over the training sequences; :meth:`fdin.models.fdin.FDIN.pair_effects`).
+    Gender: in p(female) units, + = the pair pushed toward "female"; age: years, + = toward older.
+    """
+
+    regions: tuple[str, str]
+    effect: float
+    toward: str
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"regions": list(self.regions), "effect": _r(self.effect, 4), "toward": self.toward}
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """FDIN's per-estimate attribution: for every region pair, the signed effect on *this* estimate
+    of removing that pair's relational feature (exact leave-one-pair-out, one extra forward pass per
+    pair). Unlike the learned :class:`Importance` (the model's own weighting of the pairs, which can
+    be a gate that says nothing about a given estimate), this is what each pair *did* to the output.
+
+    ``by_target[t]``: (R, R) signed effects (symmetric, zero diagonal) in ``EFFECT_UNITS[t]``;
+    ``noise[t]``: effects with ``|effect| <= noise`` are not distinguished from noise (the level
+    measured on inputs with no signal: frame-shuffled sequences, white noise, a still face).
+    """
+
+    regions: tuple[str, ...]
+    by_target: Mapping[str, np.ndarray]
+    noise: Mapping[str, float]
+    method: str = ("leave-one-pair-out: estimate with all pairs minus estimate with the pair's relational "
+                   "feature replaced by its mean over the training sequences")
+
+    def effects(self, target: str = "gender") -> list[PairEffect]:
+        """Every pair's effect on ``target``, largest magnitude first."""
+        m = np.asarray(self.by_target[target], dtype=np.float64)
+        r = len(self.regions)
+        up, down = EFFECT_DIRECTIONS.get(target, ("higher", "lower"))
+        items = [PairEffect((self.regions[i], self.regions[j]), float(m[i, j]), up if m[i, j] >= 0 else down)
+                 for i in range(r) for j in range(i + 1, r)]
+        return sorted(items, key=lambda e: -abs(e.effect))
+
+    def salient(self, target: str = "gender", k: int = 3) -> list[PairEffect]:
+        """The (at most ``k``) pairs whose effect on ``target`` exceeds the noise level, largest
+        first; ``[]`` means that no relation stands out for this estimate."""
+        noise = float(self.noise.get(target, 0.0))
+        return [e for e in self.effects(target) if abs(e.effect) > noise][:k]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"regions": list(self.regions),
+                "by_target": {k: np.round(np.asarray(v, dtype=np.float64), 5).tolist()
+                              for k, v in self.by_target.items()},
+                "units": {k: EFFECT_UNITS.get(k, "") for k in self.by_target},
+                "noise": {k: _r(v, 5) for k, v in self.noise.items()},
+                "salient": {k: [e.to_json_dict() for e in self.salient(k)] for k in self.by_target},
+                "method": self.method}
 
 
 @dataclass(frozen=True)
@@ -183,5 +273,5 @@ class FacesResult:
                 "image": {"width": int(self.width), "height": int(self.height)}}
 
 
-__all__ = ["AgeEstimate", "Estimates", "FacesResult", "GenderEstimate", "Importance", "ModelProvenance",
-           "TrackCount", "any_synthetic"]
+__all__ = ["EFFECT_DIRECTIONS", "EFFECT_UNITS", "AgeEstimate", "Attribution", "Coverage", "Estimates",
+           "FacesResult", "GenderEstimate", "Importance", "ModelProvenance", "PairEffect", "TrackCount", "any_synthetic"]

@@ -10,8 +10,10 @@ Generative model of one sequence (canonical units, IOD = 1; see :mod:`fdin.regio
   (:data:`SMILE_PATTERN`): ``δ_r`` is a fine onset offset (σ = :data:`TIMING_SIGMA_S`) and ``w_r`` a
   smooth unit-variance "tremor" process.
 * **Planted relation.** For the planted pair ``(a, b)``, ``δ_b = ρ δ_a + √(1−ρ²) ε`` and likewise for
-  ``w_b``. Every region's *own* distribution is the same whatever ρ; only the pair's synchrony
-  carries the trait. Gender: ρ = :data:`COUPLING` for "female", 0 for "male" on :data:`GENDER_PAIR`.
+  ``w_b``. Gender: ρ = :data:`COUPLING` for "female", 0 for "male" on :data:`GENDER_PAIR`; each
+  region's *own* distribution is the same whatever ρ, so only the pair's synchrony carries gender.
+  (Not so for the age timing setting below: there the lag also shifts region ``b``'s onset relative
+  to the other regions, so that region alone carries some of the age signal.)
   Age (8–76, uniform like UvA-NEMO's range): see the age settings below.
 * **Age settings** (:attr:`SynthOptions.age_signal`): ``"timing"`` (default): on :data:`AGE_PAIR`
   region ``b`` repeats region ``a``'s motion (onset and tremor, ρ = COUPLING) ``AGE_LAG_S · (age − 8)/68``
@@ -19,7 +21,8 @@ Generative model of one sequence (canonical units, IOD = 1; see :mod:`fdin.regio
 * **Harder benchmark** (:data:`HARD`, ``write_dataset(..., options="hard")``), every option
   documented on :class:`SynthOptions`: a weak single-region cue (one region's tremor gain depends on
   the trait), correlated distractor pairs that carry no label, a second relevant pair with a smaller
-  weight that carries a *timing offset* (gender) or synchrony (age), and per-subject idiosyncratic
+  weight that carries a purely pairwise *timing offset* (gender: the lag between two coupled
+  regions' tremor) or synchrony (age), and per-subject idiosyncratic
   onset offsets that persist across a subject's sequences.
 * Nuisance: per-subject identity shape (mean-face perturbation), face size, region amplitudes and
   speed; per-sequence amplitude and speed jitter; smooth head motion (translation, in-plane rotation,
@@ -42,6 +45,11 @@ GENDER_PAIR = ("eye_left", "mouth_corner_right")
 AGE_PAIR = ("chin", "mouth_corner_left")
 #: the second, weaker relevant pair of the hard setting (gender: timing offset; age: synchrony)
 SECOND_PAIR = {"gender": ("eye_right", "lower_lip"), "age": ("cheek_left", "lower_lip")}
+#: (leader, follower) of the second gender pair: the follower's tremor repeats the leader's (the
+#: follower is a region no other planted relation writes to)
+SECOND_PAIR_GENDER_ORDER = ("lower_lip", "eye_right")
+#: the second gender pair's lag ("female") at weight 1 (× :attr:`SynthOptions.second_pair_weight`)
+SECOND_GENDER_LAG_S = 0.25
 #: the region whose own tremor gain carries a weak cue in the hard setting
 CUE_REGION = "upper_lip"
 #: candidate distractor pairs (coupled at random, independent of any label) of the hard setting
@@ -96,8 +104,10 @@ class SynthOptions:
         age_signal: ``"timing"`` — age sets the onset lag of :data:`AGE_PAIR` (``AGE_LAG_S`` at age
             76, 0 at 8); ``"coupling"`` — age sets the pair's synchrony (the original setting).
         second_pair_weight: > 0 adds the relevant pair :data:`SECOND_PAIR` with this weight relative
-            to the first: gender — "female" onset lag ``weight · 0.25 s`` (a timing offset), age — a
-            synchrony ``COUPLING · weight · (76 − age)/68``.
+            to the first: gender — a purely pairwise timing cue (the eye_right tremor repeats the
+            lower_lip tremor with ρ = COUPLING in both classes, ``weight · 0.25 s`` later for
+            "female", in step for "male"; no onset is shifted, so neither region alone carries it),
+            age — a synchrony ``COUPLING · weight · (76 − age)/68``.
         region_cue: > 0 multiplies the tremor gain of :data:`CUE_REGION` by ``1 ± region_cue``
             ("female" +, "male" −; age: + at 8 falling linearly to − at 76): a single-region signal.
         distractors: number of :data:`DISTRACTOR_PAIRS` coupled with ρ ~ U(0, COUPLING) per sequence,
@@ -191,9 +201,12 @@ def _lags(subject: Subject, options: SynthOptions = EASY) -> dict[tuple[str, str
     out = {}
     if options.age_signal == "timing":
         out[AGE_PAIR] = AGE_LAG_S * (1 - _young(subject))
-    if options.second_pair_weight > 0 and subject.gender == "female":
-        out[SECOND_PAIR["gender"]] = 0.25 * options.second_pair_weight
     return out
+
+
+def _second_gender_lag(subject: Subject, options: SynthOptions) -> float:
+    """Seconds by which the hard setting's second gender pair's follower lags its leader."""
+    return SECOND_GENDER_LAG_S * options.second_pair_weight if subject.gender == "female" else 0.0
 
 
 def _tremor_gains(subject: Subject, options: SynthOptions = EASY) -> dict[str, float]:
@@ -237,6 +250,17 @@ def smile_landmarks(rng: np.random.Generator, subject: Subject, *, fps: float = 
         tremor[ib] = rho * np.roll(tremor[ia], round(lags.get((a, b), 0.0) * fps)) + c * tremor[ib]
     for (_, b), lag in lags.items():
         delta[_REGION_ORDER.index(b)] += lag
+    if couplings is None and options.second_pair_weight > 0:
+        # the hard setting's second gender pair: a purely pairwise timing cue. Its follower's tremor
+        # repeats the leader's (both classes, ρ = COUPLING), "female" lagged, "male" in step. The lag is
+        # taken from a longer draw of the leader's process (no wrap-around), and the onsets are not
+        # shifted, so every region's own motion has the same distribution in both classes.
+        lead_r, follow_r = (_REGION_ORDER.index(n) for n in SECOND_PAIR_GENDER_ORDER)
+        shift = round(_second_gender_lag(subject, options) * fps)
+        longer = _smooth_noise(rng, n + shift, 1 / fps, TREMOR_TIME_S)
+        longer[shift:] = tremor[lead_r]  # the leader's own tremor is unchanged
+        c = np.sqrt(1.0 - COUPLING ** 2)
+        tremor[follow_r] = COUPLING * longer[:n] + c * tremor[follow_r]
     if subject.timing is not None:
         delta = delta + subject.timing
     gain = np.full(num_r, TREMOR_GAIN)
@@ -357,6 +381,6 @@ def animate_photo(image: np.ndarray, landmarks: np.ndarray, sequence: np.ndarray
 
 __all__ = [
     "AGE_LAG_S", "AGE_PAIR", "AGE_RANGE", "COUPLING", "CUE_REGION", "DISTRACTOR_PAIRS", "EASY", "GENDER_PAIR",
-    "HARD", "PRESETS", "SECOND_PAIR", "SMILE_PATTERN", "Subject", "SynthOptions", "animate_photo",
+    "HARD", "PRESETS", "SECOND_GENDER_LAG_S", "SECOND_PAIR", "SECOND_PAIR_GENDER_ORDER", "SMILE_PATTERN", "Subject", "SynthOptions", "animate_photo",
     "make_subject", "planted_pair", "smile_landmarks", "smile_sequence", "synth_options", "write_dataset",
 ]

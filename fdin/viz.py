@@ -78,8 +78,9 @@ def importance_heatmap(regions: Sequence[str], matrix: np.ndarray, *, title: str
     ))
     fig.update_layout(
         title={"text": title or "Relational importance of region pairs"},
-        height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        xaxis={"side": "bottom", "tickangle": -40, "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
+        height=height, margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        # vertical labels: 12 names never overlap, even 390 px wide (a phone)
+        xaxis={"side": "bottom", "tickangle": -90, "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
         yaxis={"autorange": "reversed", "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
     )
     return fig
@@ -93,7 +94,7 @@ def _pair_fields(pair: Any) -> tuple[Sequence[int] | None, Mapping[str, float], 
     return pair.faces, pair.traits, None
 
 
-def trait_bars(pairs: Sequence[Any], *, height: int = 420) -> Any:
+def trait_bars(pairs: Sequence[Any], *, height: int = 420, title: str | None = None) -> Any:
     """Grouped horizontal bars: the probability of each relation trait, one colour per face pair.
 
     Args:
@@ -110,18 +111,20 @@ def trait_bars(pairs: Sequence[Any], *, height: int = 420) -> Any:
         fig.add_trace(go.Bar(
             x=values, y=names, orientation="h", name=label, marker_color=_rgb_css(_palette(k)),
             hovertemplate=f"{label}<br>%{{y}}: %{{x:.2f}}<extra></extra>",
+            text=[f"{v:.2f}" for v in values], textposition="outside", cliponaxis=False,
         ))
     fig.add_vline(x=0.5, line_dash="dot", line_color="grey")
     fig.update_layout(
-        title={"text": "Relation traits (probability the trait is present)"}, barmode="group",
-        height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        xaxis={"range": [0, 1], "title": {"text": "probability"}}, yaxis={"autorange": "reversed"},
-        legend={"orientation": "h", "y": -0.15},
+        title={"text": title or "Relation traits (probability the trait is present)"}, barmode="group",
+        height=height, margin={"l": 10, "r": 30, "t": 70, "b": 10},
+        xaxis={"range": [0, 1.1], "title": {"text": "score (0 to 1)"}, "tickvals": [0, 0.25, 0.5, 0.75, 1]},
+        yaxis={"autorange": "reversed", "automargin": True},
+        legend={"orientation": "h", "y": -0.2}, showlegend=len(pairs) > 1,
     )
     return fig
 
 
-def trait_heatmap(pairs: Sequence[Any], *, row_height: int = 26) -> Any:
+def trait_heatmap(pairs: Sequence[Any], *, row_height: int = 26, title: str | None = None) -> Any:
     """Pairs × traits heatmap of relation-trait probabilities: one row per face pair (every pair, however
     many), one column per trait, the probability written in each cell. Readable at any number of pairs
     (the height grows with them) where grouped bars need one colour per pair.
@@ -134,8 +137,8 @@ def trait_heatmap(pairs: Sequence[Any], *, row_height: int = 26) -> Any:
     for k, pair in enumerate(pairs):
         idx, values, label = _pair_fields(pair)
         traits = traits or list(values)
-        labels.append(label or (f"{idx[0]} – {idx[1]}" if isinstance(idx, Sequence) and len(idx) == 2
-                                else f"pair {k}"))
+        labels.append(label or (f"{idx[0] + 1} – {idx[1] + 1}" if isinstance(idx, Sequence) and len(idx) == 2
+                                else f"pair {k + 1}"))  # faces numbered from 1, as drawn
         rows.append([float(values[t]) for t in traits])
     traits = traits or []
     z = np.asarray(rows, dtype=float).reshape(len(rows), len(traits))
@@ -144,12 +147,13 @@ def trait_heatmap(pairs: Sequence[Any], *, row_height: int = 26) -> Any:
         z=z, x=names, y=labels, zmin=0.0, zmax=1.0, colorscale="RdBu_r", text=np.round(z, 2).astype(str),
         texttemplate="%{text}", textfont={"size": 10},
         hovertemplate="faces %{y}<br>%{x}: %{z:.2f}<extra></extra>",
-        colorbar={"title": {"text": "p"}, "thickness": 10},
+        colorbar={"title": {"text": "score", "side": "right"}, "thickness": 10},
     ))
+    count = f"{len(labels)} pair" + ("s" if len(labels) != 1 else "")
     fig.update_layout(
-        title={"text": f"Relation traits, all {len(labels)} pairs"}, height=140 + row_height * max(len(labels), 2),
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        xaxis={"side": "top", "tickangle": -35, "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
+        title={"text": title or f"Relation traits of every pair ({count})"}, height=140 + row_height * max(len(labels), 2),
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        xaxis={"side": "top", "tickangle": -90, "dtick": 1, "tickfont": {"size": 10}, "automargin": True},
         yaxis={"autorange": "reversed", "dtick": 1, "type": "category", "title": {"text": "faces"},
                "automargin": True},
     )
@@ -157,13 +161,14 @@ def trait_heatmap(pairs: Sequence[Any], *, row_height: int = 26) -> Any:
 
 
 def _pair_label(idx: Sequence[int] | None, k: int) -> str:
+    """Faces and pairs are numbered from 1, as drawn on the photos."""
     if isinstance(idx, Sequence) and len(idx) == 2:
-        return f"face {idx[0]} – face {idx[1]}"
-    return f"pair {k}"
+        return f"face {idx[0] + 1} – face {idx[1] + 1}"
+    return f"pair {k + 1}"
 
 
 def relation_matrix(faces: int | Sequence[str], pairs: Sequence[Any], trait: str, *,
-                    height: int = 460) -> Any:
+                    height: int = 460, title: str | None = None) -> Any:
     """N×N symmetric matrix of one trait's probability over all face pairs (diagonal empty).
 
     Args:
@@ -172,7 +177,7 @@ def relation_matrix(faces: int | Sequence[str], pairs: Sequence[Any], trait: str
         trait: which trait to show.
     """
     go = _go()
-    labels = [f"face {i}" for i in range(faces)] if isinstance(faces, int) else [str(f) for f in faces]
+    labels = [f"face {i + 1}" for i in range(faces)] if isinstance(faces, int) else [str(f) for f in faces]
     n = len(labels)
     z = np.full((n, n), np.nan)
     for pair in pairs:
@@ -184,15 +189,16 @@ def relation_matrix(faces: int | Sequence[str], pairs: Sequence[Any], trait: str
     fig = go.Figure(go.Heatmap(
         z=z, x=labels, y=labels, zmin=0.0, zmax=1.0, colorscale="RdBu_r", text=text,
         texttemplate="%{text}", hovertemplate="%{y} – %{x}<br>" + pretty_name(trait) + ": %{z:.2f}<extra></extra>",
-        colorbar={"title": {"text": "p"}},
+        colorbar={"title": {"text": "score", "side": "right"}, "thickness": 10},
     ))
-    fig.update_layout(title={"text": f"{pretty_name(trait).capitalize()} across all pairs"}, height=height,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10}, yaxis={"autorange": "reversed"})
+    fig.update_layout(title={"text": title or f"{pretty_name(trait).capitalize()} across all pairs"}, height=height,
+                      margin={"l": 10, "r": 10, "t": 70, "b": 10}, yaxis={"autorange": "reversed"},
+                      xaxis={"tickangle": -90 if n > 4 else 0})
     return fig
 
 
 def region_dynamics(times: Sequence[float], trajectories: np.ndarray, regions: Sequence[str], *,
-                    ylabel: str = "motion", height: int = 420) -> Any:
+                    ylabel: str = "motion", height: int = 560) -> Any:
     """Per-region dynamics over time: one line per region.
 
     Args:
@@ -209,10 +215,14 @@ def region_dynamics(times: Sequence[float], trajectories: np.ndarray, regions: S
     for r, name in enumerate(regions):
         fig.add_trace(go.Scatter(x=t, y=y[:, r], mode="lines", name=pretty_name(name),
                                  hovertemplate=f"{pretty_name(name)}<br>t=%{{x:.2f}} s<br>%{{y:.3f}}<extra></extra>"))
+    # the legend (12 regions) sits under the plot in its own margin, so on a 390 px phone it wraps
+    # into more rows without squeezing the plot or running into the axis titles
     fig.update_layout(title={"text": "Region dynamics over time"}, height=height,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                      xaxis={"title": {"text": "time (s)"}}, yaxis={"title": {"text": ylabel}},
-                      legend={"orientation": "h", "yanchor": "top", "y": -0.25, "font": {"size": 10}})
+                      margin={"l": 10, "r": 10, "t": 50, "b": 170},
+                      xaxis={"title": {"text": "time (s)"}, "automargin": True},
+                      yaxis={"title": {"text": ylabel}, "automargin": True},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "font": {"size": 10},
+                              "entrywidth": 110})
     return fig
 
 
@@ -235,7 +245,7 @@ def _face_fields(face: Any) -> tuple[np.ndarray, np.ndarray | None]:
 
 def draw_faces(image: np.ndarray, faces: Sequence[Any], *, landmarks: bool = True,
                labels: Sequence[str] | None = None) -> np.ndarray:
-    """Boxes, 68 landmarks and an index label ("0", "1", ...) for each face, on a copy of ``image``.
+    """Boxes, 68 landmarks and a number ("1", "2", ...) for each face, on a copy of ``image``.
 
     Args:
         image: (H, W, 3) uint8 RGB.
@@ -255,7 +265,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[Any], *, landmarks: bool = Tru
         if landmarks and lms is not None:
             for x, y in lms:
                 cv2.circle(out, (round(x), round(y)), max(1, round(1.5 * s)), LANDMARK_COLOUR, -1, cv2.LINE_AA)
-        text = labels[i] if labels is not None else str(i)
+        text = labels[i] if labels is not None else str(i + 1)  # numbered from 1
         font_scale = 0.8 * s
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
         ty = y0 - 4 if y0 - th - base - 4 >= 0 else y1 + th + 4
@@ -301,8 +311,9 @@ def draw_regions_and_relations(image: np.ndarray, landmarks: np.ndarray, regions
         image: (H, W, 3) uint8 RGB.
         landmarks: (68, 2) pixel xy of the face in this image.
         regions: names of the regions to draw (a subset of ``region_points``).
-        top_relations: items ``(region_a, region_b, importance)`` or mappings with keys
-            ``a``/``b``/``importance`` (also ``regions: [a, b]``), most important first or not.
+        top_relations: items ``(region_a, region_b, weight)``, mappings with keys
+            ``a``/``b``/``importance`` (also ``regions: [a, b]``), or
+            :class:`fdin.results.PairEffect` (width = ``|effect|``), in any order.
         region_points: name -> landmark indices; defaults to :mod:`fdin.regions`.
         colours: name -> hex string or RGB; defaults to :mod:`fdin.regions`, then a palette.
     """
@@ -347,6 +358,9 @@ def draw_regions_and_relations(image: np.ndarray, landmarks: np.ndarray, regions
 
 
 def _relation_tuple(item: Any) -> tuple[str, str, float]:
+    if hasattr(item, "effect") and hasattr(item, "regions"):  # fdin.results.PairEffect
+        a, b = item.regions
+        return str(a), str(b), abs(float(item.effect))
     if isinstance(item, Mapping):
         if "regions" in item:
             a, b = item["regions"]

@@ -191,6 +191,8 @@ class ModelCard:
     synthetic_training_data: bool
     licence: str = "mit"
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: prose shown under "Evaluation" before the metrics table (e.g. where held-out figures live)
+    evaluation: str = ""
     intended_use: str = ("Research and demonstration of interpretable facial analysis. Not for decisions "
                          "about people, identification, or inferring anyone's identity or inner state.")
     limitations: str = ("Estimates are of *apparent* attributes. Binary gender labels are a limitation of the "
@@ -211,11 +213,13 @@ class ModelCard:
         data_note = (f"**{SYNTHETIC_WEIGHTS_NOTE}** Train on the real dataset (see below) for real estimates."
                      if self.synthetic_training_data else "")
         metrics = "\n".join(f"| {k} | {v} |" for k, v in self.metrics.items()) or "| (none) | |"
+        evaluation = ([self.evaluation, ""] if self.evaluation else []) + (
+            ["| metric | value |", "|---|---|", metrics, ""] if self.metrics or not self.evaluation else [])
         body = [
             f"# {self.title}", "", self.summary, "",
             *([data_note, ""] if data_note else []),
             "## Training data", "", self.trained_on, "",
-            "## Evaluation", "", "| metric | value |", "|---|---|", metrics, "",
+            "## Evaluation", "", *evaluation,
             "## Intended use", "", self.intended_use, "",
             "## Limitations and bias", "", self.limitations, "",
         ]

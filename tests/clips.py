@@ -62,3 +62,14 @@ def no_face_clip(path: str | Path, *, frames: int = 40, fps: float = 20.0, side:
     out = np.stack([np.stack([(x + 3 * t) % 256, (y + 2 * t) % 256, np.full_like(x, 90)], -1)
                     for t in range(frames)]).astype(np.uint8)
     return write_video(out, fps, path)
+
+
+def long_clip(path: str | Path, *, seconds: float = 65.0, fps: float = 10.0, side: int = 160) -> Path:
+    """An MP4 of :func:`smile_frames` repeated for ``seconds`` (longer than the 60 s the analyzer used
+    to stop at) at a low frame rate and size, so analysing it whole stays cheap (~650 frames)."""
+    from fdin.media import write_video
+
+    loop = smile_frames(fps=fps, side=side)
+    reps = int(np.ceil(seconds * fps / len(loop)))
+    frames = np.concatenate([loop, loop[::-1]] * ((reps + 1) // 2))[:round(seconds * fps)]
+    return write_video(frames, fps, path)

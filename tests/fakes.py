@@ -19,6 +19,8 @@ from fdin.regions import top_relations
 from fdin.relate import FaceAttributes, PairTraits, RelationResult
 from fdin.results import (
     AgeEstimate,
+    Attribution,
+    Coverage,
     Estimates,
     GenderEstimate,
     Importance,
@@ -119,12 +121,18 @@ class FakeAnalyzer:
         m = np.triu(m + m.T, 1)
         m = (m + m.T) / np.triu(m, 1).sum()
         importance = Importance(tuple(REGION_NAMES), {"gender": m, "age": m[::-1, ::-1].copy()})
+        # the gender estimate was moved by one pair toward male; nothing stands out for age
+        effects = np.zeros((r, r))
+        effects[3, 7] = effects[7, 3] = -0.4
+        attribution = Attribution(tuple(REGION_NAMES), {"gender": effects, "age": 0.5 * (m - m.mean())},
+                                  {"gender": 0.1, "age": 5.0}, method="fake")
         t = np.arange(25) / 25.0
         return TraitResult(
             frames_analyzed=n, fps=float(video.fps), face_track=TrackCount(len(idx), len(lost)),
             dynamics=Estimates(GenderEstimate(0.3), AgeEstimate(34.0, 6.0)),
             appearance=Estimates(GenderEstimate(0.9, 0.05), AgeEstimate(29.0, 2.0), frames=5, model="fake"),
             importance=importance, top_relations=top_relations(m, k=5), models=[SYNTHETIC_MODEL],
+            attribution=attribution, coverage=Coverage.of_video(video),
             timings_ms={"total": 1.0}, time=t, trajectories=rng.random((len(t), r, len(CHANNEL_NAMES))),
             landmarks=lms[idx], frame_indices=idx)
 

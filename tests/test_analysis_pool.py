@@ -69,8 +69,8 @@ def test_two_analyses_run_in_two_processes(pooled, video):
     pids: list[int] = []
     original = type(pooled.pool).acquire
 
-    def acquire(self):
-        worker = original(self)
+    def acquire(self, **kwargs):
+        worker = original(self, **kwargs)
         pids.append(worker.proc.pid)
         return worker
 

@@ -129,7 +129,9 @@ def test_model_events_share_one_slot_and_the_queue_is_bounded(app) -> None:
     assert len(named) == 3
     assert {fn.concurrency_id for fn in named} == {settings.MODEL_CONCURRENCY_ID}
     assert all(fn.concurrency_limit == settings.MODEL_CONCURRENCY for fn in named)
-    assert app._queue.max_size == settings.QUEUE_MAX_SIZE
+    # 16 places for the model events, 4 more that only live streams can take (issue 24)
+    assert app._queue.max_size == settings.QUEUE_MAX_SIZE + settings.LIVE_MAX_STREAMS
+    assert app._queue.fdin_admission.model_places == settings.QUEUE_MAX_SIZE
 
 
 def test_consent_gates_the_buttons_in_the_ui(app) -> None:

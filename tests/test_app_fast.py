@@ -89,14 +89,14 @@ def test_consent_gates_the_three_buttons(fakes) -> None:
 # --- handlers ------------------------------------------------------------------------------------
 def test_detect_faces_gives_the_cli_json_an_image_a_status_and_the_face_table(handlers, fakes) -> None:
     payload, annotated, status, table = handlers.detect_faces("photo.jpg")
-    assert status == "Found 2 faces (numbered left to right)."
+    assert status == "Found 2 faces (numbered 1, 2, … from left to right)."
     assert set(payload) == {"faces", "backend", "image"} and len(payload["faces"]) == 2
     assert payload["image"] == {"width": 240, "height": 120} and payload["backend"]["name"] == "fake"
     assert _pixels(annotated).shape == (120, 240, 3) and fakes.requests == ["backend", "expression"]
     assert [f["expression"]["label"] for f in payload["faces"]] == ["happy", "neutral"]
     assert table.headers == FACE_COLUMNS
-    assert [row[:4] for row in table.value["data"]] == [[0, "happy (70%)", "female (0.80)", "31"],
-                                                        [1, "neutral (70%)", "female (0.80)", "31"]]
+    assert [row[:4] for row in table.value["data"]] == [[1, "happy (70%)", "female (80% female)", "31"],
+                                                        [2, "neutral (70%)", "female (80% female)", "31"]]
     assert table.value["data"][0][4] == "5 / -2 / 1"  # yaw / pitch / roll of the backend's pose
     json.dumps(payload)
 
@@ -104,22 +104,24 @@ def test_detect_faces_gives_the_cli_json_an_image_a_status_and_the_face_table(ha
 def test_analyze_video_renders_every_output(handlers) -> None:
     out = handlers.analyze_video("clip.mp4", progress=_no_progress)
     payload, summary, clip, keyframe, heat_gender, heat_age, dynamics, json_file = out
-    assert list(payload)[:9] == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
-                                 "top_relations", "models", "timings_ms"] and "video" in payload
+    assert list(payload)[:11] == ["frames_analyzed", "fps", "coverage", "face_track", "dynamics", "appearance",
+                                  "importance", "attribution", "top_relations", "models", "timings_ms"]
+    assert "video" in payload
     # the appearance model (real faces) first, FDIN's synthetic-data weights labelled a demonstration
-    assert "| apparent gender | female (p_female 0.90, spread ±0.05 over frames) | male (p_female 0.30) |" in summary
-    assert "from appearance (averaged over 5 frames) | from facial dynamics (FDIN), demonstration output" in summary
+    assert "| from appearance (averaged over 5 frames) | female (90% female, varies ±5 points over frames) |" in summary
+    assert "| from facial dynamics (FDIN), demonstration output | uncertain (70% male) |" in summary
+    assert "p_female" not in summary and "How sure" in summary and "subject's own" in summary
     assert "confidence" not in summary.lower()
-    assert "**The two gender estimates disagree:** the appearance model says female" in summary
+    assert "disagree" not in summary  # FDIN is itself uncertain here: no disagreement is claimed
     # every analysed frame accounted for: 19 followed + 1 lost = 20 (the fake track spans the clip)
     assert "the face was followed in 19, lost in 1 while" in summary and "outside its track" not in summary
-    assert "average the appearance model over 5 of the 19 frames" in summary
+    assert "averages the appearance model over 5 of the 19 frames" in summary
     assert "Only the first 2 s" in summary
     assert SYNTHETIC_WEIGHTS_NOTE in summary
     assert json.loads(Path(json_file).read_text())["dynamics"] == payload["dynamics"]
     assert Path(clip).stat().st_size > 0 and min(_pixels(keyframe).shape[:2]) >= 640
     regions = payload["importance"]["regions"]
-    assert len(heat_gender.data[0].z) == len(regions) and heat_age.layout.title.text.endswith("age")
+    assert len(heat_gender.data[0].z) == len(regions) and "age" in heat_age.layout.title.text
     assert len(dynamics.data) == len(regions)
 
 
@@ -130,17 +132,26 @@ def test_relate_photos_group_and_trait_fallback(handlers) -> None:
     assert table.headers == FACE_COLUMNS and len(table.value["data"]) == 3
     # expression from the expression model, gender/age from the appearance model ("–" where it gave none)
     assert table.value["data"][0][1:4] == ["happy (70%)", "–", "–"]
-    assert table.value["data"][1][1:4] == ["neutral (70%)", "female (0.70)", "31"]
+    # 0.70 lies inside the uncertain band: no label is shown for it
+    assert table.value["data"][1][1:4] == ["neutral (70%)", "uncertain (70% female)", "31"]
     assert len(chart.data[0].y) == 3 and len(chart.data[0].x) == 8  # pairs x traits: every pair drawn
-    assert len(matrix.data[0].z) == 3
-    assert matrix.layout.title.text == "Dominant across all pairs"  # an unknown trait falls back to the first
-    assert handlers.rerender_matrix(kept, "warm").layout.title.text == "Warm across all pairs"
+    assert set(chart.data[0].y) == {"1 – 2", "1 – 3", "2 – 3"}  # faces numbered from 1, as drawn
+    assert "demonstration" in chart.layout.title.text and "3 pairs" in chart.layout.title.text
+    assert matrix.visible is True
+    first = handlers.rerender_matrix(kept, "dominant")  # an unknown trait fell back to the first
+    assert len(first.data[0].z) == 3 and first.layout.title.text.startswith("Dominant across all pairs")
+    assert list(first.data[0].x) == ["face 1", "face 2", "face 3"]
+    warm = handlers.rerender_matrix(kept, "warm").layout.title.text
+    assert warm == "Warm across all pairs<br><sup>demonstration model</sup>"
     assert handlers.rerender_matrix(None, "warm") is None
 
 
 def test_relate_two_photos_side_by_side(handlers) -> None:
-    payload, annotated, *_rest, matrix = handlers.relate_photos("a.jpg", "b.jpg", progress=_no_progress)
-    assert payload["mode"] == "two_photos" and matrix is None
+    payload, annotated, _table, chart, matrix = handlers.relate_photos("a.jpg", "b.jpg", progress=_no_progress)
+    assert payload["mode"] == "two_photos" and matrix.visible is False  # no empty matrix box for one pair
+    # one pair: one bar per trait with its score written, titled with the faces and as a demonstration
+    assert chart.data[0].orientation == "h" and len(chart.data[0].y) == 8 and chart.data[0].text[0]
+    assert chart.layout.title.text == "Relation traits of faces 1 and 2<br><sup>demonstration model</sup>"
     assert _pixels(annotated).shape == (120, 480, 3)
 
 
@@ -274,3 +285,59 @@ def test_api_help_matches_the_endpoints(fakes) -> None:
     assert "7860" not in texts.API_MARKDOWN  # no hard-coded port: the app may listen elsewhere
     labels = [r["label"] for ep in info.values() for r in ep["returns"]]
     assert not any(re.fullmatch(r"value_\d+", str(label)) for label in labels), labels
+
+
+# --- issue 23: how sure, nothing stale -----------------------------------------------------------
+def test_uncertain_band_and_sentences_never_recommend_an_uncertain_estimate() -> None:
+    from fdin.app.rendering import age_text, disagreement, gender_text
+    from fdin.labels import gender_call
+    from fdin.results import AgeEstimate, GenderEstimate
+
+    assert [gender_call(p) for p in (0.0, 0.25, 0.26, 0.5, 0.74, 0.75, 1.0)] == [
+        "male", "male", "uncertain", "uncertain", "uncertain", "female", "female"]
+    assert gender_call(0.9, 0.25) == "uncertain"  # frames that disagree: an average is not a label
+    # the astronaut example of issue 23: appearance 0.48 +- 0.34 beside FDIN 1.00
+    shown = gender_text(GenderEstimate(0.48, 0.34))
+    assert shown == "uncertain (52% male, varies ±34 points over frames)"
+    text = disagreement(GenderEstimate(1.0), GenderEstimate(0.48, 0.34), demonstration=True)
+    assert "Apparent gender: uncertain" in text and "No gender label should be read" in text
+    assert "Go by" not in text and "Trust" not in text
+    # a sure appearance estimate against demonstration weights: go by the appearance model
+    text = disagreement(GenderEstimate(0.02), GenderEstimate(0.98, 0.02), demonstration=True)
+    assert "disagree" in text and "Go by the appearance model" in text
+    # ages: 27 +- 2 against 46 +- 5 disagree (issue 23 item 8); an uncertain age is never recommended
+    text = disagreement(None, None, demonstration=True, appearance_age=AgeEstimate(27, 2),
+                        dynamics_age=AgeEstimate(46, 5))
+    assert "two age estimates disagree" in text and "Go by the appearance model's age" in text
+    text = disagreement(None, None, demonstration=True, appearance_age=AgeEstimate(27, 12),
+                        dynamics_age=AgeEstimate(60, 5))
+    assert "Go by" not in text and "Treat the apparent age as uncertain" in text
+    assert disagreement(None, None, demonstration=True, appearance_age=AgeEstimate(30, 3),
+                        dynamics_age=AgeEstimate(36, 4)) is None
+    assert age_text(AgeEstimate(33, 12)) == "uncertain: about 33 years (± 12)"
+
+
+def test_a_new_input_clears_every_output_of_its_tab(fakes) -> None:
+    demo = build_demo(fakes, examples="off")
+    clears = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "clear_outputs"]
+    by_input = {fn.targets[0][0]: fn for fn in clears if fn.targets[0][1] == "change"}
+    ids = {b.elem_id: k for k, b in demo.blocks.items() if getattr(b, "elem_id", None)}
+    named = {fn.api_name: fn for fn in demo.fns.values()}
+    for elem_id, api in (("video-in", "analyze_video"), ("photo-a", "relate_photos"), ("photo-b", "relate_photos"),
+                         ("faces-in", "detect_faces")):
+        cleared = {b._id for b in by_input[ids[elem_id]].outputs}
+        assert {b._id for b in named[api].outputs} <= cleared, elem_id
+        assert by_input[ids[elem_id]].fn() is not None
+
+
+def test_the_preview_note_is_only_for_videos_the_server_can_read(handlers, tmp_path) -> None:
+    from fdin.app.texts import PREVIEW_NOTE
+
+    text = tmp_path / "holiday.mp4"
+    text.write_text("not a video at all\n" * 20)
+    video = tmp_path / "phone.mov"
+    video.write_bytes(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  " + b"\x00" * 64)
+    assert handlers.preview_note(str(video), True) == ""  # the browser plays it: nothing to say
+    assert handlers.preview_note(str(video), False) == PREVIEW_NOTE
+    note = handlers.preview_note(str(text), False)
+    assert "cannot be analysed" in note and "can read it" not in note

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_stage_svg_and_markdown_render_from_results():
-    from benchmarks.speed import STAGES, evaluate, render_markdown, stage_svg
+    from benchmarks.common import STAGES
+    from benchmarks.report import evaluate, render_markdown, stage_svg
 
     results = {
         "command": "python -m benchmarks.speed --quick", "date": "today", "fdin_version": "0",
@@ -41,7 +42,7 @@ def test_stage_svg_and_markdown_render_from_results():
 
 
 def test_long_smile_sequence_is_continuous():
-    from benchmarks.speed import long_smile_sequence
+    from benchmarks.clips import long_smile_sequence
 
     seq = long_smile_sequence(12.0, 30.0)
     assert seq.shape == (360, 68, 2) and np.isfinite(seq).all()
@@ -67,3 +68,39 @@ def test_quick_bench_runs_end_to_end(tmp_path):
     for part in ("facemesh", "analyze", "relate", "cli", "app", "first_request", "concurrency"):
         assert part in data  # measured, skipped (with a reason) or an error message: never missing
         assert set(data[part]) != {"error"} or data[part]["error"]
+
+
+def test_no_import_circle_in_benchmarks():
+    """Each benchmark module imports only modules below it: the graph of ``benchmarks.*`` imports
+    (module level and inside functions, read from the source) has no cycle."""
+    import ast
+
+    folder = ROOT / "benchmarks"
+    modules = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in modules:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("benchmarks."):
+                deps.add(node.module.split(".")[1])
+            elif isinstance(node, ast.ImportFrom) and node.module == "benchmarks":
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("benchmarks.")}
+        graph[name] = deps & modules
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            assert state.get(dep) != 1, "import circle: " + " -> ".join([*path, node, dep])
+            if dep not in state:
+                visit(dep, [*path, node])
+        state[node] = 2
+
+    for name in sorted(modules):
+        if name not in state:
+            visit(name, [])
+    assert graph["speed"] >= {"clips", "common", "report"}  # the split is real: speed only orchestrates
+    assert len((folder / "speed.py").read_text().splitlines()) < 400

@@ -37,8 +37,15 @@ def _documented(prefix: str) -> set[str]:
 
 def test_analyze_json_keys() -> None:
     data = json.loads(json.dumps(FakeAnalyzer().analyze(fake_video()).to_json_dict()))
-    assert list(data) == ["frames_analyzed", "fps", "face_track", "dynamics", "appearance", "importance",
-                          "top_relations", "models", "timings_ms"] == list(TraitResult.JSON_KEYS)
+    assert list(data) == ["frames_analyzed", "fps", "coverage", "face_track", "dynamics", "appearance",
+                          "importance", "attribution", "top_relations", "models",
+                          "timings_ms"] == list(TraitResult.JSON_KEYS)
+    assert set(data["coverage"]) == {"start_s", "end_s", "whole_video", "notes"}
+    assert set(data["attribution"]) == {"regions", "by_target", "units", "noise", "salient", "method"}
+    assert data["attribution"]["units"] == {"gender": "p_female", "age": "years"}
+    assert data["attribution"]["salient"]["gender"] == [
+        {"regions": [REGION_NAMES[3], REGION_NAMES[7]], "effect": -0.4, "toward": "male"}]
+    assert data["attribution"]["salient"]["age"] == []
     assert set(data["face_track"]) == {"found", "lost"}
     assert set(data["dynamics"]) == {"gender", "age"}
     assert set(data["dynamics"]["gender"]) == {"label", "p_female"} and set(data["dynamics"]["age"]) == {"years", "std"}
@@ -49,8 +56,8 @@ def test_analyze_json_keys() -> None:
     assert all(set(r) >= {"regions", "importance"} for r in data["top_relations"])
     assert all(set(m) >= MODEL_KEYS for m in data["models"])
     documented = _documented("`analyze` JSON keys:")
-    nested = set(data) | set(data["face_track"]) | set(data["dynamics"]["gender"]) | set(data["dynamics"]["age"]) \
-        | set(data["appearance"]) | set(data["importance"])
+    nested = set(data) | set(data["coverage"]) | set(data["face_track"]) | set(data["dynamics"]["gender"]) \
+        | set(data["dynamics"]["age"]) | set(data["appearance"]) | set(data["importance"]) | set(data["attribution"])
     assert documented <= nested, f"documented but missing: {documented - nested}"
 
 

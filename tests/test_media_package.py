@@ -1,5 +1,5 @@
-"""The media package's own pieces: DecodeLimits, the decode loop against read_video, the prefetch
-thread, and the public names callers rely on."""
+"""The media package's own pieces: DecodeLimits, the decode loop against read_video, and the
+public names callers rely on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fdin.media
-from fdin.media import DecodeLimits, Prefetch, open_video_stream, read_video, write_video
+from fdin.media import DecodeLimits, read_video, write_video
 
 
 def test_public_names_stay() -> None:
@@ -39,17 +39,3 @@ def test_limits_record_and_keywords_decode_alike(tmp_path) -> None:
     assert len(by_record) == len(by_keywords) == 7 and by_record.truncated and by_keywords.notes == by_record.notes
     np.testing.assert_array_equal(by_record.frames, by_keywords.frames)
     assert by_record.frames.shape[1:] == (24, 32, 3)
-
-
-def test_prefetch_gives_the_frames_of_read_video(tmp_path) -> None:
-    frames = [np.full((32, 32, 3), 10 * i, np.uint8) for i in range(12)]
-    path = write_video(frames, 12, tmp_path / "clip.mp4")
-    whole = read_video(path)
-    prefetch = Prefetch(open_video_stream(path), maxsize=2)
-    try:
-        got = list(prefetch)
-        assert len(prefetch) == len(whole)
-    finally:
-        prefetch.close()
-    np.testing.assert_array_equal(np.stack(got), whole.frames)
-    np.testing.assert_array_equal(prefetch.video().timestamps, whole.timestamps)

@@ -178,5 +178,8 @@ def test_failed_fit_is_said_in_the_cli_and_the_faces_tab(tmp_path, capsys):
     assert main(["faces", str(photo), "--json", str(tmp_path / "out.json")]) == 0
     line = capsys.readouterr().out
     assert "the landmark fit failed on faces[0]" in line and "not reliable" in line
-    assert "failed on face 2" in rendering.faces_status(3, 640, 480, (2,))
+    from types import SimpleNamespace
+
+    faces = [SimpleNamespace(fit_score=s) for s in (1.0, 0.01, None)]
+    assert "failed on face 2" in rendering.faces_status(3, 640, 480, faces)
     assert "failed" not in rendering.faces_status(3, 640, 480)

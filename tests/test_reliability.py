@@ -129,7 +129,7 @@ def test_hardened_launch_settings() -> None:
     assert kwargs["ssr_mode"] is False  # R-09: pinned, not left to the Spaces default
     assert kwargs["run_history"] is False  # R-31: no inputs/outputs kept in browsers' local storage
     assert str(weights_dir()) in kwargs["blocked_paths"]
-    assert settings.queue_kwargs()["max_size"] == settings.QUEUE_MAX_SIZE
+    assert settings.queue_kwargs()["max_size"] == settings.QUEUE_MAX_SIZE + settings.LIVE_MAX_STREAMS
     assert settings.queue_kwargs()["default_concurrency_limit"] == 1
 
 
@@ -389,13 +389,17 @@ def _fake_demo(**kwargs):
 CHEAP_UNQUEUED = {
     "rerender_matrix": "a known trait name and the session's own result (<= MATRIX_MAX_FACES faces), rate-limited",
     "<lambda>": "the consent checkbox: returns three button updates",
+    "clear_outputs": "a new input empties the tab's outputs: returns Nones, reads nothing",
+    "preview_note": "after a video upload the browser cannot play: reads the uploaded file's first 512 bytes "
+                    "(fdin.media.sniff), no decoder",
     "load_example": "Gradio's example loader (examples only fill the input): an index into the server's own "
                     "example list (tests/test_app_api.py sends paths and out-of-range indices)",
 }
 #: Queued events that are not fdin handlers, with the reason they are bounded.
 OTHER_QUEUED = {
-    "live_frame": "the live webcam stream: bounded per session instead of per client (at most 30 frames/s, "
-                  "1.5 MB and 1920x1080 per frame, 2 streams at once, 2 minutes per stream; tests/test_live.py)",
+    "live_frame": "the live webcam stream: admitted per client and in all (2 per client, 4 open, closed after 5 s "
+                  "without a frame), one frame in flight per session, baseline frames decoded within 60 ms, a "
+                  "memory budget (issue 24 tests below; tests/test_live.py)",
 }
 
 
@@ -451,7 +455,8 @@ KNOWN_ROUTES = {
         "stream/{session_hash}/{run}/{component_id}/{segment_id}.{ext}", "theme.css", "upload", "upload_progress")),
 }
 DENIED = ["gradio_api/process_recording", "gradio_api/file=http://example.com/x.png", "gradio_api/proxy=http://x/",
-          "gradio_api/vibe-edit", "gradio_api/dev/reload", "gradio_api/runs", "gradio_api/component_server"]
+          "gradio_api/vibe-edit", "gradio_api/dev/reload", "gradio_api/runs", "gradio_api/component_server",
+          "gradio_api/deep_link?session_hash=s1", "?deep_link=abcdef"]
 
 
 def _routes(app) -> set[str]:
@@ -737,3 +742,554 @@ def test_argument_checks_refuse_long_text_and_unknown_choices_but_pass_streamed_
         with pytest.raises(gr.Error) as excinfo:
             check_arguments(fn, bad)
         assert "xxx" not in excinfo.value.message and "cold" not in excinfo.value.message
+
+
+# --- issue 24: live streams, cancel, crafted frames, memory, deep links, /dev/shm, deadlines, origins ---------
+def _jpeg(image, **options) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", **options)
+    return buf.getvalue()
+
+
+def _progressive_with_repeated_scan(repeats: int) -> bytes:
+    """A 1920x1080 progressive JPEG whose last refinement scan is repeated ``repeats`` times (the
+    crafted frame of issue 24: every size, pixel and format check passes; decoding walks every scan)."""
+    import numpy as np
+
+    data = _jpeg(np.full((1080, 1920, 3), 128, np.uint8), progressive=True, quality=90)
+    scans = [k for k in range(len(data) - 1) if data[k] == 0xFF and data[k + 1] == 0xDA]
+    last = data[scans[-1]:data.rindex(b"\xff\xd9")]
+    return data[:data.rindex(b"\xff\xd9")] + last * repeats + b"\xff\xd9"
+
+
+def _frame_url(data: bytes) -> str:
+    import base64
+
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+def test_crafted_progressive_frame_is_refused_before_decoding() -> None:
+    """Item 3: the progressive frame with a repeated refinement scan is refused from its header in
+    microseconds (decoding it costs >= 20x more: here 100 repeats in 14 KB, ~0.6 s; 58,000 cost 41.6 s);
+    a browser's baseline frame of the same size is accepted and decodes within the budget."""
+    import numpy as np
+    from PIL import Image
+
+    from fdin.app import live, livebudget
+    from fdin.errors import MediaError
+
+    crafted = _progressive_with_repeated_scan(100)
+    assert len(crafted) < 20_000 and Image.open(__import__("io").BytesIO(crafted)).size == (1920, 1080)
+    t0 = time.perf_counter()
+    with pytest.raises(MediaError, match="baseline"):
+        livebudget.decode_bounded(crafted)
+    refused_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with Image.open(__import__("io").BytesIO(crafted)) as img:
+        img.load()  # what the server did before: every scan decoded
+    decode_s = time.perf_counter() - t0
+    assert refused_s < 0.005 and decode_s > 20 * refused_s, (refused_s, decode_s)
+    yy, xx = np.mgrid[0:1080, 0:1920]
+    baseline = _jpeg(np.stack([(xx // 8) % 256, (yy // 5) % 256, ((xx + yy) // 11) % 256], -1).astype(np.uint8))
+    assert livebudget.check_frame(baseline) == "JPEG" and live.decode_frame(baseline).shape == (360, 640, 3)
+    browser = _jpeg(np.full((480, 640, 3), 90, np.uint8), quality=92)  # what the app asks the browser for
+    assert livebudget.decode_bounded(browser).shape == (480, 640, 3)
+    # a baseline header with many scans, and a frame padded with comment segments, are refused too
+    head = baseline[: baseline.index(b"\xff\xda")]
+    with pytest.raises(MediaError, match="too many scans"):
+        livebudget.check_frame(head + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" * 50 + b"\xff\xd9")
+    comment = b"\xff\xfe" + (65000).to_bytes(2, "big") + b"c" * 64998
+    with pytest.raises(MediaError, match="metadata"):
+        livebudget.check_frame(baseline[:2] + comment * 2 + baseline[2:])
+    for bad in (b"GIF89a" + b"0" * 100, b"\xff\xd8\xff\xc2\x00\x11" + b"\x08" * 20):
+        with pytest.raises(MediaError):
+            livebudget.check_frame(bad)
+
+
+def test_slow_frames_are_dropped_and_then_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 3: a frame whose decode passes the budget is dropped; after three in a row, the session's
+    frames are refused before any decode."""
+    import numpy as np
+
+    from fdin.app import live, livebudget
+
+    frame = _jpeg(np.zeros((48, 64, 3), np.uint8))
+    real = live.decode_frame
+    decodes = []
+
+    def slow(data):
+        decodes.append(1)
+        time.sleep(livebudget.DECODE_BUDGET_MS / 1000 + 0.02)
+        return real(data)
+
+    monkeypatch.setattr(live, "decode_frame", slow)
+    session = live.LiveSession()
+    for _ in range(livebudget.MAX_SLOW_FRAMES):
+        with pytest.raises(livebudget.SlowFrameError, match="dropped"):
+            livebudget.decode_bounded(frame, session)
+    with pytest.raises(livebudget.SlowFrameError, match="restart the camera"):
+        livebudget.decode_bounded(frame, session)
+    assert len(decodes) == livebudget.MAX_SLOW_FRAMES
+
+
+def test_live_frames_in_flight_are_bounded_per_session_and_in_all() -> None:
+    """Item 2: one frame per session and two in all are processed at once; the rest are dropped, so
+    cancelled streams cannot run more decodes than the live limit."""
+    import numpy as np
+
+    from fdin.app import live
+    from fdin.app.livebudget import LiveGate
+    from tests.fakes import FakePredictors
+
+    gate = LiveGate(2)
+    a, b, c = live.LiveSession(), live.LiveSession(), live.LiveSession()
+    assert gate.enter(a) and not gate.enter(a), "one frame per session"
+    assert gate.enter(b) and not gate.enter(c), "two in all"
+    gate.leave(a)
+    assert gate.enter(c)
+    gate.leave(b)
+    gate.leave(c)
+    h = Handlers(FakePredictors(faces=0), rate_limiter=RateLimiter(0, 60))
+    session = live.LiveSession()
+    assert h.live_gate.enter(session)  # a frame of this session is still being processed
+    out = h.live_frame(_frame_url(_jpeg(np.zeros((48, 64, 3), np.uint8))), session, True)
+    assert all(isinstance(o, type(gr.skip())) for o in out[:3]) and session.dropped == 1 and session.processed == 0
+    h.live_gate.leave(session)
+    time.sleep(0.05)  # past the per-session frame interval
+    out = h.live_frame(_frame_url(_jpeg(np.zeros((48, 64, 3), np.uint8))), session, True)
+    assert isinstance(out[0], str) and session.processed == 1
+
+
+def test_live_memory_budget_per_session_and_in_all() -> None:
+    """Item 4: frames count their encoded and decoded bytes; a session keeps at most its budget and
+    all sessions at most the global one (the biggest loses its oldest frames first); a session that
+    is gone (Gradio evicted or expired it) frees its share."""
+    import gc
+
+    import numpy as np
+
+    from fdin.app import live
+    from fdin.app.livebudget import LiveBudget, session_bytes
+    from tests.fakes import FakePredictors
+
+    backend = FakePredictors(faces=0).backend()
+    frame = np.zeros((480, 640, 3), np.uint8)  # 0.92 MB decoded
+    padded = b"\xff\xd8" + b"c" * 700_000       # 0.7 MB encoded (a comment-padded frame)
+    budget = LiveBudget(per_session=8 << 20, total=12 << 20)
+    sessions = [live.LiveSession() for _ in range(3)]
+    for k in range(40):
+        for s in sessions:
+            s.add(k / 30.0, padded, frame, backend)
+            budget.admit(s, frame)
+            assert session_bytes(s) <= 8 << 20
+            assert budget.used() <= 12 << 20
+    assert all(len(s.jpegs) >= 2 for s in sessions), "every session keeps some frames"
+    assert budget.used() > 8 << 20
+    budget.forget(sessions[0])
+    assert session_bytes(sessions[0]) == 0
+    del sessions[1]
+    gc.collect()
+    assert budget.used() == session_bytes(sessions[-1])
+    kwargs = settings.launch_kwargs()
+    assert kwargs["state_session_capacity"] == settings.STATE_SESSION_CAPACITY <= 100
+
+
+def test_unread_replies_are_dropped() -> None:
+    """Item 4: a session that does not read its replies keeps at most LIVE_MAX_UNREAD streaming ones
+    (never a completion), and none once it has no running event for LIVE_UNREAD_TTL_S."""
+    import asyncio
+    from types import SimpleNamespace as NS
+
+    from fdin.app.admission import Admission
+
+    async def run() -> None:
+        messages: asyncio.Queue = asyncio.Queue()
+        for _ in range(200):
+            messages.put_nowait(NS(msg="process_streaming"))
+        messages.put_nowait(NS(msg="process_completed"))
+        event = NS(session_hash="s", _id="e", concurrency_id="live", closed=False, alive=True, enqueue_time=0.0)
+        queue = NS(pending_messages_per_session={"s": messages}, event_ids_to_events={"e": event},
+                   event_queue_per_concurrency_id={})
+        admission = Admission(max_unread=16, unread_ttl_s=30)
+        admission._queue = queue
+        admission.trim_unread(now=100.0)
+        kinds = [m.msg for m in messages._queue]
+        assert len(kinds) == 16 and kinds[-1] == "process_completed"
+        queue.event_ids_to_events.clear()  # the stream ended; nobody reads
+        admission.trim_unread(now=101.0)
+        assert messages.qsize() == 16
+        admission.trim_unread(now=140.0)
+        assert messages.qsize() == 0
+
+    asyncio.run(run())
+
+
+def _live_fn(app) -> int:
+    return next(fn._id for fn in app.fns.values() if fn.concurrency_id == "live")
+
+
+def _join(url: str, fn_index: int, data: list, session: str, client: str) -> httpx.Response:
+    return httpx.post(url + "gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
+                                                           "event_data": None, "trigger_id": None},
+                      headers={"X-Forwarded-For": client}, timeout=10)
+
+
+@pytest.mark.slow
+def test_idle_stream_flood_cannot_lock_out_other_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 1: 18 live joins from one client (no answer stream, no second frame): at most 2 admitted,
+    the rest refused at once with a plain sentence; another client's model events still get their 16
+    places; the admitted streams are closed after LIVE_IDLE_S without a frame, and a new stream is
+    admitted then."""
+    import numpy as np
+
+    from fdin.app.admission import LIVE_BUSY
+
+    monkeypatch.setenv("FDIN_TRUST_PROXY", "1")
+    _f, h, demo = _fake_demo()
+    frame = {"url": _frame_url(_jpeg(np.zeros((48, 64, 3), np.uint8)))}
+    with launched(demo) as app:
+        url, live_id = app.local_url, _live_fn(app)
+        detect_id = next(fn._id for fn in app.fns.values() if fn.api_name == "detect_faces")
+        t0 = time.monotonic()
+        codes = [_join(url, live_id, [frame, None, True], f"flood{k}", "203.0.113.7") for k in range(18)]
+        flood_s = time.monotonic() - t0
+        admitted = [r for r in codes if r.status_code == 200]
+        refused = [r for r in codes if r.status_code == 503]
+        assert len(admitted) == settings.LIVE_MAX_STREAMS_PER_CLIENT and len(refused) == 16, [r.status_code for r in codes]
+        assert flood_s < 5 and LIVE_BUSY.split("(")[0] in refused[0].json()["detail"]
+        model = [_join(url, detect_id, [None], f"other{k}", "203.0.113.8").status_code for k in range(8)]
+        assert model == [200] * 8, "the model buttons' places are not taken by live streams"
+        assert _join(url, live_id, [frame, None, True], "second", "203.0.113.9").status_code == 200
+        assert _join(url, live_id, [frame, None, True], "third", "203.0.113.10").status_code == 200
+        assert _join(url, live_id, [frame, None, True], "fifth", "203.0.113.11").status_code == 503, "4 in all"
+        # two run and go idle; the two waiting for a live slot run next and go idle in turn
+        deadline = time.monotonic() + 2 * settings.LIVE_IDLE_S + 8
+        while h.admission.live_events() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert h.admission.live_events() == [] and h.admission.closed_idle >= 4
+        assert time.monotonic() - t0 < 2 * settings.LIVE_IDLE_S + 10 < settings.LIVE_TIME_LIMIT_S, \
+            "idle streams are closed, not held to the time limit"
+        assert _join(url, live_id, [frame, None, True], "again", "203.0.113.7").status_code == 200
+
+
+class _StoppableAnalyzer:
+    """Runs until told to stop (or 30 s); records when it learned of the stop."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.started = threading.Event()
+        self.stopped_at: float | None = None
+
+    def analyze(self, video, *, progress=None, should_stop=None, deadline=None, deadline_message=None):
+        from fdin.errors import ProcessingCancelledError, ProcessingTimeoutError
+
+        self.started.set()
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if should_stop is not None and should_stop():
+                self.stopped_at = time.monotonic()
+                raise ProcessingCancelledError("stopped")
+            if deadline is not None and time.monotonic() > deadline:
+                self.stopped_at = time.monotonic()
+                raise ProcessingTimeoutError(deadline_message)
+            time.sleep(0.05)
+        raise AssertionError("never stopped")
+
+
+@pytest.mark.slow
+def test_cancel_over_http_stops_the_analysis_it_started() -> None:
+    """Item 2: ``POST /gradio_api/cancel`` reaches the running analysis (its stop check turns true)
+    within a second; the model slot is then free for the next request."""
+    from tests.fakes import FakePredictors, fake_video
+
+    fakes = FakePredictors()
+    slow = _StoppableAnalyzer()
+    fakes.analyzer = lambda: slow
+    handlers = Handlers(fakes, rate_limiter=RateLimiter(0, 60))
+    handlers.read_video = lambda path: fake_video()
+    with launched(build_demo(handlers=handlers, examples="off")) as app:
+        url = app.local_url
+        path = httpx.post(url + "gradio_api/upload", files={"files": ("a.mp4", b"\x00" * 100)}).json()[0]
+        fn = next(fn._id for fn in app.fns.values() if fn.api_name == "analyze_video")
+        data = [{"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "a.mp4"}]
+        event = _join(url, fn, data, "cancelme", "x").json()["event_id"]
+        assert slow.started.wait(20)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert httpx.post(url + "gradio_api/cancel", json={"session_hash": "cancelme", "fn_index": fn,
+                                                           "event_id": event}).status_code == 200
+        while slow.stopped_at is None and time.monotonic() - t0 < 5:
+            time.sleep(0.05)
+        assert slow.stopped_at is not None and slow.stopped_at - t0 < 1.0, "the work stops within ~1 s"
+
+
+def test_stop_check_follows_the_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 2: the handler's stop check is true once Gradio dropped the event (cancel), closed it (the
+    client's heartbeat ended) or killed it; false outside a queued event."""
+    from types import SimpleNamespace as NS
+
+    from gradio.context import LocalContext
+
+    from fdin.app.admission import event_stop_check
+
+    assert event_stop_check()() is False
+    event = NS(closed=False, alive=True)
+    blocks = NS(_queue=NS(event_ids_to_events={"e1": event}))
+    token_b, token_e = LocalContext.blocks.set(blocks), LocalContext.event_id.set("e1")
+    try:
+        stopped = event_stop_check()
+        assert stopped() is False
+        event.closed = True
+        assert stopped() is True
+        event.closed = False
+        blocks._queue.event_ids_to_events.clear()
+        assert stopped() is True
+    finally:
+        LocalContext.blocks.reset(token_b)
+        LocalContext.event_id.reset(token_e)
+
+
+def test_analysis_deadline_scales_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 7: the deadline grows with the clip's length and the faces found, within a cap; an
+    analysis past it is stopped with a sentence naming the limit."""
+    from tests.fakes import FakePredictors, fake_video
+
+    one = settings.analysis_deadline_s(20, 1)
+    assert settings.analysis_deadline_s(2, 1) < one < settings.analysis_deadline_s(20, 8)
+    assert settings.analysis_deadline_s(20, 112) == settings.ANALYSIS_DEADLINE_MAX_S
+    fakes = FakePredictors()
+    fakes.fake_backend.detect_boxes = lambda image: [object()] * 3  # three faces on the sampled frames
+    slow = _StoppableAnalyzer()
+    fakes.analyzer = lambda: slow
+    handlers = Handlers(fakes, rate_limiter=RateLimiter(0, 60))
+    handlers.read_video = lambda path: fake_video()
+    seen = []
+    monkeypatch.setattr(settings, "analysis_deadline_s", lambda s, f: seen.append((s, f)) or 0.3)
+    t0 = time.monotonic()
+    with pytest.raises(gr.Error, match="time limit of 0 s") as excinfo:
+        handlers.analyze_video("clip.mp4", progress=lambda *a, **k: None)
+    assert time.monotonic() - t0 < 2.0 and "3 faces" in excinfo.value.message
+    assert seen == [(pytest.approx(1.9), 3)]
+
+
+def _worker_pids() -> list[int]:
+    """Analysis worker processes started by this process."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"fdin.analysis_pool" in cmd \
+                and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_cancelled_analyses_kill_their_workers_and_the_pool_keeps_its_size(tmp_path: Path) -> None:
+    """Item 2 with real workers: four analyses of a long clip, each cancelled 1 s after it was
+    submitted (two wait for a worker): each ends within ~1 s of its cancel, the worker it ran on is
+    killed, never more than two worker processes exist, and the deadline kills a worker the same way."""
+    import threading
+    from dataclasses import replace
+
+    import numpy as np
+
+    from fdin.analysis_pool import PooledAnalyzer
+    from fdin.errors import ProcessingCancelledError, ProcessingTimeoutError
+    from fdin.media import read_video
+    from tests.app_support import smile_clip
+
+    base = read_video(smile_clip(tmp_path))
+    k = 8
+    step = float(base.timestamps[-1] - base.timestamps[0]) + 1 / base.fps
+    video = replace(base, frames=np.concatenate([base.frames] * k),
+                    timestamps=np.concatenate([base.timestamps + i * step for i in range(k)]))
+    analyzer = PooledAnalyzer(workers=2, decode_worker=False)
+    try:
+        analyzer.load_models()
+        most, done = [0], threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                most[0] = max(most[0], len(_worker_pids()))
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        outcomes: list[tuple[str, float]] = []
+
+        def run() -> None:
+            stop_at = time.monotonic() + 1.0
+            try:
+                analyzer.analyze(video, should_stop=lambda: time.monotonic() >= stop_at)
+                outcomes.append(("finished", 0.0))
+            except ProcessingCancelledError:
+                outcomes.append(("cancelled", time.monotonic() - stop_at))
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(o[0] for o in outcomes) == ["cancelled"] * 4, outcomes
+        assert max(o[1] for o in outcomes) < 1.0, outcomes
+        analyzer.pool.wait_ready()  # the replacements have loaded their models
+        t0 = time.monotonic()
+        with pytest.raises(ProcessingTimeoutError, match="limit"):
+            analyzer.analyze(video, deadline=time.monotonic() + 1.0, deadline_message="over the time limit")
+        assert time.monotonic() - t0 < 2.5
+        done.set()
+        watcher.join()
+        assert most[0] <= 2, f"{most[0]} worker processes at once"
+        assert analyzer.pool.size() <= 2 and len(_worker_pids()) <= 2
+    finally:
+        analyzer.close()
+
+
+@pytest.mark.slow
+def test_deep_links_and_stream_replays_are_refused_and_nothing_is_written() -> None:
+    """Item 5: the routes that replay a session's state answer 404 and write nothing; Gradio keeps
+    at most STATE_SESSION_CAPACITY sessions."""
+    import numpy as np
+
+    _f, _h, demo = _fake_demo()
+    frame = {"url": _frame_url(_jpeg(np.full((48, 64, 3), 90, np.uint8)))}
+    with launched(demo) as app:
+        url = app.local_url
+        assert _join(url, _live_fn(app), [frame, None, True], "victim", "v").status_code == 200
+        time.sleep(1.0)
+        for path in ("gradio_api/deep_link?session_hash=victim", "?deep_link=0123456789abcdef",
+                     "gradio_api/stream/victim/0/1/playlist.m3u8", "gradio_api/stream/victim/0/1/playlist-file"):
+            assert httpx.get(url + path, timeout=10).status_code == 404, path
+        assert app.state_session_capacity == settings.STATE_SESSION_CAPACITY
+        cache = Path(os.environ["GRADIO_TEMP_DIR"])
+        assert not list(cache.rglob("state.json")) and not (cache / "deep_links").exists()
+
+
+@pytest.mark.slow
+def test_cors_allows_only_the_apps_own_origin_and_sets_security_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 8: with ``Host: x.hf.space``, a foreign Origin gets no allow-origin (simple request and the
+    pre-flight of queue/join); the app's own origin does; every response carries the CSP with the
+    Space embed in frame-ancestors and nosniff; /config holds no absolute server path."""
+    monkeypatch.delenv("SPACE_HOST", raising=False)
+    _f, _h, demo = _fake_demo()
+    with launched(demo) as app:
+        url = app.local_url
+        for origin, allowed in (("https://evil.example", False), ("null", False), ("https://x.hf.space", True)):
+            headers = {"Host": "x.hf.space", "Origin": origin}
+            simple = httpx.get(url + "config", headers=headers, timeout=10)
+            pre = httpx.options(url + "gradio_api/queue/join", timeout=10,
+                                headers={**headers, "Access-Control-Request-Method": "POST"})
+            for response in (simple, pre):
+                assert (response.headers.get("access-control-allow-origin") == origin) is allowed, (origin, response.headers)
+        page = httpx.get(url, timeout=10)
+        csp = page.headers["content-security-policy"]
+        assert "frame-ancestors 'self' https://huggingface.co" in csp and "object-src 'none'" in csp
+        assert page.headers["x-content-type-options"] == "nosniff"
+        config = httpx.get(url + "config", timeout=10).text
+        for secret in (str(ROOT), tempfile.gettempdir() + "/", os.environ["GRADIO_TEMP_DIR"]):
+            assert secret not in config
+        monkeypatch.setenv("SPACE_HOST", "owner-fdin.hf.space")
+        extra = httpx.get(url + "config", headers={"Origin": "https://owner-fdin.hf.space"}, timeout=10)
+        assert extra.headers.get("access-control-allow-origin") == "https://owner-fdin.hf.space"
+
+
+@pytest.mark.slow
+def test_exchange_folders_of_a_killed_run_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    """Item 6: SIGKILL a process with an analysis in flight (its frames in a /dev/shm exchange
+    folder); the folder survives the kill; the next start removes it (by its owner marker), and
+    leaves alone a folder of the same name pattern without the marker and one whose owner is alive."""
+    import signal
+    import subprocess
+    import sys
+
+    from fdin.app import storage
+    from fdin.isolation.workers import OWNER_MARKER
+
+    script = f"""
+import sys, time, threading
+sys.path.insert(0, {str(ROOT)!r})
+from fdin.analysis_pool import PooledAnalyzer
+from fdin.media import read_video
+from tests.app_support import smile_clip
+from pathlib import Path
+video = read_video(smile_clip(Path({str(tmp_path)!r})))
+analyzer = PooledAnalyzer(workers=1, decode_worker=False)
+analyzer.load_models()
+threading.Thread(target=lambda: analyzer.analyze(video), daemon=True).start()
+time.sleep(600)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=str(ROOT), start_new_session=True)
+    shm_roots = ("/dev/shm", tempfile.gettempdir())
+    decoy = Path(tempfile.mkdtemp(prefix="fdin-ana-", dir=shm_roots[0] if os.access("/dev/shm", os.W_OK) else None))
+    mine = Path(tempfile.mkdtemp(prefix="fdin-ana-"))
+    (mine / OWNER_MARKER).write_text(f"{os.getpid()} \n")
+    try:
+        found: list[Path] = []
+        deadline = time.monotonic() + 120
+        while not found and time.monotonic() < deadline and proc.poll() is None:
+            for root in shm_roots:
+                for folder in Path(root).glob("fdin-ana-*"):
+                    marker = folder / OWNER_MARKER
+                    if marker.is_file() and marker.read_text().split()[0] == str(proc.pid):
+                        found.append(folder)
+            time.sleep(0.1)
+        assert found, "the run made an exchange folder for its analysis"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.5)
+        assert all(f.exists() for f in found), "a SIGKILL leaves the folder behind"
+        (tmp_path / "store").mkdir(mode=0o700)
+        store = storage.Storage(tmp_path / "store")  # what the next start does
+        store.close()
+        deadline = time.monotonic() + 10
+        while any(f.exists() for f in found) and time.monotonic() < deadline:  # a worker may still write
+            storage.Storage(tmp_path / "store").close()
+            time.sleep(0.5)
+        assert not any(f.exists() for f in found), "the next start removes it"
+        assert decoy.is_dir() and mine.is_dir(), "unmarked folders and live owners' folders are left alone"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(decoy, ignore_errors=True)
+        shutil.rmtree(mine, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_no_response_names_a_server_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 8: the example files in /config, an upload's answer and a result's file references name
+    the cache as ``fdin-cache:``; the files are still served by that name and round-trip through
+    the API; neither the cache folder nor the repository's path appears in any of the answers."""
+    from gradio_client import Client, handle_file
+
+    from fdin.app import examples as ex
+    from fdin.app.guard import PathAlias
+
+    monkeypatch.setenv("FDIN_CACHE_DIR", str(tmp_path / "cache"))
+    ex.example_photos()
+    _f, _h, demo = _fake_demo(examples="lazy")
+    with launched(demo) as app:
+        url, cache = app.local_url, os.environ["GRADIO_TEMP_DIR"]
+        config = httpx.get(url + "config", timeout=10)
+        assert PathAlias.TOKEN in config.text and cache not in config.text and str(ROOT) not in config.text
+        assert int(config.headers["content-length"]) == len(config.content)
+        name = config.text.split(PathAlias.TOKEN, 1)[1].split('"', 1)[0]
+        served = httpx.get(url + "gradio_api/file=" + PathAlias.TOKEN + name, timeout=10)
+        assert served.status_code == 200 and served.content[:2] in (b"\xff\xd8", b"\x89P")
+        up = httpx.post(url + "gradio_api/upload", files={"files": ("a.jpg", astronaut_photo().read_bytes())})
+        assert up.json()[0].startswith(PathAlias.TOKEN) and cache not in up.text
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
+        payload, annotated, _status, _table = client.predict(handle_file(str(astronaut_photo())), api_name="/detect_faces")
+        assert Path(annotated).is_file() and "faces" in payload
+        client.close()

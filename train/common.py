@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,10 +155,31 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     return float(np.mean(rates))
 
 
+def bootstrap_ci(statistic: Any, n: int, *, strata: np.ndarray | None = None, n_boot: int = 2000,
+                 level: float = 0.95, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Percentile bootstrap: ``statistic(indices)`` -> array (any shape) over ``n`` samples.
+
+    Resamples the samples with replacement (within each stratum when ``strata`` (n,) is given, so
+    every resample keeps each stratum's size, e.g. one test set per seed) ``n_boot`` times and returns
+    ``(point, low, high)``: the statistic on all samples and the ``level`` percentile interval of the
+    resampled statistics (NaN where a resample's statistic is NaN is ignored)."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    point = np.asarray(statistic(np.arange(n)), np.float64)
+    draws = np.empty((n_boot, *point.shape))
+    for b in range(n_boot):
+        draws[b] = statistic(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]))
+    alpha = (1 - level) / 2
+    with warnings.catch_warnings():  # an all-NaN cell stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(draws, alpha, axis=0), np.nanquantile(draws, 1 - alpha, axis=0)
+    return point, low, high
+
+
 def unwrap(model: Any) -> Any:
     """The module inside a DistributedDataParallel wrapper (or the model itself)."""
     return getattr(model, "module", model)
 
 
-__all__ = ["DistInfo", "balanced_accuracy", "cleanup_distributed", "make_loader", "progress", "seed_everything",
+__all__ = ["DistInfo", "balanced_accuracy", "bootstrap_ci", "cleanup_distributed", "make_loader", "progress", "seed_everything",
            "set_epoch", "setup_distributed", "unwrap", "write_json"]

@@ -419,29 +419,66 @@ def synth_face_records(samples: dict, *, seed: int = 0) -> tuple[list, list]:
 
 
 
-def synth_pair_records(pairs: dict) -> tuple[list, list]:
-    """Identity-disjoint ``(train, val)`` :class:`PairRecord` lists: a pair is in
-    validation when either face's identity is held out, and in training only when neither is."""
-    train, val = [], []
-    for i in range(len(pairs["labels"])):
-        ids = {str(pairs["identity_a"][i]), str(pairs["identity_b"][i])}
-        is_val = bool(ids & set(synth.VAL_IDENTITIES))
-        record = PairRecord(
-            dataset="synth_pairs", image=None, pixels=pairs["images"][i], box_a=pairs["box_a"][i],
-            box_b=pairs["box_b"][i], labels=pairs["labels"][i].astype(np.float64),
-            keypoints_a=keypoints_from_landmarks68(pairs["landmarks_a"][i]),
-            keypoints_b=keypoints_from_landmarks68(pairs["landmarks_b"][i]),
-            identity="+".join(sorted(ids)), split="val" if is_val else "train")
-        (val if is_val else train).append(record)
-    return train, val
+#: The relation splits of fdin's generated pairs, in order.
+RELATION_SPLITS = ("train", "val", "test")
 
+
+def relation_split_of(identities: tuple[str, ...] | list[str] | set[str]) -> str | None:
+    """The split of a generated pair from its faces' identities: ``"test"`` when a face is one of
+    :data:`train.synth_faces.RELATION_TEST_IDENTITIES`, ``"val"`` when one is in
+    :data:`train.synth_faces.VAL_IDENTITIES`, ``"train"`` when neither; None when it mixes a
+    validation and a test identity (such a pair belongs to no split)."""
+    ids = set(identities)
+    val, test = ids & set(synth.VAL_IDENTITIES), ids & set(synth.RELATION_TEST_IDENTITIES)
+    if val and test:
+        return None
+    return "test" if test else "val" if val else "train"
+
+
+def synth_relation_records(n_pairs: int, *, split: str, seed: int, n_faces: int,
+                           sources: list | None = None) -> list[PairRecord]:
+    """``n_pairs`` generated pairs of one identity-disjoint relation split.
+
+    Each split draws from its own face pool (:func:`train.synth_faces.face_samples` with ``seed``, so a
+    generated face never appears in two splits): ``train`` pairs two training identities (neither
+    held out); ``val`` / ``test`` pairs have at least one face of a validation / test identity, the
+    other face being of that set or a training identity (:func:`relation_split_of`). ``meta`` keeps
+    the generated expressions (``expression_a``/``_b``, indices into :data:`EXPRESSION_LABELS`)."""
+    if split not in RELATION_SPLITS:
+        raise ValueError(f"split must be one of {RELATION_SPLITS}, got {split!r}")
+    sources = sources if sources is not None else synth.source_faces()
+    held = {"train": set(), "val": set(synth.VAL_IDENTITIES), "test": set(synth.RELATION_TEST_IDENTITIES)}
+    others = set(synth.VAL_IDENTITIES) | set(synth.RELATION_TEST_IDENTITIES)
+    pool = [s for s in sources if s.identity in held[split] or s.identity not in others]
+    if len({s.identity for s in pool}) < 2 or (split != "train" and not {s.identity for s in pool} & held[split]):
+        raise RuntimeError(f"too few source identities for the relation {split} split: "
+                           f"{sorted(s.identity for s in pool)}")
+    faces = synth.face_samples(n_faces, seed=seed, sources=pool)
+    records: list[PairRecord] = []
+    attempt = 0
+    while len(records) < n_pairs:
+        pairs = synth.pair_samples(2 * (n_pairs - len(records)) + 8, seed=seed * 7919 + attempt, faces=faces)
+        for i in range(len(pairs["labels"])):
+            ids = (str(pairs["identity_a"][i]), str(pairs["identity_b"][i]))
+            if len(records) == n_pairs or relation_split_of(ids) != split:
+                continue
+            records.append(PairRecord(
+                dataset="synth_pairs", image=None, pixels=pairs["images"][i], box_a=pairs["box_a"][i],
+                box_b=pairs["box_b"][i], labels=pairs["labels"][i].astype(np.float64),
+                keypoints_a=keypoints_from_landmarks68(pairs["landmarks_a"][i]),
+                keypoints_b=keypoints_from_landmarks68(pairs["landmarks_b"][i]),
+                identity="+".join(sorted(set(ids))), split=split,
+                meta={"identities": ids, "expression_a": int(pairs["expression_a"][i]),
+                      "expression_b": int(pairs["expression_b"][i])}))
+        attempt += 1
+    return records
 
 
 def with_split(records: list, split: str) -> list:
     return [replace(r, split=split) for r in records]
 
 
-__all__ = ["ADAPTERS", "FaceAttributeDataset", "FaceRecord", "PairDataset", "PairRecord", "face_crop",
+__all__ = ["ADAPTERS", "RELATION_SPLITS", "FaceAttributeDataset", "FaceRecord", "PairDataset", "PairRecord", "face_crop",
            "identity_split", "load_rgb", "read_affectnet", "read_expw", "read_fer2013", "read_rafdb_basic",
-           "read_relation_csv", "read_utkface", "synth_face_records",
-           "synth_pair_records"]
+           "read_relation_csv", "read_utkface", "relation_split_of", "synth_face_records",
+           "synth_relation_records"]

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "models only; 0 = off)")
     g.add_argument("--pair-aux-epochs", type=float, default=0,
                    help="epochs with the per-pair auxiliary loss (0 = the whole run)")
+    g.add_argument("--no-signal", type=float, default=0.5, metavar="FRACTION",
+                   help="add this fraction of a batch of no-signal inputs (the batch's sequences with their frames "
+                        "shuffled, white noise, a still face) labelled with the prior (p(female) 0.5, the mean "
+                        "age), so the model says 'no idea' where there is nothing to see (0 = off)")
     g.add_argument("--no-calibration", action="store_true",
                    help="do not fit the temperature / std scale on the validation subjects")
     g.add_argument("--eval-train", action=argparse.BooleanOptionalAction, default=True,
@@ -322,14 +326,19 @@ def predict(model, loader) -> dict[str, np.ndarray]:
     import torch
 
     model.eval()
-    outs, ys, imps = [], [], []
+    outs, ys, imps, effects = [], [], [], []
     with torch.inference_mode():
         for x, y in loader:
             o = model(x)
             outs.append(o["output"].numpy())
             imps.append(o["pair_importance"].numpy())
             ys.append(y.numpy())
-    return {"output": np.concatenate(outs), "y": np.concatenate(ys), "pair_importance": np.concatenate(imps)}
+            if "pair_effect" in o:
+                effects.append(o["pair_effect"].numpy())
+    out = {"output": np.concatenate(outs), "y": np.concatenate(ys), "pair_importance": np.concatenate(imps)}
+    if effects:
+        out["pair_effect"] = np.concatenate(effects)
+    return out
 
 
 def score(pred: dict[str, np.ndarray], target: str, age_scale: float) -> dict[str, float]:
@@ -523,7 +532,78 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
         best_model.set_calibration(**cal)
         model_args.update(cal)
     best_model.eval()
+    if best_model.has_importance:
+        model_args["attribution_noise"] = fit_attribution(best_model, records, train_idx, val_idx, dyn.length,
+                                                          target=args.target, seed=args.seed)
+        model_args["attribution_references"] = int(best_model.pair_reference.shape[0])
     return best_model, best_hist, model_args
+
+
+#: training sequences whose relational features are the attribution's reference (FDIN.pair_effects)
+ATTRIBUTION_REFERENCES = 48
+#: no-signal inputs per validation sequence used by :func:`fit_attribution` (each kind)
+NOISE_DRAWS = 2
+
+
+def no_signal_inputs(trajs: np.ndarray, rng: np.random.Generator, draws: int = NOISE_DRAWS) -> dict[str, np.ndarray]:
+    """Inputs that carry no trait signal, built from real sequences (N, T, R, C): ``shuffled`` (each
+    sequence's frames in a random order: every frame's pose kept, all timing destroyed), ``white``
+    (white-noise displacements with each channel's spread) and ``still`` (a face that does not move)."""
+    n, t = trajs.shape[:2]
+    shuffled = np.stack([trajs[i % n][rng.permutation(t)] for i in range(draws * n)])
+    std = trajs.reshape(-1, *trajs.shape[2:]).std(0)
+    white = (rng.standard_normal((draws * n, *trajs.shape[1:])) * std).astype(np.float32)
+    return {"shuffled": shuffled.astype(np.float32), "white": white,
+            "still": np.zeros((1, *trajs.shape[1:]), np.float32)}
+
+
+def reference_sequences(records: list[Record], train_idx: np.ndarray, n: int, rng: np.random.Generator,
+                        target: str) -> np.ndarray:
+    """``n`` training sequences drawn in equal numbers from each class (gender) or age tercile (age),
+    so the attribution's reference is a typical sequence of *every* group, not of the majority."""
+    if target == "gender":
+        groups = np.array([records[i].gender for i in train_idx])
+    else:
+        ages = np.array([records[i].age for i in train_idx])
+        groups = np.digitize(ages, np.quantile(ages, [1 / 3, 2 / 3]))
+    labels = sorted(set(groups.tolist()))
+    per = max(1, n // len(labels))
+    return np.concatenate([rng.choice(train_idx[groups == g], size=min(per, int((groups == g).sum())), replace=False)
+                           for g in labels])
+
+
+def fit_attribution(model, records: list[Record], train_idx: np.ndarray, val_idx: np.ndarray, length: int, *,
+                    target: str, seed: int = 0) -> float:
+    """Set the model's attribution reference and return its noise level (:meth:`FDIN.pair_effects`).
+
+    Reference: every pair's relational features in :data:`ATTRIBUTION_REFERENCES` (un-augmented)
+    training sequences, drawn in equal numbers per class / age tercile (:func:`reference_sequences`),
+    so removing a pair shows the model that pair as in typical training sequences of every group. Noise: the largest
+    ``|effect|`` of any pair on the no-signal inputs (:func:`no_signal_inputs`) made from the
+    validation sequences: on every one of them no pair exceeds it, so an estimate whose pairs all stay
+    within it has no relation that stands out.
+    """
+    import torch
+
+    from fdin.dynamics import fit_length
+
+    def batches(arr: np.ndarray):
+        for k in range(0, len(arr), 256):
+            yield torch.from_numpy(np.ascontiguousarray(arr[k:k + 256]))
+
+    stack = lambda idx: np.stack([fit_length(records[i].traj, length)[0] for i in idx]).astype(np.float32)  # noqa: E731
+    rng = np.random.default_rng([seed, 17])
+    chosen = reference_sequences(records, train_idx, ATTRIBUTION_REFERENCES, rng, target)
+    model.eval()
+    with torch.inference_mode():
+        model.set_attribution(model.interpreter.scores(*model._encode(torch.from_numpy(stack(chosen))))[0], 0.0)
+        worst = {}
+        for kind, arr in no_signal_inputs(stack(val_idx), rng).items():
+            worst[kind] = max(float(model(x)["pair_effect"].abs().max()) for x in batches(arr))
+    log.info("attribution noise: largest |effect| on no-signal inputs %s",
+             ", ".join(f"{k} {v:.4f}" for k, v in worst.items()))
+    model.attribution_noise = round(max(worst.values()), 5)
+    return model.attribution_noise
 
 
 #: L2 strengths tried by :func:`fit_linear` (on standardised features; per training sequence)
@@ -656,6 +736,8 @@ def _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_sca
                 group["lr"] = args.lr * (lr_factor(step, total, warm) if args.schedule == "cosine"
                                          else min(1.0, lr_factor(step, total, warm) if step < warm else 1.0))
             pair_weight = (args.pair_aux if aux_steps <= 0 or step < aux_steps else 0.0) if probed else 0.0
+            if args.no_signal > 0:
+                x, y = add_no_signal(x, y, args.no_signal, gen, args.target)
             loss = loss_fn(net(x, pair_weight) if probed else net(x), y, args.target, pair_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -685,6 +767,29 @@ def _fit_once(args, records, train_idx, val_idx, model_args, age_center, age_sca
         model.load_state_dict(best_state)
     model.eval()
     return model, history, best
+
+
+def add_no_signal(x, y, fraction: float, gen, target: str):
+    """Append ``round(fraction · B)`` no-signal inputs to a training batch (x (B, T, R, C), y (B,)):
+    cycling through a batch sequence with its frames in random order, white noise with the batch's
+    per-channel spread, and a still face; their target is the prior (0.5 for gender, the normalised
+    mean age 0 for age; the age head also learns a wide spread there)."""
+    import torch
+
+    b, t = x.shape[:2]
+    n = max(1, round(fraction * b))
+    std = x.std(dim=(0, 1), keepdim=True)
+    extra = []
+    for k in range(n):
+        kind = k % 3
+        if kind == 0:
+            extra.append(x[k % b][torch.randperm(t, generator=gen)])
+        elif kind == 1:
+            extra.append(torch.randn(x.shape[1:], generator=gen) * std[0])
+        else:
+            extra.append(torch.zeros_like(x[0]))
+    prior = 0.5 if target == "gender" else 0.0
+    return torch.cat([x, torch.stack(extra)]), torch.cat([y, torch.full((n,), prior, dtype=y.dtype)])
 
 
 def split_val(subjects: np.ndarray, fraction: float, seed: int) -> tuple[set, set]:

@@ -25,7 +25,8 @@ at random positions and sizes; the 8 trait labels follow the documented rules in
 :func:`trait_rules` over the two expressions and the spatial relation.
 
 Splits are identity-disjoint: :data:`VAL_IDENTITIES` are held out (records are built by
-``train.datasets.synth_face_records`` / ``synth_pair_records``). Results are cached as ``.npz``
+``train.datasets.synth_face_records``); relation pairs also hold out :data:`RELATION_TEST_IDENTITIES`
+for a test split (``train.datasets.synth_relation_records``). Results are cached as ``.npz``
 under ``FDIN_CACHE_DIR`` (default: the system temp dir), keyed by the parameters and a fingerprint
 of the detected source landmarks (so a change in the perception layer regenerates them); nothing
 generated is committed.
@@ -58,6 +59,10 @@ PSEUDO_DATASETS = {
 PSEUDO_DATASET_SHARES = (0.45, 0.45, 0.10)
 #: identities held out for validation (identity-disjoint split).
 VAL_IDENTITIES = ("t1_1", "t1_4")
+#: identities the relation model never trains or chooses settings on: only the test split of
+#: ``python -m train.report_relations`` contains them (one apparent man, one apparent woman; neither was
+#: ever used to tune anything, unlike :data:`VAL_IDENTITIES`, on which the relation epochs were chosen).
+RELATION_TEST_IDENTITIES = ("t1_3", "astronaut")
 #: share of the *training* identities' samples held out as a second, seen-identity validation set.
 SEEN_VAL_SHARE = 0.15
 
@@ -367,6 +372,7 @@ def pair_samples(n: int, *, seed: int = 0, faces: dict | None = None, canvas_wh:
 __all__ = [
     "EXPRESSION_PATTERNS",
     "PSEUDO_DATASETS",
+    "RELATION_TEST_IDENTITIES",
     "VAL_IDENTITIES",
     "SourceFace",
     "deform",

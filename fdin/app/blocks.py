@@ -22,8 +22,10 @@ import logging
 from typing import Any
 
 import gradio as gr
+from gradio.route_utils import CustomCORSMiddleware
 
 from fdin.app import settings
+from fdin.app.guard import same_origin
 from fdin.app.texts import ARGUMENT_TOO_LONG, GENERIC_ERROR, UNKNOWN_TRAIT
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,25 @@ def check_arguments(block_fn: Any, inputs: list[Any]) -> None:
 
 
 class GuardedBlocks(gr.Blocks):
-    """``gr.Blocks`` whose events are checked and whose failures all read as one clear sentence."""
+    """``gr.Blocks`` whose events are checked and whose failures all read as one clear sentence.
+    Its queue admits live streams apart from the model events (:mod:`fdin.app.admission`, installed
+    by :meth:`queue` and again at :meth:`launch`), and its server allows only its own origin
+    (:func:`install_cors`)."""
+
+    def queue(self, *args: Any, **kwargs: Any) -> GuardedBlocks:
+        super().queue(*args, **kwargs)
+        self._install_admission()
+        return self
+
+    def _install_admission(self) -> None:
+        admission = getattr(self, "fdin_admission", None)
+        if admission is not None and getattr(self, "_queue", None) is not None:
+            admission.install(self._queue)
+
+    def launch(self, *args: Any, **kwargs: Any) -> Any:
+        install_cors()
+        self._install_admission()
+        return super().launch(*args, **kwargs)
 
     async def process_api(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
@@ -78,6 +98,25 @@ class GuardedBlocks(gr.Blocks):
             raise gr.Error(GENERIC_ERROR, print_exception=False) from None
 
 
+class OwnOriginCORSMiddleware(CustomCORSMiddleware):
+    """Gradio's CORS middleware with one rule on every host: a cross-origin request is allowed only
+    from the app's own origin (:func:`fdin.app.guard.same_origin`). Gradio's allowed any ``Origin``,
+    with credentials, once the ``Host`` was not localhost (a public Space)."""
+
+    def is_valid_origin(self, request_headers: Any) -> bool:
+        return same_origin(request_headers.get("origin"), request_headers.get("host"))
+
+
+def install_cors() -> None:
+    """Make Gradio build its app with :class:`OwnOriginCORSMiddleware`. Gradio adds its CORS
+    middleware itself, outside every middleware an app can pass in, so its pre-flight answer cannot
+    be corrected from inside; replacing the class it instantiates is the one place. Idempotent;
+    the CORS tests fail if a Gradio upgrade stops using it."""
+    import gradio.routes as routes
+
+    routes.CustomCORSMiddleware = OwnOriginCORSMiddleware  # type: ignore[misc]
+
+
 def seal_events(demo: gr.Blocks, public: set[str]) -> None:
     """Make every event whose ``api_name`` is not in ``public`` private (not listed, not offered)."""
     for fn in demo.fns.values():
@@ -85,4 +124,4 @@ def seal_events(demo: gr.Blocks, public: set[str]) -> None:
             fn.api_visibility = "private"
 
 
-__all__ = ["GuardedBlocks", "check_arguments", "seal_events"]
+__all__ = ["GuardedBlocks", "OwnOriginCORSMiddleware", "check_arguments", "install_cors", "seal_events"]

@@ -18,7 +18,7 @@ from fdin.config import cache_dir
 
 log = logging.getLogger(__name__)
 
-CLIP_NAME, GROUP_NAME, ASTRONAUT_NAME = "smile_astronaut.mp4", "group_t1.jpg", "astronaut.png"
+CLIP_NAME, GROUP_NAME, ASTRONAUT_NAME = "smile_astronaut_head.mp4", "group_t1.jpg", "astronaut.png"
 
 
 def examples_dir() -> Path:
@@ -76,7 +76,9 @@ def example_clip() -> str | None:
         from fdin.perception import detect_faces
         from fdin.synth import animate_photo, smile_sequence
 
-        photo = np.ascontiguousarray(cv2.resize(astronaut()[0:300, 110:410], (320, 320),
+        # head and shoulders, as a video call frames a face (issue 23: on the tighter 300 px crop the
+        # appearance model read the animated smile as male on half the frames, 0.48 +- 0.34 on average)
+        photo = np.ascontiguousarray(cv2.resize(astronaut()[0:400, 60:460], (480, 480),
                                                 interpolation=cv2.INTER_CUBIC))
         faces = detect_faces(photo)
         if not faces:

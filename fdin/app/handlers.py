@@ -30,10 +30,19 @@ import gradio as gr
 import numpy as np
 
 from fdin.app import face_table, rendering, settings, storage
+from fdin.app.admission import Admission, current_event_id, event_stop_check
+from fdin.app.livebudget import LiveBudget, LiveGate, decode_bounded
 from fdin.app.predictors import LazyPredictors, Predictors
 from fdin.app.ratelimit import RateLimiter, client_key
-from fdin.app.texts import CONSENT_FIRST, GENERIC_ERROR, RATE_LIMITED, UNKNOWN_TRAIT, trait_names
-from fdin.errors import FdinError, NoFaceError
+from fdin.app.texts import (
+    CONSENT_FIRST,
+    GENERIC_ERROR,
+    PREVIEW_NOTE,
+    RATE_LIMITED,
+    UNKNOWN_TRAIT,
+    trait_names,
+)
+from fdin.errors import FdinError, NoFaceError, ProcessingCancelledError, ProcessingTimeoutError
 from fdin.results import any_synthetic
 
 log = logging.getLogger(__name__)
@@ -121,6 +130,10 @@ class Handlers:
         self.analyze_live = self._friendly(self._analyze_live, "analyze_live")
         self.relate_photos_ui = self._friendly(self._relate_photos_ui, "relate_photos")
         self.redraw_limiter = RateLimiter(*settings.REDRAW_RATE)
+        # issue 24: live admission (installed on the queue by GuardedBlocks), frames in flight, memory
+        self.admission = Admission()
+        self.live_gate = LiveGate()
+        self.live_budget = LiveBudget()
         self.traits: tuple[str, ...] = tuple(trait_names())
 
     # --- error mapping and rate limit ------------------------------------------------------------
@@ -168,8 +181,7 @@ class Handlers:
         image = self.load_image(need(image_path, "a photo"))
         result = faces_in(image, self.predictors.backend(), self.predictors.expression())
         table = gr.Dataframe(value=face_table.faces_rows(result), headers=face_table.FACE_COLUMNS)
-        failed = tuple(i + 1 for i, f in enumerate(result.faces) if f.fit_score is not None and f.fit_score < 0.5)
-        status = rendering.faces_status(len(result.faces), image.shape[1], image.shape[0], failed)
+        status = rendering.faces_status(len(result.faces), image.shape[1], image.shape[0], result.faces)
         annotated = encode_image(viz.draw_faces(image, result.faces), scratch_dir(), "faces.webp")
         return result.to_json_dict(), annotated, status, table
 
@@ -191,13 +203,27 @@ class Handlers:
         analyzer = self.predictors.analyzer()
         spans = {"decode": (0.0, 0.05), "track": (0.05, 0.8), "dynamics": (0.8, 0.88)}
 
+        should_stop = event_stop_check()  # a cancel or a closed connection stops the work (issue 24)
+        seconds, faces = clip_size(video, self.predictors)
+        budget = settings.analysis_deadline_s(seconds, faces)
+        deadline = time.monotonic() + budget
+        late = deadline_message(seconds, faces, budget)
+
         def report(stage: str, fraction: float) -> None:
+            if should_stop():  # in-process analyzers stop at their next progress report
+                raise ProcessingCancelledError("The request was cancelled and its work stopped.")
+            if time.monotonic() > deadline:
+                raise ProcessingTimeoutError(late)
             lo, hi = spans.get(stage, (0.8, 0.88))
             progress(lo + (hi - lo) * fraction,
                      desc={"track": "tracking", "decode": "preparing (the first request loads the face models)"}
                      .get(stage, stage))
 
-        result = analyzer.analyze(video, progress=report)
+        stop = {"should_stop": should_stop, "deadline": deadline, "deadline_message": late}
+        accepts = inspect.signature(analyzer.analyze).parameters
+        if not ("should_stop" in accepts or any(p.kind is p.VAR_KEYWORD for p in accepts.values())):
+            stop = {}  # an analyzer in this process: stopped through ``report`` instead
+        result = analyzer.analyze(video, progress=report, **stop)
         progress(0.9, desc="drawing")
         payload = result.to_json_dict()
         payload["video"] = video.to_json_dict()
@@ -210,14 +236,42 @@ class Handlers:
         summary = rendering.summary_markdown(result, list(getattr(video, "notes", []) or []))
         return payload, summary, clip, key, heat_gender, heat_age, dynamics, json_file
 
+    def preview_note(self, video_path: str | None, browser_plays: Any = True) -> str:
+        """After an upload: nothing when the browser plays the file; when it cannot, why, from the
+        file's first bytes only (no decoder runs here, so this stays cheap and unqueued): a video
+        the server can read gets the "only the preview" note, anything else the one sentence the
+        analysis would give, so a text file renamed .mp4 is never told the upload "worked"."""
+        from fdin.media.sniff import SNIFF_BYTES, VIDEO_KINDS, sniff, video_kind_message
+
+        if browser_plays is not False or not isinstance(video_path, str) or not video_path:
+            return ""
+        try:
+            with open(video_path, "rb") as handle:
+                kind = sniff(handle.read(SNIFF_BYTES))
+        except OSError:
+            return ""
+        if kind in VIDEO_KINDS:
+            return PREVIEW_NOTE
+        return f"**This file cannot be analysed.** {html.escape(video_kind_message(kind))}"
+
     # --- live webcam -----------------------------------------------------------------------------
     def live_frame(self, frame: str | None, session: Any = None, consent: bool = True) -> tuple[Any, Any, Any, Any]:
         """One streamed webcam frame (an in-memory image data URL) -> (overlay data URL, rolling
         summary, rolling importance heatmap, session). Outputs that do not change are ``gr.skip()``;
         a frame over the per-session rate, or a bad frame, changes nothing (no error: the stream goes
-        on). Not rate limited per client like the model buttons: it is bounded per session instead
-        (:mod:`fdin.app.live`)."""
-        from fdin import viz
+        on). Not rate limited per client like the model buttons: streams are admitted per client and
+        in all (:mod:`fdin.app.admission`), and frames are bounded per session and in all — one in
+        flight per session, header policy and decode deadline, memory budget
+        (:mod:`fdin.app.livebudget`)."""
+
+        event_id = current_event_id()
+        self.admission.touch(event_id)
+        try:
+            return self._live_admitted(frame, session, consent)
+        finally:  # idleness counts from the end of this frame's work (a first frame may wait for the models)
+            self.admission.touch(event_id)
+
+    def _live_admitted(self, frame: str | None, session: Any, consent: bool) -> tuple[Any, Any, Any, Any]:
         from fdin.app import live
 
         session = session if isinstance(session, live.LiveSession) else live.LiveSession()
@@ -226,22 +280,36 @@ class Handlers:
         now = time.monotonic()
         if frame is None or not session.accept_time(now):
             return gr.skip(), gr.skip(), gr.skip(), session
+        if not self.live_gate.enter(session):  # a frame of this session (or two in all) still in flight
+            session.dropped += 1
+            return gr.skip(), gr.skip(), gr.skip(), session
+        try:
+            return self._live_frame(frame, session, now)
+        finally:
+            self.live_gate.leave(session)
+
+    def _live_frame(self, frame: str, session: Any, now: float) -> tuple[Any, Any, Any, Any]:
+        from fdin import viz
+        from fdin.app import live
+
         try:
             data = live.frame_bytes(frame)
-            image = live.decode_frame(data)
+            image = decode_bounded(data, session)
             face = session.add(now, data, image, self.predictors.backend())
+            self.live_budget.admit(session, image)
             out = live.jpeg_data_url(live.overlay(image, face, session.rolling_result))
             if not session.rolling_due(now):
                 return out, gr.skip(), gr.skip(), session
             analyzer = self.predictors.analyzer()
             rolled = session.rolling(now, analyzer)
+            session.observe_appearance(image, face, self.predictors.backend())
             demo = any_synthetic(analyzer.provenance()) if hasattr(analyzer, "provenance") else True
             text = live.rolling_markdown(session, demo)
             if rolled is None:
                 return out, text, gr.skip(), session
             heat = viz.importance_heatmap(list(rolled.prediction.importance.regions),
                                           np.asarray(rolled.prediction.importance.by_target["gender"]),
-                                          title=f"Rolling importance: gender (last {rolled.seconds:.0f} s)",
+                                          title=f"Gender importance, last {rolled.seconds:.0f} s",
                                           height=420)
             return out, text, heat, session
         except FdinError as error:
@@ -250,6 +318,13 @@ class Handlers:
         except Exception:
             log.exception("live frame failed")
             return gr.skip(), gr.skip(), gr.skip(), session
+
+    def forget_live(self, session: Any) -> None:
+        """The session's live state expired: its buffer leaves the memory budget at once."""
+        from fdin.app.live import LiveSession
+
+        if isinstance(session, LiveSession):
+            self.live_budget.forget(session)
 
     def _analyze_live(self, session: Any = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
                       request: gr.Request | None = None) -> tuple[Any, ...]:
@@ -287,16 +362,19 @@ class Handlers:
         payload = result.to_json_dict()
         boxes = [{"bbox": f.canvas_bbox} for f in result.faces]
         annotated = viz.draw_faces(rendering.canvas(a, b), boxes, landmarks=False,
-                                   labels=[str(f.index) for f in result.faces])
+                                   labels=[str(f.index + 1) for f in result.faces])  # numbered from 1
         image = encode_image(annotated, scratch_dir(), "relations.webp")
         del annotated
-        chart = viz.trait_heatmap(result.pairs)  # every pair, one row each
+        demo = any_synthetic(result.models)
+        chart = rendering.trait_chart(result.pairs, demonstration=demo)
         traits = result.pairs[0].traits if result.pairs else {}
         if trait not in traits and traits:
             trait = next(iter(traits))
         table = gr.Dataframe(value=face_table.relation_rows(result), headers=face_table.FACE_COLUMNS)
-        kept = matrix_data(len(result.faces), result.pairs)
-        return payload, image, table, chart, rendering.matrix_plot_of(kept, trait), kept
+        kept = matrix_data(len(result.faces), result.pairs, demo)
+        matrix = rendering.matrix_plot_of(kept, trait)
+        # no matrix for fewer than 3 faces: the plot is hidden rather than left as an empty box
+        return payload, image, table, chart, gr.Plot(value=matrix, visible=matrix is not None), kept
 
     def rerender_matrix(self, kept: Any, trait: Any, request: gr.Request | None = None) -> Any:
         """Redraw the relation matrix for another trait from the last result of this session, kept on
@@ -314,12 +392,37 @@ class Handlers:
         return rendering.matrix_plot_of(kept, trait)
 
 
-def matrix_data(faces: int, pairs: Any) -> tuple[int, tuple[Any, ...]] | None:
-    """What a session keeps for matrix redraws: ``(faces, pairs)`` for 3 to
+def clip_size(video: Any, predictors: Any) -> tuple[float, int]:
+    """``(seconds, faces)`` of a decoded clip for its analysis deadline: the length from its frame
+    times, the faces as the most the detector finds on three frames (first, middle, last; a few tens of
+    milliseconds). A detector failure counts one face (the deadline is then the shortest)."""
+    frames = getattr(video, "frames", None)
+    times = np.asarray(getattr(video, "timestamps", ()), np.float64)
+    seconds = float(times[-1] - times[0]) if len(times) > 1 else 0.0
+    faces = 1
+    try:
+        backend = predictors.backend()
+        count = len(frames) if frames is not None else 0
+        for k in sorted({0, count // 2, count - 1}) if count else ():
+            faces = max(faces, len(backend.detect_boxes(np.ascontiguousarray(frames[k]))))
+    except Exception:  # the analysis itself reports a broken backend clearly
+        log.info("face count for the deadline failed; using one face")
+    return seconds, faces
+
+
+def deadline_message(seconds: float, faces: int, budget: float) -> str:
+    """What the user reads when an analysis passes its deadline."""
+    who = "one face" if faces <= 1 else f"{faces} faces"
+    return (f"The analysis of this {seconds:.0f} s clip ({who}) did not finish within its time limit of "
+            f"{budget:.0f} s and was stopped; nothing was kept. Try a shorter clip, or one with fewer faces.")
+
+
+def matrix_data(faces: int, pairs: Any, demonstration: bool = True) -> tuple[int, tuple[Any, ...], bool] | None:
+    """What a session keeps for matrix redraws: ``(faces, pairs, demonstration)`` for 3 to
     :data:`~fdin.app.settings.MATRIX_MAX_FACES` faces, else None (no matrix)."""
     if faces < 3 or faces > settings.MATRIX_MAX_FACES:
         return None
-    return faces, tuple(pairs)
+    return faces, tuple(pairs), bool(demonstration)
 
 
 __all__ = ["Handlers", "encode_image", "matrix_data", "scratch_dir", "sweep_scratch"]

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from fdin.app import live_estimate
+from fdin.app.live_estimate import SMOOTH_REFRESHES, Steady
 from fdin.errors import MediaError, NoFaceError
 
 MAX_FRAME_BYTES = 1_500_000          # one streamed frame (a 1280x720 JPEG at quality 0.92 is ~250 kB)
@@ -195,7 +197,7 @@ class Rolling:
     prediction: Any
     seconds: float
     frames: int
-    top_relations: list[dict[str, Any]]
+    top_relations: list[Any]  # the salient pairs of the gender estimate (fdin.results.PairEffect)
     at: float = 0.0  # receive time of the window's last frame
 
 
@@ -210,6 +212,8 @@ class LiveSession:
     last_frame_t: float = -1e9
     last_rolling_t: float = -1e9
     rolling_result: Rolling | None = None
+    steady: Steady = field(default_factory=Steady)            # the FDIN estimate the panel shows
+    appearance: deque = field(default_factory=lambda: deque(maxlen=SMOOTH_REFRESHES))  # (p_female, years)
     processed: int = 0
     dropped: int = 0
     frame_ms: deque = field(default_factory=lambda: deque(maxlen=60))
@@ -233,12 +237,21 @@ class LiveSession:
             self.faces.append(None if face is None else np.asarray(face.landmarks, np.float32))
             self.jpegs.append(data)
             while self.times and (now - self.times[0] > BUFFER_S or len(self.times) > MAX_BUFFER_FRAMES):
-                self.times.popleft()
-                self.faces.popleft()
-                self.jpegs.popleft()
+                self._pop_oldest()
         self.processed += 1
         self.frame_ms.append((time.perf_counter() - t0) * 1000)
         return face
+
+    def _pop_oldest(self) -> None:
+        self.times.popleft()
+        self.faces.popleft()
+        self.jpegs.popleft()
+
+    def drop_oldest(self) -> None:
+        """Drop the oldest buffered frame (the memory budget of :mod:`fdin.app.livebudget`)."""
+        with self.lock:
+            if self.times:
+                self._pop_oldest()
 
     def window(self, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """``(landmarks (N, 68, 2), timestamps (N,))`` of the frames with a face in the last ``seconds``."""
@@ -259,16 +272,28 @@ class LiveSession:
         """Refresh the rolling FDIN estimate over the last :data:`ROLLING_WINDOW_S` seconds. None (and
         the previous estimate is kept, shown with its age) when the face was seen for less than
         :data:`MIN_ROLLING_S` in the window."""
-        from fdin.regions import top_relations
-
         self.last_rolling_t = now
         landmarks, times = self.window(ROLLING_WINDOW_S)
         if len(times) < 4 or times[-1] - times[0] < MIN_ROLLING_S:
             return None
         prediction = analyzer.predict_landmarks(landmarks, times - times[0])
+        attribution = prediction.attribution
         self.rolling_result = Rolling(prediction, float(times[-1] - times[0]), len(times),
-                                      top_relations(prediction.importance.matrix, k=3), float(times[-1]))
+                                      attribution.salient("gender", k=3) if attribution is not None else [],
+                                      float(times[-1]))
+        est = prediction.estimates
+        if est.gender is not None and est.age is not None:
+            self.steady.update(est.gender.p_female, est.age.years)
         return self.rolling_result
+
+    def observe_appearance(self, image: np.ndarray, face: Any, backend: Any) -> None:
+        """The appearance model (trained on real faces) on this frame's face, kept beside FDIN's
+        rolling estimate (once per refresh: one model call a second)."""
+        if face is None or not hasattr(backend, "appearance"):
+            return
+        found = backend.appearance(image, [face])
+        if found and found[0] is not None:
+            self.appearance.append((float(found[0].p_female), float(found[0].age_years)))
 
     def video(self) -> Any:
         """The buffered frames as a :class:`fdin.media.Video` (what an upload becomes after decoding)."""
@@ -299,7 +324,7 @@ class LiveSession:
 
 def overlay(frame: np.ndarray, face: Any, rolling: Rolling | None) -> np.ndarray:
     """The frame with the tracked face's box and 68 landmarks, the FDIN regions and (once a rolling
-    estimate exists) its top region relations."""
+    estimate exists) the region pairs that moved its gender estimate."""
     from fdin import viz
     from fdin.labels import REGION_NAMES
 
@@ -311,35 +336,10 @@ def overlay(frame: np.ndarray, face: Any, rolling: Rolling | None) -> np.ndarray
 
 
 def rolling_markdown(session: LiveSession, demonstration: bool) -> str:
-    """The rolling estimate in words (plain probabilities; a demonstration when the weights are)."""
-    from fdin.app.rendering import age_text, gender_text
-    from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
-    from fdin.viz import pretty_name
-
-    r = session.rolling_result
-    stats = session.stats()
-    head = (f"Tracking: {stats['processed']} frames processed ({stats['median_frame_ms']:.0f} ms per frame, "
-            f"median); face in {sum(f is not None for f in session.faces)} of the {len(session.faces)} "
-            f"buffered frames (last {BUFFER_S:g} s).")
-    if r is None:
-        return head + f"\n\nThe rolling estimate needs the face in view for {MIN_ROLLING_S:g} s."
-    est = r.prediction.estimates
-    label = "FDIN demonstration output" if demonstration else "FDIN estimate"
-    age = (session.times[-1] - r.at) if session.times else 0.0
-    when = f"the {r.seconds:.1f} s up to {age:.0f} s ago" if age >= 2 * ROLLING_EVERY_S else f"the last {r.seconds:.1f} s"
-    lines = [head, f"**Rolling {label}** over {when} ({r.frames} frames): apparent gender "
-                   f"{gender_text(est.gender)}, apparent age {age_text(est.age)}."]
-    if age >= 2 * ROLLING_EVERY_S:
-        lines.append(f"(Not refreshed: the face was in view for less than {MIN_ROLLING_S:g} s of the last "
-                     f"{ROLLING_WINDOW_S:g} s.)")
-    if r.top_relations:
-        lines.append("Top region pairs: " + "; ".join(
-            f"{' – '.join(pretty_name(x) for x in rel['regions'])} ({rel['importance']:.0%})"
-            for rel in r.top_relations))
-    if demonstration:
-        lines.append(f"*{SYNTHETIC_WEIGHTS_NOTE}*")
-    return "\n\n".join(lines)
+    """The live panel's words (:func:`fdin.app.live_estimate.rolling_markdown` with this module's windows)."""
+    return live_estimate.rolling_markdown(session, demonstration, buffer_s=BUFFER_S, min_rolling_s=MIN_ROLLING_S,
+                                          rolling_every_s=ROLLING_EVERY_S, window_s=ROLLING_WINDOW_S)
 
 
-__all__ = ["LiveSession", "LiveTracker", "Rolling", "decode_frame", "frame_bytes", "jpeg_data_url", "overlay",
+__all__ = ["LiveSession", "LiveTracker", "Rolling", "Steady", "decode_frame", "frame_bytes", "jpeg_data_url", "overlay",
            "rolling_markdown"]

@@ -21,6 +21,9 @@ DELETE_CACHE = (300, 600)           # every 5 min delete cached files older than
 SCRATCH_MAX_AGE_S = 600
 VIDEO_TIMEOUT_S = 90.0              # wall clock for decoding one upload in the child process
 VIDEO_MAX_DURATION_S = 20.0         # seconds of video analysed (longer clips are cut, with a note)
+#: Why, in the note shown with a cut video's result.
+VIDEO_LIMIT_REASON = (f"this demo analyses at most {VIDEO_MAX_DURATION_S:g} s of a video; "
+                      "`fdin analyze` on your own machine reads the whole video")
 VIDEO_TARGET_FPS = 15.0             # frames kept for tracking (dynamics are resampled to 25 fps)
 VIDEO_MAX_SIDE = 720                # decoded frames are downscaled to this longer side
 VIDEO_DECODE_THREADS = 1            # one decoder thread per upload: requests run one per core (MODEL_CONCURRENCY)
@@ -38,6 +41,19 @@ LIVE_STREAM_EVERY_S = 0.04          # the browser sends a webcam frame at most e
 LIVE_TIME_LIMIT_S = 120             # one live stream runs at most 2 min (then the visitor restarts it)
 LIVE_STATE_TTL_S = 300             # a live session's buffer (<= 10 s of JPEGs) is dropped 5 min after its last frame
 LIVE_CONCURRENCY = 2                # live sessions processed at once (2 cores); frames are bounded in fdin.app.live
+LIVE_MAX_STREAMS = 4                # live streams open at once (running or waiting), all clients (issue 24)
+LIVE_MAX_STREAMS_PER_CLIENT = 2     # ... per client (the rate-limit key); more joins get 503 at once
+LIVE_IDLE_S = 5.0                   # a running stream that sent no frame for this long is closed
+LIVE_MAX_WAIT_S = 30.0              # a stream waiting for a live slot this long is dropped from the queue
+LIVE_MAX_UNREAD = 16                # replies held for a session that does not read them (older dropped)
+LIVE_UNREAD_TTL_S = 30.0            # replies of a session with no running event, unread this long: dropped
+LIVE_SESSION_BUDGET_BYTES = 160 << 20  # one session's buffer: encoded + decoded bytes (~10 s at 16 fps, 640x480)
+LIVE_GLOBAL_BUDGET_BYTES = 480 << 20   # all sessions' buffers together
+STATE_SESSION_CAPACITY = 64         # sessions whose state Gradio keeps in memory (its default: 10,000)
+ANALYSIS_DEADLINE_BASE_S = 20.0     # an analysis may take this long ...
+ANALYSIS_DEADLINE_PER_S = 1.5       # ... plus this much per second of clip ...
+ANALYSIS_DEADLINE_PER_FACE_S = 0.25 # ... plus this much per second of clip and per extra face tracked
+ANALYSIS_DEADLINE_MAX_S = 120.0     # ... and never more than this
 RATE_LIMIT_REQUESTS = 30            # per client (IP): a burst of this many model requests ...
 RATE_LIMIT_WINDOW_S = 60.0          # ... refilled evenly over this many seconds (env FDIN_RATE_LIMIT="30/60")
 
@@ -93,7 +109,8 @@ def preload_enabled(env: Mapping[str, str] | None = None) -> bool:
 def video_read_kwargs() -> dict[str, Any]:
     """How the app decodes an upload: :func:`fdin.isolation.read_video_isolated`'s options (all but
     ``tmp_dir``). The speed benchmark measures the app's path with the same."""
-    return {"timeout": VIDEO_TIMEOUT_S, "max_duration": VIDEO_MAX_DURATION_S, "target_fps": VIDEO_TARGET_FPS,
+    return {"timeout": VIDEO_TIMEOUT_S, "max_duration": VIDEO_MAX_DURATION_S, "duration_reason": VIDEO_LIMIT_REASON,
+            "target_fps": VIDEO_TARGET_FPS,
             "max_side": VIDEO_MAX_SIDE, "threads": VIDEO_DECODE_THREADS}
 
 
@@ -109,8 +126,19 @@ def analysis_workers(env: Mapping[str, str] | None = None) -> int:
 
 def queue_kwargs(*, max_size: int = QUEUE_MAX_SIZE) -> dict[str, Any]:
     """``demo.queue`` options: a bounded queue, one worker per event by default, and ``api_open=False``
-    so a queued event cannot be run directly over REST (``POST /gradio_api/run/<name>`` answers 404)."""
-    return {"max_size": max_size, "default_concurrency_limit": 1, "api_open": False}
+    so a queued event cannot be run directly over REST (``POST /gradio_api/run/<name>`` answers 404).
+    Gradio's ``max_size`` is ``max_size`` places for the model buttons plus :data:`LIVE_MAX_STREAMS`
+    for live streams; :mod:`fdin.app.admission` keeps each kind to its own places."""
+    return {"max_size": max_size + LIVE_MAX_STREAMS, "default_concurrency_limit": 1, "api_open": False}
+
+
+def analysis_deadline_s(duration_s: float, faces: int) -> float:
+    """Wall-clock seconds one analysis may take: scaled to the clip's length and the number of faces
+    tracked, within :data:`ANALYSIS_DEADLINE_MAX_S` (issue 24 item 7)."""
+    duration_s, faces = max(0.0, float(duration_s)), max(1, int(faces))
+    budget = (ANALYSIS_DEADLINE_BASE_S + ANALYSIS_DEADLINE_PER_S * duration_s
+              + ANALYSIS_DEADLINE_PER_FACE_S * duration_s * (faces - 1))
+    return min(ANALYSIS_DEADLINE_MAX_S, budget)
 
 
 def upload_quota_bytes(env: Mapping[str, str] | None = None) -> int:
@@ -127,8 +155,25 @@ def upload_quota_bytes(env: Mapping[str, str] | None = None) -> int:
 #: "Error" badges would repeat it on every output. Table headers wrap between words, never inside one.
 CSS = """
 [data-testid="status-tracker"] span.error, [data-testid="status-tracker"] .clear-status { display: none; }
-#faces-table th, #faces-table th * { word-break: normal !important; overflow-wrap: normal !important;
+/* tables: words are never broken inside a word; a table wider than the screen scrolls sideways */
+.fdin-table th, .fdin-table th *, .fdin-table td, .fdin-table td *, .fdin-wide th, .fdin-wide td {
+  word-break: normal !important; overflow-wrap: normal !important; hyphens: none !important; }
+.fdin-table td, .fdin-table td *, .fdin-wide td, .fdin-wide th { white-space: nowrap !important; }
+.fdin-wide table, .fdin-words table { display: block; overflow-x: auto; max-width: 100%; }
+/* result sentences and tables wrap between words only ("demonstratio n" was a broken word) */
+.fdin-words, .fdin-words * { word-break: normal !important; overflow-wrap: normal !important;
   hyphens: none !important; }
+.fdin-scroll-hint { display: none; }
+/* Gradio hides "Use via API" under 640 px; kept on phones (top level: Gradio scopes rules inside
+   @media to the page body, and the footer is outside it) */
+footer button.show-api { display: flex !important; }
+.fdin-legend p, .fdin-scroll-hint p { font-size: 0.85em; margin: 0; }
+@media (max-width: 720px) {
+  .fdin-scroll-hint { display: block; }
+  /* every tab stays reachable: five short names fit 390 px with narrower padding (no "more" menu) */
+  .tab-container > button { padding-left: 7px !important; padding-right: 7px !important; }
+  #fdin-notice p { font-size: 0.85em; }
+}
 """
 
 
@@ -154,6 +199,7 @@ def launch_kwargs(*, host: str = LOCAL_HOST, port: int | None = DEFAULT_PORT,
         "blocked_paths": [str(weights_dir()), str(REPO_ROOT / ".git"), str(REPO_ROOT / ".venv")],
         "run_history": False,
         "strict_cors": True,
+        "state_session_capacity": STATE_SESSION_CAPACITY,
         "css": CSS,  # Gradio 6: app-level styling is a launch() option
         "app_kwargs": {"middleware": [Middleware(GuardMiddleware, max_body_bytes=MAX_BODY_BYTES,
                                                  quota=UploadQuota(upload_quota_bytes(), UPLOAD_QUOTA_WINDOW_S))]},

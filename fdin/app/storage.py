@@ -17,7 +17,9 @@ The purge:
   file is gone at most 15 min after it was written), and empty folders with it; the example files the
   Examples show (Gradio's ``keep_in_cache``) are kept, they are shipped photos, not user media;
 * **at start** — folders of earlier instances whose process is gone are removed (a crash or SIGKILL
-  leaves them behind);
+  leaves them behind), and so are the worker exchange folders (``/dev/shm`` or the temporary folder)
+  that carry fdin's owner marker naming a process that is gone
+  (:func:`fdin.isolation.workers.purge_exchange_leftovers`; never chosen by name);
 * **at a normal stop** — SIGTERM, SIGINT or interpreter exit remove the instance folder.
 
 Files are owner-only: folders are made 0700, and each sweep resets anything group/other-readable to
@@ -131,8 +133,13 @@ class Storage:
     """One instance's private folder, its sweeper thread and its removal at stop."""
 
     def __init__(self, root: Path | None = None) -> None:
+        from fdin.isolation.workers import purge_exchange_leftovers
+
         self.root = storage_root() if root is None else root
         purge_leftovers(self.root)
+        gone = purge_exchange_leftovers()  # /dev/shm and temp exchange folders of dead runs (issue 24)
+        if gone:
+            log.info("removed %d exchange folder(s) left by earlier runs", gone)
         self.path = self.root / f"{RUN_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self.path.mkdir(mode=0o700)
         self.gradio = self.path / "gradio"

@@ -1,6 +1,8 @@
 """``python -m fdin analyze VIDEO... [--json OUT]``: FDIN gender/age + relational importance.
 
-One video: the JSON goes to ``--json OUT`` (or stdout). Several videos or a folder: one JSON per
+Each video is analysed whole (``--max-duration S``: its first S seconds; the JSON's ``coverage`` and
+a note on stderr say which seconds were analysed and why). One video: the JSON goes to ``--json OUT``
+(or stdout). Several videos or a folder: one JSON per
 video in ``--out-dir`` plus ``summary.csv``, with a progress bar; a video that fails (no face, bad
 file) is recorded in the summary and the run continues (exit 2 if every video failed).
 """
@@ -10,8 +12,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from fdin.errors import FdinError, MediaError
 
@@ -29,6 +33,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--age-weights", default="fdin-age", help="model folder, weights/ name or Hub id")
     parser.add_argument("--revision", help="40-hex Hub commit for Hub weights")
     parser.add_argument("--backend", help="face backend name (default: fdin.perception's default)")
+    parser.add_argument("--max-duration", type=_seconds, metavar="SECONDS",
+                        help="analyse only the first SECONDS of each video (default: the whole video, "
+                             "with flat memory whatever its length)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _analyze(analyzer: Any, video: Path, max_duration: float | None) -> Any:
+    reason = f"--max-duration {max_duration:g} was given" if max_duration is not None else ""
+    return analyzer.analyze(video, max_duration=max_duration, duration_reason=reason)
+
+
+def coverage_notes(result: Any) -> list[str]:
+    """The notes of a result analysed in part (which seconds, and why); empty for a whole video."""
+    coverage = result.coverage
+    return [] if coverage is None or coverage.whole else list(coverage.notes)
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -43,6 +71,34 @@ def _expand(paths: list[Path]) -> list[Path]:
     return out
 
 
+def _top_pair(result) -> str:
+    """summary.csv's ``top_relation``: the pair that moved the gender estimate most (per-estimate
+    attribution), ``none stands out`` when no pair exceeds the noise level, empty without attribution."""
+    if result.attribution is None:
+        return ""
+    salient = result.attribution.salient("gender", k=1)
+    return " - ".join(salient[0].regions) if salient else "none stands out"
+
+
+def relation_lines(result) -> list[str]:
+    """What the terminal says about the pairs behind each estimate (from the attribution)."""
+    attribution = result.attribution
+    if attribution is None:
+        return ["relations: these weights carry no per-estimate attribution (retrain with this fdin version)"]
+    lines = []
+    for target, unit in (("gender", "p_female"), ("age", "years")):
+        salient = attribution.salient(target, k=3)
+        noise = attribution.noise.get(target, 0.0)
+        if not salient:
+            lines.append(f"{target}: no relation stands out (no pair moves the estimate beyond the noise "
+                         f"level ±{noise:.2g} {unit})")
+        else:
+            lines.append(f"{target}: pairs that moved the estimate (effect of removing each, noise ±{noise:.2g} "
+                         f"{unit}): " + "; ".join(f"{' - '.join(e.regions)} {e.effect:+.2f} toward {e.toward}"
+                                                   for e in salient))
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from fdin.analyze import SYNTHETIC_NOTE, DynamicsAnalyzer
 
@@ -53,9 +109,15 @@ def run(args: argparse.Namespace) -> int:
     if not quiet and any(m.synthetic_training_data for m in analyzer.provenance()):
         print(SYNTHETIC_NOTE, file=sys.stderr)
 
+    max_duration = getattr(args, "max_duration", None)
     if len(videos) == 1 and not args.videos[0].is_dir():
-        result = analyzer.analyze(videos[0])
+        result = _analyze(analyzer, videos[0], max_duration)
+        for note in [] if quiet else coverage_notes(result):
+            print(f"note: {note}", file=sys.stderr)
         text = json.dumps(result.to_json_dict(include_arrays=args.arrays), indent=2)
+        if not quiet:
+            for line in relation_lines(result):
+                print(line, file=sys.stderr)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(text + "\n")
@@ -72,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                "face_found": "", "gender": "", "p_female": "", "age_years": "", "age_std": "",
                "top_relation": "", "total_ms": ""}
         try:
-            result = analyzer.analyze(video)
+            result = _analyze(analyzer, video, max_duration)
         except FdinError as error:
             row.update(status="error", message=str(error))
         else:
@@ -80,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
             out = args.out_dir / f"{i:04d}_{video.stem}.json"
             out.write_text(json.dumps(result.to_json_dict(include_arrays=args.arrays), indent=2) + "\n")
             d = result.dynamics
-            row.update(json=str(out), frames_analyzed=result.frames_analyzed, face_found=result.face_track.found,
+            row.update(message=" ".join(coverage_notes(result)), json=str(out), frames_analyzed=result.frames_analyzed, face_found=result.face_track.found,
                        gender=d.gender.label, p_female=round(d.gender.p_female, 4), age_years=round(d.age.years, 1),
                        age_std=round(d.age.std, 1), total_ms=result.timings_ms["total"],
-                       top_relation=" - ".join(result.top_relations[0]["regions"]) if result.top_relations else "")
+                       top_relation=_top_pair(result))
         rows.append(row)
     summary = args.out_dir / "summary.csv"
     with open(summary, "w", newline="") as handle:

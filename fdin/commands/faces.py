@@ -22,7 +22,8 @@ from typing import Any
 
 from fdin.results import FacesResult
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm",
+                  ".heic", ".heif", ".avif")
 HELP = "detect faces (68 landmarks, head pose, apparent gender/age, expression) in a photo, or track them in a video"
 
 

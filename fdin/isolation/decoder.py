@@ -57,10 +57,13 @@ def worker_main() -> int:
     # ends, and workers are started from short-lived threads (app requests, preloading). The worker
     # ends when its stdin closes (the parent exited or closed it) or its stdout breaks.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    out = sys.stdout.buffer
-    for raw in sys.stdin.buffer:
+    out, inp = sys.stdout.buffer, sys.stdin.buffer
+    for raw in inp:
+        request = json.loads(raw)
+        if "ack" in request:  # a late acknowledgement of the previous video's frames
+            continue
         try:
-            _decode_into_file(json.loads(raw), out)
+            _decode_into_file(request, out, inp)
         except Exception as exc:  # reported to the parent, which re-raises FdinErrors as themselves
             info = {"type": type(exc).__name__, "module": type(exc).__module__,
                     "message": str(exc)[:MAX_MESSAGE_CHARS], "memory_error": isinstance(exc, MemoryError)}
@@ -69,9 +72,13 @@ def worker_main() -> int:
     return 0
 
 
-def _decode_into_file(request: dict[str, Any], out: Any) -> None:
+def _decode_into_file(request: dict[str, Any], out: Any, inp: Any) -> None:
     """One video: frames decoded straight into the shared file (no second copy), a line per frame,
-    then the ``end`` line. The worker's own mapping is gone when this returns."""
+    then the ``end`` line. The worker's own mapping is gone when this returns.
+
+    With ``ring`` limits the file has that many frame slots and frame ``n`` goes to slot ``n % ring``:
+    before decoding frame ``n`` into the slot of frame ``n - ring``, the worker waits until the parent
+    has acknowledged (``{"ack": count}`` lines on stdin) that it is done with that frame."""
     from fdin.media import DecodeLimits, open_video_stream
 
     file = request["file"]
@@ -85,11 +92,19 @@ def _decode_into_file(request: dict[str, Any], out: Any) -> None:
         out.write(b"shape %d %d %d %d %.6f\n" % (*shape[:3], stream.__length_hint__(), stream.nominal_fps))
         return np.memmap(file, dtype=np.uint8, mode="r+", shape=shape)
 
-    stream = open_video_stream(request["path"], DecodeLimits(**request["limits"]), allocate=shared_buffer)
+    limits = DecodeLimits(**request["limits"])
+    stream = open_video_stream(request["path"], limits, allocate=shared_buffer)
+    acked = 0
     with stream:
         for _ in stream:
             out.write(b"f %r\n" % stream.timestamps[-1])
             out.flush()
+            written = len(stream.timestamps)
+            while limits.ring and acked < written + 1 - limits.ring:  # the next frame reuses a slot
+                line = inp.readline()
+                if not line:
+                    raise SystemExit(0)  # the parent is gone
+                acked = max(acked, int(json.loads(line).get("ack", 0)))
     video = stream.video
     meta = {f.name: getattr(video, f.name) for f in fields(video) if f.name not in ("frames", "timestamps")}
     meta["notes"] = list(meta["notes"])
@@ -124,7 +139,11 @@ class ChildVideoStream:
 
     def __init__(self, worker: DecodeWorker, path: Path, limits: Any) -> None:
         self._worker = worker
-        self._dir = exchange_dir("fdin-dec-", int(getattr(limits, "max_output_bytes", 0)))
+        self._ring = int(getattr(limits, "ring", 0))
+        largest = int(getattr(limits, "max_output_bytes", 0))
+        if self._ring:  # the ring's slots at the largest frame size the limits allow
+            largest = min(largest, self._ring * int(limits.max_side) ** 2 * 3)
+        self._dir = exchange_dir("fdin-dec-", largest)
         self._file = self._dir / "frames.u8"
         self._t0 = time.perf_counter()
         self.decode_s = 0.0
@@ -156,13 +175,18 @@ class ChildVideoStream:
         from fdin.isolation import rebuild_error
         from fdin.media import Video
 
+        acked, step = 0, max(1, self._ring // 2)
         try:
             while True:
                 kind, _, rest = self._line().partition(b" ")
                 if kind == b"f":
                     self._timestamps.append(float(rest))
                     assert self._frames is not None
-                    yield self._frames[len(self._timestamps) - 1]
+                    n = len(self._timestamps)
+                    yield self._frames[(n - 1) % len(self._frames) if self._ring else n - 1]
+                    if self._ring and n - acked >= step:  # the consumer is done with frames < n
+                        self._worker.send({"ack": n})
+                        acked = n
                 elif kind == b"shape":
                     cap, h, w, expected, fps = rest.split()
                     self._frames = np.memmap(self._file, dtype=np.uint8, mode="c", shape=(int(cap), int(h), int(w), 3))
@@ -173,7 +197,8 @@ class ChildVideoStream:
                     meta = json.loads(rest)
                     meta["notes"] = tuple(meta["notes"])
                     n = len(self._timestamps)
-                    frames = self._frames[:n] if self._frames is not None else np.zeros((0, 1, 1, 3), np.uint8)
+                    frames = (self._frames[:0 if self._ring else n] if self._frames is not None
+                              else np.zeros((0, 1, 1, 3), np.uint8))
                     self._video = Video(frames=frames, timestamps=np.asarray(self._timestamps, np.float64), **meta)
                     break
                 elif kind == b"err":

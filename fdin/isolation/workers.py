@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from fdin.errors import ProcessingTimeoutError, WorkerCrashedError
+from fdin.errors import ProcessingCancelledError, ProcessingTimeoutError, WorkerCrashedError
 
 _BOOTSTRAP = "import sys; sys.path.insert(0, {root!r}); from {module} import {function} as main; sys.exit(main())"
 #: Seconds the parent waits for the next line from a worker before it gives up on it.
@@ -35,6 +35,11 @@ STALL_TIMEOUT_S = 120.0
 #: Room left on ``/dev/shm`` beyond what an exchange needs before it is used (a container's default
 #: ``/dev/shm`` is 64 MB: writing past it would kill the writer with SIGBUS).
 SHM_MARGIN_BYTES = 64 << 20
+#: How often a waiting parent asks its ``should_stop`` callable (a cancel stops the worker within this).
+STOP_POLL_S = 0.2
+#: The file that marks an exchange folder as this project's, with the owning process's id in it: a
+#: later start removes the folders whose owner is gone (:func:`purge_exchange_leftovers`).
+OWNER_MARKER = ".fdin-owner"
 
 
 def exchange_dir(prefix: str, needed_bytes: int) -> Path:
@@ -45,10 +50,71 @@ def exchange_dir(prefix: str, needed_bytes: int) -> Path:
         try:
             stat = os.statvfs(shm)
             if stat.f_bavail * stat.f_frsize >= needed_bytes + SHM_MARGIN_BYTES:
-                return Path(tempfile.mkdtemp(prefix=prefix, dir=shm))
+                return _marked(Path(tempfile.mkdtemp(prefix=prefix, dir=shm)))
         except OSError:
             pass
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    return _marked(Path(tempfile.mkdtemp(prefix=prefix)))
+
+
+def _marked(folder: Path) -> Path:
+    """Write the owner marker (``<pid> <process start time>``) into a fresh exchange folder."""
+    fd = os.open(folder / OWNER_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    return folder
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), or "":
+    with the pid it names one process, so a recycled pid is not mistaken for the owner."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _owner_alive(marker: Path) -> bool:
+    try:
+        pid_text, _, started = marker.read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not started or _start_time(pid) == started
+
+
+def purge_exchange_leftovers(roots: tuple[str, ...] | None = None) -> int:
+    """Remove exchange folders of earlier runs: every folder directly under ``/dev/shm`` and the
+    temporary folder that holds this project's :data:`OWNER_MARKER`, is owned by this user, and whose
+    marked owner process is gone (a SIGKILL or an out-of-memory kill leaves them). Folders without the
+    marker are never touched, whatever their name. Returns how many were removed."""
+    roots = roots if roots is not None else ("/dev/shm", tempfile.gettempdir())
+    removed = 0
+    for root in dict.fromkeys(roots):
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                    continue
+                marker = Path(entry.path) / OWNER_MARKER
+                if not marker.is_file() or marker.is_symlink() or _owner_alive(marker):
+                    continue
+            except OSError:
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def remove_dir(path: Path) -> None:
@@ -91,16 +157,35 @@ class LineWorker:
             self.broken = True
             raise WorkerCrashedError(self.stopped_message) from None
 
-    def read_line(self, timeout: float = STALL_TIMEOUT_S) -> bytes:
+    def read_line(self, timeout: float = STALL_TIMEOUT_S, *, should_stop: Callable[[], bool] | None = None,
+                  deadline: float | None = None, deadline_message: str | None = None) -> bytes:
         """The child's next line (without the newline). A child silent for ``timeout`` s is killed
         (:class:`~fdin.errors.ProcessingTimeoutError`); one that closed its stdout (it died) raises
-        :class:`~fdin.errors.WorkerCrashedError`."""
+        :class:`~fdin.errors.WorkerCrashedError`. While waiting, ``should_stop()`` is asked every
+        :data:`STOP_POLL_S`: once true the child is killed (:class:`~fdin.errors.ProcessingCancelledError`);
+        past ``deadline`` (``time.monotonic()``) it is killed with ``deadline_message``."""
         while b"\n" not in self.pending:
             fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
-            ready, _, _ = select.select([fd], [], [], timeout)
-            if not ready:
-                self.kill()
-                raise ProcessingTimeoutError(self.timeout_message)
+            silent_until = time.monotonic() + timeout
+            while True:
+                now = time.monotonic()
+                if should_stop is not None and should_stop():
+                    self.kill()
+                    raise ProcessingCancelledError("The request was cancelled and its work stopped.")
+                if deadline is not None and now >= deadline:
+                    self.kill()
+                    raise ProcessingTimeoutError(deadline_message or self.timeout_message)
+                if now >= silent_until:
+                    self.kill()
+                    raise ProcessingTimeoutError(self.timeout_message)
+                wait = silent_until - now
+                if should_stop is not None:
+                    wait = min(wait, STOP_POLL_S)
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - now))
+                ready, _, _ = select.select([fd], [], [], wait)
+                if ready:
+                    break
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 self.broken = True
@@ -135,14 +220,18 @@ W = TypeVar("W", bound=LineWorker)
 
 
 class WorkerPool(Generic[W]):
-    """Idle workers made by ``factory``, handed out one per job; at most ``keep`` kept idle."""
+    """Idle workers made by ``factory``, handed out one per job; at most ``keep`` kept idle. With
+    ``max_workers``, at most that many are handed out at once: :meth:`acquire` waits for one to come
+    back (the pool never grows past its size, however many jobs are cancelled and retried)."""
 
-    def __init__(self, factory: Callable[[], W], keep: int = 2) -> None:
+    def __init__(self, factory: Callable[[], W], keep: int = 2, *, max_workers: int | None = None) -> None:
         self._factory = factory
         self._idle: list[W] = []
         self._busy = 0  # handed out and not yet released
         self._lock = threading.Lock()
         self.keep = keep
+        self.max_workers = max_workers
+        self._slots = threading.BoundedSemaphore(max_workers) if max_workers else None
 
     def prestart(self, count: int = 1) -> None:
         """Have ``count`` idle workers now (their start-up overlaps whatever the caller does next)."""
@@ -162,7 +251,25 @@ class WorkerPool(Generic[W]):
             with self._lock:
                 self._idle.append(worker)
 
-    def acquire(self) -> W:
+    def acquire(self, *, should_stop: Callable[[], bool] | None = None, deadline: float | None = None) -> W:
+        """An idle (or new) worker. With ``max_workers``, waits while that many are out; ``should_stop``
+        and ``deadline`` end the wait (:class:`~fdin.errors.ProcessingCancelledError`,
+        :class:`~fdin.errors.ProcessingTimeoutError`)."""
+        if self._slots is not None:
+            while not self._slots.acquire(timeout=STOP_POLL_S):
+                if should_stop is not None and should_stop():
+                    raise ProcessingCancelledError("The request was cancelled before it started.")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ProcessingTimeoutError("The server was too busy to start this request in time. "
+                                                 "Please try again.")
+        try:
+            return self._take()
+        except BaseException:
+            if self._slots is not None:
+                self._slots.release()
+            raise
+
+    def _take(self) -> W:
         with self._lock:
             self._busy += 1
             while self._idle:
@@ -178,12 +285,21 @@ class WorkerPool(Generic[W]):
             raise
 
     def release(self, worker: W) -> None:
+        try:
+            with self._lock:
+                self._busy -= 1
+                if worker.alive() and len(self._idle) < self.keep:
+                    self._idle.append(worker)
+                    return
+            worker.close()
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    def size(self) -> int:
+        """Worker processes alive now (idle or handed out)."""
         with self._lock:
-            self._busy -= 1
-            if worker.alive() and len(self._idle) < self.keep:
-                self._idle.append(worker)
-                return
-        worker.close()
+            return sum(1 for w in self._idle if w.alive()) + self._busy
 
     def close(self) -> None:
         with self._lock:
@@ -192,4 +308,5 @@ class WorkerPool(Generic[W]):
             worker.close()
 
 
-__all__ = ["STALL_TIMEOUT_S", "LineWorker", "WorkerPool", "exchange_dir", "remove_dir"]
+__all__ = ["OWNER_MARKER", "STALL_TIMEOUT_S", "LineWorker", "WorkerPool", "exchange_dir", "purge_exchange_leftovers",
+           "remove_dir"]

@@ -30,8 +30,8 @@ is cheap.
 Where things live: :mod:`~fdin.media.sniff` (types from bytes), :mod:`~fdin.media.limits` (defaults,
 :class:`DecodeLimits`), :mod:`~fdin.media.image` (photos), :mod:`~fdin.media.container` (opening
 videos, :class:`Video`, :func:`probe_video`), :mod:`~fdin.media.decode` (the decode loop),
-:mod:`~fdin.media.video` (:func:`read_video`, :func:`open_video_stream`), :mod:`~fdin.media.prefetch`
-(decoding in a producer thread), :mod:`~fdin.media.write` (:func:`write_video`).
+:mod:`~fdin.media.video` (:func:`read_video`, :func:`open_video_stream`; ``ring`` limits stream a video
+of any length through a fixed buffer), :mod:`~fdin.media.write` (:func:`write_video`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ from fdin.media.limits import (
     VIDEO_DEMUXERS,
     DecodeLimits,
 )
-from fdin.media.prefetch import Prefetch
 from fdin.media.video import VideoStream, open_video_stream, read_video
 from fdin.media.write import write_video
 
@@ -67,7 +66,6 @@ __all__ = [
     "IMAGE_FORMATS",
     "VIDEO_DEMUXERS",
     "DecodeLimits",
-    "Prefetch",
     "Video",
     "VideoInfo",
     "VideoStream",

@@ -36,6 +36,12 @@ def scaled_size(width: float, height: float, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def duration_note(max_duration: float, reason: str = "") -> str:
+    """The note of a video cut at ``max_duration`` seconds: which seconds were used, and why."""
+    why = reason or f"the limit is {max_duration:g} s"
+    return f"Only seconds 0-{max_duration:g} of the video were analysed (the video is longer): {why}."
+
+
 class Resampler:
     """Streaming nearest-frame selection on a uniform time grid (no interpolation, no duplicates)."""
 
@@ -76,8 +82,10 @@ class Resampler:
 
 def frame_capacity(limits: DecodeLimits, width: int, height: int) -> int:
     """Most frames of ``width`` x ``height`` one decode can keep under ``limits`` (buffer size)."""
+    if limits.ring:
+        return limits.ring
     capacity = max(1, min(limits.max_frames, limits.max_output_bytes // (width * height * 3)))
-    if limits.target_fps:
+    if limits.target_fps and math.isfinite(limits.max_duration):
         capacity = min(capacity, int(limits.max_duration * limits.target_fps) + 2)
     return capacity
 
@@ -205,8 +213,7 @@ class DecodeLoop:
         assert self.t0 is not None
         rel = t - self.t0
         if rel >= limits.max_duration - 1e-9:
-            self._stop(f"The video is longer than {limits.max_duration:g} s; "
-                       f"only the first {limits.max_duration:g} s were used.", "duration")
+            self._stop(duration_note(limits.max_duration, limits.duration_reason), "duration")
         elif len(self.decoded) >= limits.max_frames:
             self._stop(f"The video has more than {limits.max_frames} frames; "
                        f"only the first {limits.max_frames} were used.")
@@ -237,7 +244,8 @@ class DecodeLoop:
     def _keep(self, frame: Any, t: float) -> bool:
         """Convert and store one selected frame; False when the output buffer is full."""
         assert self.frames is not None
-        if len(self.kept) >= len(self.frames):
+        slot = len(self.kept) % len(self.frames) if self.limits.ring else len(self.kept)
+        if slot >= len(self.frames):
             return False
         if (frame.width, frame.height) != self.first_wh:
             self.size_changed = True
@@ -245,13 +253,13 @@ class DecodeLoop:
         rgb = self.reformatter.reformat(frame, width=width, height=height, format="rgb24",
                                         interpolation="AREA" if width < frame.width else "BILINEAR",
                                         src_color_range=frame.color_range or None, threads=1).to_ndarray()
-        self.frames[len(self.kept)] = self.orientation.apply(rgb)
+        self.frames[slot] = self.orientation.apply(rgb)
         self.kept.append(t)
         return True
 
     def _last_kept(self) -> np.ndarray:
         assert self.frames is not None
-        return self.frames[len(self.kept) - 1]
+        return self.frames[(len(self.kept) - 1) % len(self.frames)]
 
     # --- the end --------------------------------------------------------------------------------------
     def _raise_if_unusable(self) -> None:
@@ -263,6 +271,9 @@ class DecodeLoop:
         if self.limit_note is not None and self.limits.on_limit == "error":
             if self.limit_kind == "deadline":
                 raise ProcessingTimeoutError("Reading the video took too long and was stopped.")
+            if self.limit_kind == "duration":
+                raise MediaLimitError(f"The video is longer than {self.limits.max_duration:g} s; "
+                                      "please upload a shorter or smaller video.")
             raise MediaLimitError(self.limit_note.split(";")[0] + "; please upload a shorter or smaller video.")
 
     def _video(self, source_step: float) -> Video:
@@ -282,7 +293,7 @@ class DecodeLoop:
         notes = [x for x in (self.limit_note, self.damage_note) if x]
         if self.size_changed:
             notes.append("The video's resolution changes part-way; all frames were resized to the first size.")
-        frames = self.frames[:len(self.kept)]
+        frames = self.frames[:0 if self.limits.ring else len(self.kept)]
         return Video(
             frames=frames, timestamps=timestamps, fps=fps, source_fps=1.0 / source_step,
             width=int(frames.shape[2]), height=int(frames.shape[1]), rotation=self.orientation.rotation,

@@ -36,7 +36,7 @@ def load_image(
     """Decode a photo into an upright ``(H, W, 3) uint8`` RGB array.
 
     ``source`` is a file path or the file's bytes. The type is decided from the bytes (JPEG, PNG,
-    WebP, GIF, BMP, TIFF; see :data:`IMAGE_FORMATS`); the declared size is checked against
+    WebP, GIF, BMP, TIFF, PBM/PGM/PPM; see :data:`IMAGE_FORMATS`); the declared size is checked against
     ``max_pixels`` before any pixel is decoded. EXIF orientation is applied; RGBA/LA/transparent
     palettes are composited on white; 16-bit and float data are scaled to 8 bits; CMYK, palette,
     1-bit and grey become RGB; animated images give their first frame. Tiny images (1x1) are returned

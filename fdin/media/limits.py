@@ -11,14 +11,15 @@ from typing import Any, Literal
 DEFAULT_MAX_IMAGE_PIXELS = 16_800_000      # ~ 5000 x 3360; Pillow's own bomb threshold is 89.5 MP
 DEFAULT_MAX_IMAGE_BYTES = 64 << 20          # 64 MiB on disk
 DEFAULT_MAX_VIDEO_BYTES = 1 << 30           # 1 GiB on disk (the app's upload limit is lower)
-DEFAULT_MAX_DURATION_S = 60.0               # seconds of decoded video
-DEFAULT_MAX_FRAMES = 1800                   # decoded frames (before resampling)
+DEFAULT_MAX_DURATION_S = 60.0               # seconds of decoded video kept whole in memory (ring=0)
+DEFAULT_MAX_FRAMES = 1800                   # decoded frames (before resampling) kept whole in memory
 DEFAULT_MAX_SIDE = 1920                     # returned frames are downscaled to this longer side
 DEFAULT_MAX_INPUT_SIDE = 4096               # inputs with a larger side are refused
 DEFAULT_MAX_OUTPUT_BYTES = 2 << 30          # pixels returned by read_video (N * H * W * 3)
 
 #: Pillow plugins allowed to open photos (never EPS: it runs Ghostscript; SVG/PDF are not photos).
-IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: "PPM" is Pillow's Netpbm reader: PBM, PGM and PPM, plain (P1-P3) and binary (P4-P6).
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
 #: FFmpeg demuxers allowed to open videos (``container.format.name`` values).
 VIDEO_DEMUXERS: frozenset[str] = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"})
 
@@ -43,6 +44,14 @@ class DecodeLimits:
         threads: decoder threads (0: automatic, one per core up to 4). A server that runs one
             request per core passes 1: two single-threaded decodes share two cores better than two
             decodes of two threads each (``docs/benchmarks/speed.md``).
+        ring: 0 keeps every returned frame (``Video.frames`` holds them all, so memory grows with
+            the length and ``max_output_bytes`` can cut the video). A number: frames are decoded
+            into a ring of that many slots and handed out one at a time
+            (:func:`fdin.media.open_video_stream`); a yielded frame stays valid until ``ring - 1``
+            more frames were taken, memory is flat whatever the length, ``max_output_bytes`` does
+            not apply and the final ``Video.frames`` is empty (its ``timestamps`` are all there).
+        duration_reason: why ``max_duration`` applies, for the note of a cut video (e.g. "this demo
+            analyses at most 20 s"); empty: "the limit is N s".
 
     Invalid values raise ``ValueError`` when the record is made.
     """
@@ -57,12 +66,16 @@ class DecodeLimits:
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     deadline_s: float | None = None
     threads: int = 0
+    ring: int = 0
+    duration_reason: str = ""
 
     def __post_init__(self) -> None:
         if self.on_limit not in ("cut", "error"):
             raise ValueError("on_limit must be 'cut' or 'error'")
         if self.max_duration <= 0 or self.max_frames <= 0 or self.max_side <= 0 or self.max_input_side <= 0:
             raise ValueError("limits must be positive")
+        if self.ring < 0:
+            raise ValueError("ring must be 0 (keep every frame) or a number of slots")
         if not 0 <= self.threads <= 16:
             raise ValueError("threads must be between 0 (automatic) and 16")
         if self.target_fps is not None and not (self.target_fps > 0 and math.isfinite(self.target_fps)):

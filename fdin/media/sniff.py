@@ -4,6 +4,7 @@ them, and the regular-file check done before any parser sees a file."""
 from __future__ import annotations
 
 import codecs
+import re
 import stat
 from pathlib import Path
 
@@ -11,10 +12,14 @@ from fdin.errors import EmptyMediaError, MediaError, MediaLimitError, Unsupporte
 
 #: How many leading bytes :func:`sniff` looks at.
 SNIFF_BYTES = 512
-IMAGE_KINDS = frozenset({"png", "jpeg", "gif", "webp", "bmp", "tiff", "heif"})
+IMAGE_KINDS = frozenset({"png", "jpeg", "gif", "webp", "bmp", "tiff", "netpbm", "heif"})
 VIDEO_KINDS = frozenset({"mp4", "matroska", "avi"})
 ACCEPTED_VIDEO = "MP4, MOV, WebM or AVI"
-ACCEPTED_IMAGE = "JPEG, PNG or WebP"
+ACCEPTED_IMAGE = "JPEG, PNG, WebP, BMP, TIFF, GIF or PPM"
+#: A Netpbm header (PBM/PGM/PPM, plain P1-P3 or binary P4-P6): the magic, then width and height in
+#: ASCII digits, with whitespace and ``#`` comments between (the plain kinds are all text, so this is
+#: checked before the text test).
+_NETPBM = re.compile(rb"P[1-6](?:\s|#[^\n]*\n)+[1-9][0-9]{0,8}(?:\s|#[^\n]*\n)+[1-9][0-9]{0,8}\s")
 _MP4_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"})
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1",
                           b"avif", b"avis"})
@@ -42,6 +47,8 @@ def sniff(head: bytes) -> str | None:
         if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
             return "heif"
         return "mp4"
+    if _NETPBM.match(head):
+        return "netpbm"
     if head[:4] == b"\xc5\xd0\xd3\xc6":
         return "eps"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
@@ -95,7 +102,8 @@ def video_kind_message(kind: str | None) -> str:
 
 def image_kind_message(kind: str | None) -> str:
     if kind in VIDEO_KINDS:
-        return f"This file is a video, not a photo; upload a {ACCEPTED_IMAGE} photo."
+        return (f"This file is a video, not a photo; upload a {ACCEPTED_IMAGE} photo, "
+                "or use the video input for videos.")
     if kind in _NOT_AN_IMAGE:
         return _NOT_AN_IMAGE[kind].format(i=ACCEPTED_IMAGE)
     return f"This file type is not supported; upload a {ACCEPTED_IMAGE} photo."

@@ -191,7 +191,8 @@ class RelationalInterpreter(nn.Module):
     def pair_correlation(self, fast: torch.Tensor) -> torch.Tensor:
         """(B, R, D, T) full-rate features → (B, P, D): per-channel correlation over time of every pair."""
         fc = fast - fast.mean(dim=-1, keepdim=True)
-        fc = fc / (fc.pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-3)
+        # (+ 1e-6 inside the root: a still face gives constant features, and sqrt'(0) is infinite)
+        fc = fc / ((fc.pow(2).mean(dim=-1, keepdim=True) + 1e-6).sqrt() + 1e-3)
         return (fc[:, self.pairs[:, 0]] * fc[:, self.pairs[:, 1]]).mean(dim=-1)
 
     def scores(self, h: torch.Tensor, fast: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,13 +341,16 @@ class FDIN(nn.Module):
     * ``importance``: (B, R, R) symmetric, zero diagonal, upper triangle sums to 1 (full matrix to 2);
       all zeros for the baseline, which has no relations;
     * ``pair_importance``: (B, P) over :func:`fdin.regions.region_pairs`;
-    * for age also ``age_years`` and ``age_std_years`` (B,).
+    * for age also ``age_years`` and ``age_std_years`` (B,);
+    * with an attribution reference (:meth:`set_attribution`, ``attribution_noise`` in the model
+      args) also ``pair_effect`` (B, P): :meth:`pair_effects`, the faithful per-estimate attribution.
     """
 
     def __init__(self, *, encoder: nn.Module, head: TraitHead | None, target: str,
                  interpreter: RelationalInterpreter | None = None, baseline: nn.Module | None = None,
                  num_regions: int = NUM_REGIONS, age_center: float = 42.0, age_scale: float = 20.0,
-                 temperature: float = 1.0, std_scale: float = 1.0) -> None:
+                 temperature: float = 1.0, std_scale: float = 1.0,
+                 attribution_noise: float | None = None, attribution_references: int = 32) -> None:
         super().__init__()
         if (interpreter is None) == (baseline is None) or (interpreter is not None and head is None):
             raise ValueError("give an interpreter and a head, or a baseline (which owns its head)")
@@ -358,6 +362,75 @@ class FDIN(nn.Module):
         # calibration constants (from model_args, not the state dict, so older weights still load)
         self.register_buffer("temperature", torch.tensor(float(temperature)), persistent=False)
         self.register_buffer("std_scale", torch.tensor(float(std_scale)), persistent=False)
+        self.attribution_noise: float | None = None
+        if attribution_noise is not None and interpreter is not None:
+            # filled from the weights file (train.fdin computes it with set_attribution)
+            self.register_buffer("pair_reference", torch.zeros(int(attribution_references), self.pairs.shape[0],
+                                                                interpreter.out_dim))
+            self.attribution_noise = float(attribution_noise)
+
+    @property
+    def has_attribution(self) -> bool:
+        """Whether :meth:`pair_effects` can run (a reference relational feature per pair is known)."""
+        return self.attribution_noise is not None and hasattr(self, "pair_reference")
+
+    def set_attribution(self, reference: torch.Tensor, noise: float) -> None:
+        """Store the reference relational features (M, P, E) (M training sequences' features of every
+        pair) and the noise level of the effects (output units, see :meth:`pair_effects`)."""
+        if self.interpreter is None:
+            raise ValueError("only relational models have pair relational features")
+        reference = reference.detach().to(self.pairs.device, torch.float32).reshape(-1, self.pairs.shape[0],
+                                                                                     self.interpreter.out_dim)
+        if hasattr(self, "pair_reference") and self.pair_reference.shape == reference.shape:
+            self.pair_reference.copy_(reference)
+        else:
+            if hasattr(self, "pair_reference"):
+                del self._buffers["pair_reference"]
+            self.register_buffer("pair_reference", reference.clone())
+        self.attribution_noise = float(noise)
+
+    def estimate(self, calibrated: torch.Tensor) -> torch.Tensor:
+        """Calibrated output (..., K) → the estimate users read (...): p(female), or age in years."""
+        if self.target == "gender":
+            return torch.sigmoid(calibrated[..., 0])
+        return calibrated[..., 0] * self.age_scale + self.age_center
+
+    def output_from_features(self, r: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """(B, P, E) relational features and (B, P) importance logits → (B, K) calibrated output."""
+        return self.calibrated(self.head(self.interpreter.combine(r, logits)[0]))
+
+    def pair_effects(self, r: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Exact leave-one-pair-out attribution: (B, P, E) relational features and (B, P) importance
+        logits → (B, P) ``estimate(all pairs) − estimate(pair p removed)``.
+
+        *Removing* pair p replaces its relational feature ``r_p`` by the same pair's feature in each
+        of the M reference sequences (``pair_reference`` (M, P, E): training sequences) everywhere the
+        model reads it — in ``z`` and in its own importance logit (renormalised by the softmax) — and
+        averages the M estimates: the estimate the model would give if this pair were like a typical
+        training sequence's, every other pair untouched (the interventional expectation of
+        KernelSHAP-style attribution; a single mean feature instead reads as one class to a
+        gate-like importance, so it attributed only that class's estimates, docs/fdin.md). M extra
+        head passes per pair, batched. Units: gender p(female) (+ = this pair pushed the estimate
+        toward "female"); age years (+ = toward older).
+        """
+        ref = self.pair_reference.to(r.dtype)  # (M, P, E)
+        if ref.dim() == 2:
+            ref = ref[None]
+        ref_logits = self.interpreter.score(ref).squeeze(-1) if self.interpreter.score is not None \
+            else ref.new_zeros(ref.shape[:2])  # (M, P)
+        shift = torch.maximum(logits.amax(dim=1, keepdim=True), ref_logits.amax().reshape(1, 1))  # (B, 1)
+        w = torch.exp(logits - shift)  # (B, P)
+        w_ref = torch.exp(ref_logits.T[None] - shift[:, :, None])  # (B, P, M)
+        num = (w.unsqueeze(-1) * r).sum(1)  # (B, E)
+        den = w.sum(1, keepdim=True)  # (B, 1)
+        keep = num[:, None] - w.unsqueeze(-1) * r  # (B, P, E): every pair but p
+        num_removed = keep[:, :, None] + w_ref.unsqueeze(-1) * ref.transpose(0, 1)[None]  # (B, P, M, E)
+        den_removed = (den - w).unsqueeze(-1) + w_ref  # (B, P, M)
+        z_removed = num_removed / den_removed.unsqueeze(-1)
+        b, p, m, e = z_removed.shape
+        full = self.estimate(self.calibrated(self.head(num / den)))  # (B,)
+        removed = self.estimate(self.calibrated(self.head(z_removed.reshape(b * p * m, e)))).reshape(b, p, m)
+        return full[:, None] - removed.mean(-1)
 
     def set_calibration(self, *, temperature: float | None = None, std_scale: float | None = None) -> None:
         if temperature is not None:
@@ -411,6 +484,8 @@ class FDIN(nn.Module):
             raw = self.head(z)
             if pair_features:
                 out["pair_features"] = r
+            if pair_mask is None and self.has_attribution:
+                out["pair_effect"] = self.pair_effects(r, logits)
         else:
             raw, per_region = self.baseline(h)
             if per_region is not None:
@@ -431,6 +506,7 @@ def _create_fdin(*, target: str = "gender", relation: str = "importance", encode
                  input_scale: float = 30.0, patch_size: int = 32, rel_norm: bool = False,
                  age_center: float = 42.0, age_scale: float = 20.0, temperature: float = 1.0,
                  std_scale: float = 1.0, fast_correlation: bool = False,
+                 attribution_noise: float | None = None, attribution_references: int = 32,
                  dynamics: dict[str, Any] | None = None) -> FDIN:
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -453,7 +529,8 @@ def _create_fdin(*, target: str = "gender", relation: str = "importance", encode
                                        rel_norm=rel_norm,
                                        fast_dim=dim if fast_correlation and encoder == "geometry" else 0)
         model = FDIN(encoder=enc, head=TraitHead(in_dim=rel_dim, target=target, drop_rate=drop_rate),
-                     interpreter=interp, **common)
+                     interpreter=interp, attribution_noise=attribution_noise,
+                     attribution_references=attribution_references, **common)
     else:
         if relation == "none":
             baseline: nn.Module = RegionwiseBaseline(

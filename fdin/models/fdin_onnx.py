@@ -18,7 +18,8 @@ Where the ONNX file comes from (first match wins):
 
 Graph: input ``x`` (B, T, R, C) float32 displacements (dynamic B and T); outputs ``output``,
 ``pair_importance`` (B, P), ``importance`` (B, R, R) and for age ``age_years``/``age_std_years``
-(B,), with the same meaning as :meth:`fdin.models.fdin.FDIN.forward`. ``tests/test_onnx_parity.py``
+(B,), and ``pair_effect`` (B, P) for weights with an attribution reference, with the same meaning
+as :meth:`fdin.models.fdin.FDIN.forward`. ``tests/test_onnx_parity.py``
 checks them against PyTorch.
 """
 
@@ -44,9 +45,12 @@ GEOMETRY_ARCHITECTURES = ("fdin", "fdin_uniform", "fdin_baseline")
 FDIN_ARCHITECTURES = (*GEOMETRY_ARCHITECTURES, "fdin_appearance")
 
 
-def output_names(target: str) -> tuple[str, ...]:
+def output_names(target: str, attribution: bool = False) -> tuple[str, ...]:
+    """The graph's outputs: for age also the years and their std; with ``attribution`` also
+    ``pair_effect`` (:meth:`fdin.models.fdin.FDIN.pair_effects`)."""
     base = ("output", "pair_importance", "importance")
-    return (*base, "age_years", "age_std_years") if target == "age" else base
+    names = (*base, "age_years", "age_std_years") if target == "age" else base
+    return (*names, "pair_effect") if attribution else names
 
 
 # --- export ----------------------------------------------------------------------------------------
@@ -85,7 +89,7 @@ def export_fdin_onnx(model: Any, path: str | os.PathLike[str], *, weights_sha256
     if getattr(model, "encoder_kind", "geometry") != "geometry":
         raise ValueError("only the geometry FDIN variants are exported to ONNX")
     target = model.target
-    names = output_names(target)
+    names = output_names(target, attribution=bool(getattr(model, "has_attribution", False)))
 
     class _Graph(torch.nn.Module):
         def __init__(self, net: Any) -> None:
@@ -172,16 +176,23 @@ class FdinPredictor(OnnxBackedModel):
 
         return DynamicsConfig(**(self.config.get("model_args", {}).get("dynamics") or {}))
 
+    @property
+    def attribution_noise(self) -> float | None:
+        """The noise level of ``pair_effect`` (None: these weights carry no attribution reference)."""
+        value = self.config.get("model_args", {}).get("attribution_noise")
+        return None if value is None else float(value)
+
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
+        wanted = output_names(self.target, attribution=self.attribution_noise is not None)
         if self.session is not None:
-            names = output_names(self.target)
-            return dict(zip(names, self.session.run(list(names), {"x": x}), strict=True))
+            names = [o.name for o in self.session.get_outputs() if o.name in wanted]
+            return dict(zip(names, self.session.run(names, {"x": x}), strict=True))
         import torch
 
         with torch.inference_mode():
             out = self.model(torch.from_numpy(x))
-        return {k: v.numpy() for k, v in out.items() if k in output_names(self.target)}
+        return {k: v.numpy() for k, v in out.items() if k in wanted}
 
 
 def _cache_path(digest: str) -> Path:

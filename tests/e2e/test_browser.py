@@ -73,7 +73,7 @@ def test_notice_and_consent_gate(page) -> None:
     assert page.locator("#faces-btn").is_disabled()
     page.check("#fdin-consent input[type=checkbox]")
     page.wait_for_function("() => !document.querySelector('#faces-btn').disabled")
-    _tab(page, "Trait estimation")
+    _tab(page, "Traits")
     assert page.locator("#analyze-btn").is_enabled()
 
 
@@ -179,7 +179,7 @@ def test_bad_file_shows_a_friendly_toast(page, media) -> None:
 
 
 def test_models_tab(page) -> None:
-    _tab(page, "Models & API")
+    _tab(page, "About & API")
     page.get_by_text("Disclaimers").first.wait_for()
     # the tab's parts render one after another: wait for the last one (a loaded server is slower)
     page.wait_for_function("() => document.body.innerText.includes('gradio_client')", timeout=30_000)

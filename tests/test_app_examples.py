@@ -1,0 +1,61 @@
+"""Issue 23 item 4: every example the app offers, run through the real handlers, is checked against what
+a person sees in it. The smile clip and the photo show one woman (scikit-image's astronaut, Eileen
+Collins); the group photo (insightface's t1.jpg) shows six people, numbered left to right by face: a woman,
+a woman, a man, a man, a man (standing), a woman. The app may say "uncertain" (it is allowed not to know);
+it must never show the opposite label, nor recommend an estimate that is itself uncertain."""
+
+from __future__ import annotations
+
+import pytest
+
+from fdin.app.examples import prepare_examples
+from fdin.app.handlers import Handlers
+from fdin.app.ratelimit import RateLimiter
+from tests.app_support import HAVE_FDIN_WEIGHTS, NO_FDIN_WEIGHTS
+
+pytestmark = pytest.mark.slow
+GROUP_SEEN = ["female", "female", "male", "male", "male", "female"]  # faces 1..6, left to right
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return prepare_examples()  # the app's own cache folder, as app.py and the browser tests use
+
+
+@pytest.fixture(scope="module")
+def handlers():
+    return Handlers(rate_limiter=RateLimiter(0, 60))
+
+
+def _progress(*_args, **_kwargs) -> None:
+    return None
+
+
+@pytest.mark.skipif(not HAVE_FDIN_WEIGHTS, reason=NO_FDIN_WEIGHTS)
+def test_the_example_clip_is_not_called_a_man(examples, handlers) -> None:
+    summary = handlers.analyze_video(examples["clip"], progress=_progress)[1]
+    appearance_row = next(line for line in summary.splitlines() if line.startswith("| from appearance"))
+    appearance = appearance_row.split("|")[2].strip()
+    assert appearance.startswith("female ("), summary  # the appearance model, trained on real faces
+    assert "| male (" not in summary and "says male" not in summary
+    for sentence in summary.split("\n\n"):
+        if "Go by" in sentence:  # a recommendation only ever points at an estimate that is itself sure
+            assert "uncertain" not in appearance
+
+
+def test_the_example_photos_match_what_a_person_sees(examples, handlers) -> None:
+    _payload, _image, status, table = handlers.detect_faces(examples["astronaut"])
+    assert status.startswith("Found 1 face") and table.value["data"][0][2].startswith("female (")
+    _payload, _image, status, table = handlers.detect_faces(examples["group"])
+    rows = table.value["data"]
+    assert status.startswith("Found 6 faces") and [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
+    calls = [r[2].split(" ")[0] for r in rows]
+    assert all(c in (seen, "uncertain") for c, seen in zip(calls, GROUP_SEEN, strict=True)), calls
+    assert sum(c == seen for c, seen in zip(calls, GROUP_SEEN, strict=True)) >= 5, calls
+
+
+def test_the_group_example_relations_are_labelled_demonstrations(examples, handlers) -> None:
+    _payload, _image, table, chart, matrix = handlers.relate_photos(examples["group"], None, "warm",
+                                                                    progress=_progress)
+    assert "demonstration" in chart.layout.title.text and "15 pairs" in chart.layout.title.text
+    assert matrix.visible is True and len(table.value["data"]) == 6
