@@ -197,6 +197,9 @@ def test_models_markdown_lists_every_role_and_generated_data() -> None:
     expression_row = next(line for line in text.splitlines() if line.startswith("| expression |"))
     assert "expression-fer2013" in expression_row and "FER2013" in expression_row and "terms" in expression_row
     assert expression_row.rstrip(" |").endswith("| no | mit")  # real data, MIT weights
+    landmarks_row = next(line for line in text.splitlines() if line.startswith("| landmarks |"))
+    assert "face-landmark-mediapipe" in landmarks_row and landmarks_row.rstrip(" |").endswith("| no | apache-2.0")
+    assert "Model card: landmarks" in text and "Apache License 2.0" in text
 
 
 def test_model_sources_follow_environment(monkeypatch) -> None:

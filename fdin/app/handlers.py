@@ -182,7 +182,7 @@ class Handlers:
         image = self.load_image(need(image_path, "a photo"))
         result = faces_in(image, self.predictors.backend(), self.predictors.expression())
         table = gr.Dataframe(value=face_table.faces_rows(result), headers=face_table.FACE_COLUMNS)
-        status = rendering.faces_status(len(result.faces), image.shape[1], image.shape[0])
+        status = rendering.faces_status(len(result.faces), image.shape[1], image.shape[0], result.faces)
         annotated = encode_image(viz.draw_faces(image, result.faces), scratch_dir(), "faces.webp")
         return result.to_json_dict(), annotated, status, table
 

@@ -209,10 +209,18 @@ def fps_text(fps: float) -> str:
     return f"about {value:.0f} frames per second" if value >= 3 else f"about {value:.1f} frames per second"
 
 
-def faces_status(count: int, width: int, height: int) -> str:
-    """What the Faces tab says about a photo's faces: how many, or that there is none and why."""
+def faces_status(count: int, width: int, height: int, faces: Any = ()) -> str:
+    """What the Faces tab says about a photo's faces: how many, or that there is none and why, and
+    which of ``faces`` (numbered from 1) had a failed landmark fit (``Face.fit_score`` < 0.5)."""
+    failed = [i + 1 for i, f in enumerate(faces) if getattr(f, "fit_score", None) is not None and f.fit_score < 0.5]
     if count:
-        return f"Found {count} face{'s' if count != 1 else ''} (numbered 1, 2, … from left to right)."
+        text = f"Found {count} face{'s' if count != 1 else ''} (numbered 1, 2, … from left to right)."
+        if failed:
+            which = ", ".join(str(i) for i in failed)
+            text += (f" **The landmark fit failed on face {which}** (fit score below 0.5: typically a full "
+                     "profile, a heavily blurred or occluded face): its landmarks, head pose and expression "
+                     "are not reliable.")
+        return text
     small = " The photo is very small." if min(width, height) < 64 else ""
     return (f"**No face found** in this {width}×{height} photo.{small} fdin finds faces roughly facing the "
             "camera and at least about 40 pixels wide; try a closer, frontal, well-lit photo.")
