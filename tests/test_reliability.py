@@ -390,6 +390,7 @@ CHEAP_UNQUEUED = {
     "rerender_matrix": "a known trait name and the session's own result (<= MATRIX_MAX_FACES faces), rate-limited",
     "<lambda>": "the consent checkbox: returns three button updates",
     "clear_outputs": "a new input empties the tab's outputs: returns Nones, reads nothing",
+    "show_matrix": "after a relation result: shows or hides the matrix plot from the session's own state",
     "preview_note": "after a video upload the browser cannot play: reads the uploaded file's first 512 bytes "
                     "(fdin.media.sniff), no decoder",
     "load_example": "Gradio's example loader (examples only fill the input): an index into the server's own "
@@ -821,9 +822,11 @@ def test_slow_frames_are_dropped_and_then_refused(monkeypatch: pytest.MonkeyPatc
     real = live.decode_frame
     decodes = []
 
-    def slow(data):
+    def slow(data):  # a decoder that burns the budget's CPU time (the deadline counts CPU, not load)
         decodes.append(1)
-        time.sleep(livebudget.DECODE_BUDGET_MS / 1000 + 0.02)
+        start = time.thread_time()
+        while time.thread_time() - start < livebudget.DECODE_BUDGET_MS / 1000 + 0.02:
+            pass
         return real(data)
 
     monkeypatch.setattr(live, "decode_frame", slow)

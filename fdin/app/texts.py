@@ -168,13 +168,27 @@ def models_markdown() -> str:
         lines.append(f"| {role} | `{shown}` | {html.escape(str(card.get('trained_on')))} | "
                      f"{'yes' if card.get('synthetic_training_data') else 'no'} | {card.get('licence')} |")
         cards.append((role, readme))
+    from fdin.perception.mesh import MODEL_DIR
+    from fdin.weights import weights_dir
+
+    mesh = next((d for d in (weights_dir() / MODEL_DIR, Path(__file__).resolve().parents[2] / "weights" / MODEL_DIR)
+                 if (d / "config.json").is_file()), None)
+    if mesh is not None:  # the default backend's landmark model (shipped, not a Hub role)
+        try:
+            card = card_from_config(json.loads((mesh / "config.json").read_text()))
+            lines.append(f"| landmarks | `weights/{MODEL_DIR}` | {html.escape(str(card.get('trained_on')))} | no | "
+                         f"{card.get('licence')} |")
+            cards.append(("landmarks", (mesh / "README.md").read_text()))
+        except (OSError, ValueError):
+            pass
     lines += ["", "Set `FDIN_GENDER_REPO`, `FDIN_AGE_REPO`, `FDIN_EXPRESSION_REPO`, `FDIN_RELATION_REPO` "
               "(with `*_REVISION` = a 40-hex commit) to use Hub models; they must already be in the local "
               "Hugging Face cache (fdin never downloads at run time).", "",
               "**Face detection and landmarks** come from `fdin.perception`'s default backend: yuface "
-              "(libfacedetection, BSD-3), dlib's 68-point shape predictor (trained on iBUG 300-W, whose terms "
-              "exclude commercial use) and the Cydral age/gender networks (CC0); or insightface buffalo_l "
-              "(non-commercial) when provided on disk.", ""]
+              "(libfacedetection, BSD-3), MediaPipe's face-landmark network (Apache-2.0, converted to ONNX "
+              "and mapped to the 68 iBUG points) and the Cydral age/gender networks (CC0); or insightface "
+              "buffalo_l (non-commercial) when provided on disk. dlib's 68-point predictor (trained on iBUG "
+              "300-W, whose terms exclude commercial use) remains selectable as `offline-dlib`.", ""]
     for role, readme in cards:
         body = readme.split("---", 2)[-1].strip() if readme.startswith("---") else readme.strip()
         lines += [f"<details><summary>Model card: {role}</summary>", "", body, "", "</details>", ""]
