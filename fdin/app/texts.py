@@ -78,9 +78,11 @@ of a video, one request at a time with a short queue (direct REST calls outside 
 CONSENT_FIRST = "Tick the consent box at the top first: until then no frame is processed."
 LIVE_HELP = (
     "Start the camera: the server follows your face on every frame it receives (68 landmarks, the FDIN "
-    "regions and, once an estimate exists, the top region pairs) and refreshes a rolling FDIN estimate "
-    "over the last 4 s about once a second. Frames are kept in memory for 10 s only and never written "
-    "to disk. The button analyses those 10 s exactly as an uploaded video.")
+    "regions and, once an estimate exists, the region pairs that moved it) and refreshes a rolling FDIN "
+    "estimate over the last 4 s about once a second. Frames are kept in memory for at most 10 s (fewer "
+    "at high frame rates or when the server is busy: each visitor's memory is capped) and never written "
+    "to disk. The button analyses the buffered seconds exactly as an uploaded video; the result says how "
+    "many.")
 
 #: The label of every model button until the consent box is ticked (the hint sits where people click).
 CONSENT_HINT = "Tick the consent box at the top to enable this button"
