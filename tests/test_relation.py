@@ -195,3 +195,6 @@ def test_training_smoke(tmp_path, synthetic_faces_cached):
     assert loaded.config["symmetric_traits"] == list(SYMMETRIC_TRAITS)
     assert loaded.config["synthetic_training_data"] is True
     assert "generated" in loaded.config["trained_on"] and "real pretrained models" in loaded.config["trained_on"]
+    # the card shows no validation figure (it chose the settings) and names the held-out report instead
+    assert loaded.config["metrics"] == {} and loaded.config["training"]["epochs"] == 2
+    assert "python -m train.report_relations" in (out / "model" / "README.md").read_text()
