@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--threads", type=int, default=0, help="torch/ORT/OpenCV threads (0: library default)")
+    parser.add_argument("--backend", help="face backend name (default: fdin.perception's default), e.g. offline-dlib")
     args = parser.parse_args(argv)
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -68,7 +69,16 @@ def main(argv: list[str] | None = None) -> int:
 
     live.MIN_INTERVAL_S = 0.0  # measure the headroom: no per-session cap
     urls = [data_url(f) for f in frames_640x480(args.frames)]
-    h = Handlers(LazyPredictors(), rate_limiter=RateLimiter(0, 60))
+    predictors = LazyPredictors()
+    if args.backend:
+        from fdin.perception import get_backend
+
+        class _Predictors(LazyPredictors):
+            def backend(self):  # the same lazily built, shared instance, of the named backend
+                return get_backend(args.backend)
+
+        predictors = _Predictors()
+    h = Handlers(predictors, rate_limiter=RateLimiter(0, 60))
     session = None
     t0 = time.perf_counter()
     _, _, _, session = h.live_frame(urls[0], session)  # loads the face backend

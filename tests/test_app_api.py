@@ -4,6 +4,7 @@ hardening checks of reliability R-02, R-03, R-06, R-07 and R-30."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from fdin.app import build_demo, settings
+from fdin.app.guard import PathAlias
 from tests.app_support import (
     HAVE_FDIN_WEIGHTS,
     NO_FDIN_WEIGHTS,
@@ -156,9 +158,10 @@ def test_uploads_are_deleted_by_delete_cache(monkeypatch) -> None:
     with launched(build_demo(examples="off")) as demo:
         response = httpx.post(demo.local_url + "gradio_api/upload", files={"files": ("x.jpg", b"\xff\xd8" + b"1" * 64)})
         assert response.status_code == 200
-        path = Path(response.json()[0])
+        name = response.json()[0]  # the cache folder is named fdin-cache: in answers (issue 24)
+        path = Path(name.replace(PathAlias.TOKEN, os.environ["GRADIO_TEMP_DIR"]))
         assert path.is_file()
-        url = demo.local_url + "gradio_api/file=" + str(path)
+        url = demo.local_url + "gradio_api/file=" + name
         assert httpx.get(url).status_code == 200
         deadline = time.monotonic() + 10
         while path.exists() and time.monotonic() < deadline:

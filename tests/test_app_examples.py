@@ -36,11 +36,15 @@ def test_the_example_clip_is_not_called_a_man(examples, handlers) -> None:
     summary = handlers.analyze_video(examples["clip"], progress=_progress)[1]
     appearance_row = next(line for line in summary.splitlines() if line.startswith("| from appearance"))
     appearance = appearance_row.split("|")[2].strip()
-    assert appearance.startswith("female ("), summary  # the appearance model, trained on real faces
-    assert "| male (" not in summary and "says male" not in summary
-    for sentence in summary.split("\n\n"):
-        if "Go by" in sentence:  # a recommendation only ever points at an estimate that is itself sure
-            assert "uncertain" not in appearance
+    # the appearance model (trained on real faces) may be unsure of the animated smile; never "male"
+    assert appearance.startswith(("female (", "uncertain (")), summary
+    assert "the appearance model says male" not in summary
+    fdin_row = next(line for line in summary.splitlines() if line.startswith("| from facial dynamics"))
+    if "| male (" in fdin_row:  # the demonstration weights may call her male: labelled so, never recommended
+        assert "demonstration" in fdin_row and "only demonstrates the method" in summary
+    for sentence in summary.split("\n\n"):  # a gender recommendation only for a sure appearance estimate
+        if "Go by" in sentence and "gender estimates disagree" in sentence:
+            assert not appearance.startswith("uncertain"), sentence
 
 
 def test_the_example_photos_match_what_a_person_sees(examples, handlers) -> None:
@@ -58,4 +62,4 @@ def test_the_group_example_relations_are_labelled_demonstrations(examples, handl
     _payload, _image, table, chart, matrix = handlers.relate_photos(examples["group"], None, "warm",
                                                                     progress=_progress)
     assert "demonstration" in chart.layout.title.text and "15 pairs" in chart.layout.title.text
-    assert matrix.visible is True and len(table.value["data"]) == 6
+    assert len(matrix.data[0].z) == 6 and len(table.value["data"]) == 6

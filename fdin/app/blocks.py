@@ -96,6 +96,24 @@ class GuardedBlocks(gr.Blocks):
             log.error("event %s failed outside its handler: %s", getattr(fn, "api_name", None) or "(unnamed)",
                       type(error).__name__)
             raise gr.Error(GENERIC_ERROR, print_exception=False) from None
+        finally:
+            forget_streamed_values(fn, kwargs.get("state", args[0] if args else None))
+
+
+def forget_streamed_values(fn: Any, state: Any) -> None:
+    """Gradio copies every input and output value of an event into the session's config (for deep
+    links): for the live stream that is the visitor's last webcam frame and its overlay, kept until
+    the session is evicted. Blank them after each frame (the live state itself stays: it is the
+    session's buffer, bounded and budgeted by :mod:`fdin.app.livebudget`)."""
+    if state is None or getattr(fn, "concurrency_id", None) != "live":
+        return
+    values = getattr(state, "config_values", None) or {}
+    for block in [*(getattr(fn, "inputs", None) or []), *(getattr(fn, "outputs", None) or [])]:
+        if getattr(block, "stateful", False):
+            continue
+        entry = values.get(getattr(block, "_id", None))
+        if isinstance(entry, dict) and isinstance(entry.get("props"), dict):
+            entry["props"]["value"] = None
 
 
 class OwnOriginCORSMiddleware(CustomCORSMiddleware):
@@ -124,4 +142,5 @@ def seal_events(demo: gr.Blocks, public: set[str]) -> None:
             fn.api_visibility = "private"
 
 
-__all__ = ["GuardedBlocks", "OwnOriginCORSMiddleware", "check_arguments", "install_cors", "seal_events"]
+__all__ = ["GuardedBlocks", "OwnOriginCORSMiddleware", "check_arguments", "forget_streamed_values", "install_cors",
+           "seal_events"]

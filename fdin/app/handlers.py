@@ -31,6 +31,7 @@ import numpy as np
 
 from fdin.app import face_table, rendering, settings, storage
 from fdin.app.admission import Admission, current_event_id, event_stop_check
+from fdin.app.deadline import clip_size, deadline_message
 from fdin.app.livebudget import LiveBudget, LiveGate, decode_bounded
 from fdin.app.predictors import LazyPredictors, Predictors
 from fdin.app.ratelimit import RateLimiter, client_key
@@ -181,7 +182,7 @@ class Handlers:
         image = self.load_image(need(image_path, "a photo"))
         result = faces_in(image, self.predictors.backend(), self.predictors.expression())
         table = gr.Dataframe(value=face_table.faces_rows(result), headers=face_table.FACE_COLUMNS)
-        status = rendering.faces_status(len(result.faces), image.shape[1], image.shape[0])
+        status = rendering.faces_status(len(result.faces), image.shape[1], image.shape[0], result.faces)
         annotated = encode_image(viz.draw_faces(image, result.faces), scratch_dir(), "faces.webp")
         return result.to_json_dict(), annotated, status, table
 
@@ -371,15 +372,15 @@ class Handlers:
         if trait not in traits and traits:
             trait = next(iter(traits))
         table = gr.Dataframe(value=face_table.relation_rows(result), headers=face_table.FACE_COLUMNS)
-        kept = matrix_data(len(result.faces), result.pairs, demo)
-        matrix = rendering.matrix_plot_of(kept, trait)
-        # no matrix for fewer than 3 faces: the plot is hidden rather than left as an empty box
-        return payload, image, table, chart, gr.Plot(value=matrix, visible=matrix is not None), kept
+        kept = rendering.matrix_data(len(result.faces), result.pairs, demo)
+        # None for fewer than 3 faces (the API's "else empty"); the page hides the empty plot
+        # (layout: ``show_matrix`` after the event)
+        return payload, image, table, chart, rendering.matrix_plot_of(kept, trait), kept
 
     def rerender_matrix(self, kept: Any, trait: Any, request: gr.Request | None = None) -> Any:
         """Redraw the relation matrix for another trait from the last result of this session, kept on
-        the server (``kept``: what :func:`matrix_data` stored in the session's ``gr.State``; the client
-        cannot send it). Only a known trait name is accepted. Cheap: at most
+        the server (``kept``: what :func:`~fdin.app.rendering.matrix_data` stored in the session's
+        ``gr.State``; the client cannot send it). Only a known trait name is accepted. Cheap: at most
         :data:`~fdin.app.settings.MATRIX_MAX_FACES` faces, and rate-limited per client."""
         key = client_key(request)
         if key is not None and not self.redraw_limiter.allow(key):
@@ -392,37 +393,4 @@ class Handlers:
         return rendering.matrix_plot_of(kept, trait)
 
 
-def clip_size(video: Any, predictors: Any) -> tuple[float, int]:
-    """``(seconds, faces)`` of a decoded clip for its analysis deadline: the length from its frame
-    times, the faces as the most the detector finds on three frames (first, middle, last; a few tens of
-    milliseconds). A detector failure counts one face (the deadline is then the shortest)."""
-    frames = getattr(video, "frames", None)
-    times = np.asarray(getattr(video, "timestamps", ()), np.float64)
-    seconds = float(times[-1] - times[0]) if len(times) > 1 else 0.0
-    faces = 1
-    try:
-        backend = predictors.backend()
-        count = len(frames) if frames is not None else 0
-        for k in sorted({0, count // 2, count - 1}) if count else ():
-            faces = max(faces, len(backend.detect_boxes(np.ascontiguousarray(frames[k]))))
-    except Exception:  # the analysis itself reports a broken backend clearly
-        log.info("face count for the deadline failed; using one face")
-    return seconds, faces
-
-
-def deadline_message(seconds: float, faces: int, budget: float) -> str:
-    """What the user reads when an analysis passes its deadline."""
-    who = "one face" if faces <= 1 else f"{faces} faces"
-    return (f"The analysis of this {seconds:.0f} s clip ({who}) did not finish within its time limit of "
-            f"{budget:.0f} s and was stopped; nothing was kept. Try a shorter clip, or one with fewer faces.")
-
-
-def matrix_data(faces: int, pairs: Any, demonstration: bool = True) -> tuple[int, tuple[Any, ...], bool] | None:
-    """What a session keeps for matrix redraws: ``(faces, pairs, demonstration)`` for 3 to
-    :data:`~fdin.app.settings.MATRIX_MAX_FACES` faces, else None (no matrix)."""
-    if faces < 3 or faces > settings.MATRIX_MAX_FACES:
-        return None
-    return faces, tuple(pairs), bool(demonstration)
-
-
-__all__ = ["Handlers", "encode_image", "matrix_data", "scratch_dir", "sweep_scratch"]
+__all__ = ["Handlers", "encode_image", "scratch_dir", "sweep_scratch"]

@@ -75,13 +75,21 @@ class LiveOverlay(gr.Image):
         return super().postprocess(value)
 
 
-def cleared(count: int) -> Any:
-    """An event function emptying ``count`` outputs (a new input leaves no stale result)."""
+def cleared(count: int, hide: tuple[int, ...] = ()) -> Any:
+    """An event function emptying ``count`` outputs (a new input leaves no stale result); the plots at
+    positions ``hide`` are hidden as well (no empty box)."""
 
     def clear_outputs() -> Any:
-        return None if count == 1 else tuple(None for _ in range(count))
+        values = tuple(gr.Plot(value=None, visible=False) if k in hide else None for k in range(count))
+        return values[0] if count == 1 else values
 
     return clear_outputs
+
+
+def show_matrix(kept: Any) -> Any:
+    """After a relation result: the matrix plot is shown for 3+ faces (``kept`` holds their data) and
+    hidden otherwise, rather than left as an empty box. Reads the session's own state only."""
+    return gr.Plot(visible=bool(kept))
 
 
 def _existing(path: Path) -> str | None:
@@ -240,10 +248,13 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
             # the last result's matrix data, kept on the server per session (never sent by the client)
             matrix_kept = gr.State(None, time_to_live=settings.SCRATCH_MAX_AGE_S)
             for photo in (photo_a, photo_b):  # a new photo empties every output of the tab
-                photo.change(cleared(len(relate_outputs) + 1), inputs=None, outputs=[*relate_outputs, matrix_kept],
-                             queue=False, api_visibility="private", show_progress="hidden")
+                photo.change(cleared(len(relate_outputs) + 1, hide=(relate_outputs.index(matrix_plot),)),
+                             inputs=None, outputs=[*relate_outputs, matrix_kept], queue=False,
+                             api_visibility="private", show_progress="hidden")
             relate_btn.click(h.relate_photos_ui, inputs=[photo_a, photo_b, trait_in],
-                             outputs=[*relate_outputs, matrix_kept], api_name="relate_photos", **model_event)
+                             outputs=[*relate_outputs, matrix_kept], api_name="relate_photos", **model_event
+                             ).then(show_matrix, inputs=matrix_kept, outputs=matrix_plot, queue=False,
+                                    api_visibility="private", show_progress="hidden")
             trait_in.change(h.rerender_matrix, inputs=[matrix_kept, trait_in], outputs=matrix_plot,
                             api_visibility="private", queue=False)
 

@@ -2,10 +2,11 @@
 beside it (kept apart from :mod:`fdin.app.live`, which tracks and buffers frames).
 
 * :class:`Steady`: the shown FDIN estimate is the median of the last :data:`SMOOTH_REFRESHES` rolling
-  estimates (each over 4 s of face, about once a second), and its label changes only when
-  :data:`HOLD_REFRESHES` refreshes in a row call for the same new one (hysteresis), so one noisy window
-  never flips it; "uncertain" (:func:`fdin.labels.gender_call`) when the median sits inside the band or
-  the refreshes disagree (:data:`MAX_LIVE_SPREAD`).
+  estimates (each over 4 s of face, about once a second: together about the 10 s the "analyse" button
+  uses), and its label changes only when :data:`HOLD_REFRESHES` refreshes in a row call for the same
+  new one (hysteresis), so one noisy window never flips it. It reads "uncertain" before
+  :data:`MIN_REFRESHES` refreshes, when the median sits inside the band (:func:`fdin.labels.gender_call`),
+  and when the refreshes contradict each other (:data:`CONTRADICTING` or more on each side).
 * the appearance model (trained on real faces) runs on the current frame once per refresh; its last
   :data:`SMOOTH_REFRESHES` estimates are averaged the same way.
 * region pairs are named only when removing them moves the estimate beyond the no-signal noise
@@ -20,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-SMOOTH_REFRESHES = 5                 # the shown estimate averages the last 5 refreshes (~5 s) ...
+SMOOTH_REFRESHES = 7                 # the shown estimate: the median of the last 7 refreshes (~10 s) ...
 HOLD_REFRESHES = 3                   # ... and its label changes only after 3 refreshes agree on the new one
-#: refreshes whose gender scores spread this much (standard deviation) really disagree: "uncertain".
-#: Higher than the per-frame :data:`fdin.labels.MAX_GENDER_SPREAD`: one odd window among five (0.77
-#: among zeros: 0.31 on a real clip) is absorbed by the median, two opposite ones (>= 0.4) are not.
-MAX_LIVE_SPREAD = 0.4
+MIN_REFRESHES = 3                    # no label before 3 refreshes
+#: refreshes on each side of the band (>= 0.75 and <= 0.25) at which the window contradicts itself:
+#: "uncertain". One odd refresh is absorbed by the median; two or more on each side are not.
+CONTRADICTING = 2
 
 
 @dataclass
@@ -41,11 +42,15 @@ class Steady:
     flips: int = 0
 
     def update(self, p_female: float, years: float) -> None:
-        from fdin.labels import gender_call
+        from fdin.labels import GENDER_UNCERTAIN_BAND, gender_call
 
         self.history.append((float(p_female), float(years)))
-        p, spread = self.gender()
-        call = "uncertain" if spread >= MAX_LIVE_SPREAD else gender_call(p)
+        p, _spread = self.gender()
+        low, high = GENDER_UNCERTAIN_BAND
+        female = sum(h[0] >= high for h in self.history)
+        male = sum(h[0] <= low for h in self.history)
+        contradicting = min(female, male) >= CONTRADICTING
+        call = "uncertain" if len(self.history) < MIN_REFRESHES or contradicting else gender_call(p)
         if self.label is None:
             self.label = call
             return
@@ -60,7 +65,7 @@ class Steady:
 
     def gender(self) -> tuple[float, float]:
         """(median p_female, standard deviation) over the smoothed refreshes: the median, so one odd
-        window does not move it; the spread, so refreshes that really disagree read "uncertain"."""
+        window does not move it; the spread, shown beside it."""
         p = np.asarray([h[0] for h in self.history], np.float64)
         return (float(np.median(p)), float(p.std())) if len(p) else (0.5, 0.0)
 
@@ -128,4 +133,4 @@ def rolling_markdown(session: Any, demonstration: bool, *, buffer_s: float, min_
     return "\n\n".join(lines)
 
 
-__all__ = ["HOLD_REFRESHES", "MAX_LIVE_SPREAD", "SMOOTH_REFRESHES", "Steady", "rolling_markdown"]
+__all__ = ["CONTRADICTING", "HOLD_REFRESHES", "MIN_REFRESHES", "SMOOTH_REFRESHES", "Steady", "rolling_markdown"]

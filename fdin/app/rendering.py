@@ -171,8 +171,8 @@ def summary_markdown(result: Any, notes: list[str] | tuple[str, ...] = ()) -> st
 
     dyn, app = result.dynamics, result.appearance
     demo = bool(result.synthetic_weights)
-    frames = f"averaged over {app.frames} frames" if app.frames else "no frame had an estimate"
-    fdin_head = ("from facial dynamics (FDIN), demonstration output" if demo
+    frames = f"{app.frames} frames" if app.frames else "no frame had an estimate"
+    fdin_head = ("from facial dynamics (FDIN, demonstration)" if demo
                  else "from facial dynamics (FDIN)")
     rows = [  # one row per source: three narrow columns that read on a 390 px phone
         "| | apparent gender | apparent age |",
@@ -209,10 +209,18 @@ def fps_text(fps: float) -> str:
     return f"about {value:.0f} frames per second" if value >= 3 else f"about {value:.1f} frames per second"
 
 
-def faces_status(count: int, width: int, height: int) -> str:
-    """What the Faces tab says about a photo's faces: how many, or that there is none and why."""
+def faces_status(count: int, width: int, height: int, faces: Any = ()) -> str:
+    """What the Faces tab says about a photo's faces: how many, or that there is none and why, and
+    which of ``faces`` (numbered from 1) had a failed landmark fit (``Face.fit_score`` < 0.5)."""
+    failed = [i + 1 for i, f in enumerate(faces) if getattr(f, "fit_score", None) is not None and f.fit_score < 0.5]
     if count:
-        return f"Found {count} face{'s' if count != 1 else ''} (numbered 1, 2, … from left to right)."
+        text = f"Found {count} face{'s' if count != 1 else ''} (numbered 1, 2, … from left to right)."
+        if failed:
+            which = ", ".join(str(i) for i in failed)
+            text += (f" **The landmark fit failed on face {which}** (fit score below 0.5: typically a full "
+                     "profile, a heavily blurred or occluded face): its landmarks, head pose and expression "
+                     "are not reliable.")
+        return text
     small = " The photo is very small." if min(width, height) < 64 else ""
     return (f"**No face found** in this {width}×{height} photo.{small} fdin finds faces roughly facing the "
             "camera and at least about 40 pixels wide; try a closer, frontal, well-lit photo.")
@@ -334,9 +342,19 @@ def trait_chart(pairs: Any, *, demonstration: bool) -> Any:
     return viz.trait_heatmap(pairs, title=f"Relation traits, {count}{tag}")
 
 
+def matrix_data(faces: int, pairs: Any, demonstration: bool = True) -> tuple[int, tuple[Any, ...], bool] | None:
+    """What a session keeps for matrix redraws: ``(faces, pairs, demonstration)`` for 3 to
+    :data:`~fdin.app.settings.MATRIX_MAX_FACES` faces, else None (no matrix)."""
+    from fdin.app import settings
+
+    if faces < 3 or faces > settings.MATRIX_MAX_FACES:
+        return None
+    return faces, tuple(pairs), bool(demonstration)
+
+
 def matrix_plot_of(kept: tuple[Any, ...] | None, trait: str) -> Any:
     """The relation matrix for ``trait`` from what a session keeps server-side (``(faces, pairs,
-    demonstration)`` of :func:`fdin.app.handlers.matrix_data`), else None."""
+    demonstration)`` of :func:`matrix_data`), else None."""
     from fdin import viz
 
     if not kept:

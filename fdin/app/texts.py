@@ -78,9 +78,11 @@ of a video, one request at a time with a short queue (direct REST calls outside 
 CONSENT_FIRST = "Tick the consent box at the top first: until then no frame is processed."
 LIVE_HELP = (
     "Start the camera: the server follows your face on every frame it receives (68 landmarks, the FDIN "
-    "regions and, once an estimate exists, the top region pairs) and refreshes a rolling FDIN estimate "
-    "over the last 4 s about once a second. Frames are kept in memory for 10 s only and never written "
-    "to disk. The button analyses those 10 s exactly as an uploaded video.")
+    "regions and, once an estimate exists, the region pairs that moved it) and refreshes a rolling FDIN "
+    "estimate over the last 4 s about once a second. Frames are kept in memory for at most 10 s (fewer "
+    "at high frame rates or when the server is busy: each visitor's memory is capped) and never written "
+    "to disk. The button analyses the buffered seconds exactly as an uploaded video; the result says how "
+    "many.")
 
 #: The label of every model button until the consent box is ticked (the hint sits where people click).
 CONSENT_HINT = "Tick the consent box at the top to enable this button"
@@ -168,13 +170,27 @@ def models_markdown() -> str:
         lines.append(f"| {role} | `{shown}` | {html.escape(str(card.get('trained_on')))} | "
                      f"{'yes' if card.get('synthetic_training_data') else 'no'} | {card.get('licence')} |")
         cards.append((role, readme))
+    from fdin.perception.mesh import MODEL_DIR
+    from fdin.weights import weights_dir
+
+    mesh = next((d for d in (weights_dir() / MODEL_DIR, Path(__file__).resolve().parents[2] / "weights" / MODEL_DIR)
+                 if (d / "config.json").is_file()), None)
+    if mesh is not None:  # the default backend's landmark model (shipped, not a Hub role)
+        try:
+            card = card_from_config(json.loads((mesh / "config.json").read_text()))
+            lines.append(f"| landmarks | `weights/{MODEL_DIR}` | {html.escape(str(card.get('trained_on')))} | no | "
+                         f"{card.get('licence')} |")
+            cards.append(("landmarks", (mesh / "README.md").read_text()))
+        except (OSError, ValueError):
+            pass
     lines += ["", "Set `FDIN_GENDER_REPO`, `FDIN_AGE_REPO`, `FDIN_EXPRESSION_REPO`, `FDIN_RELATION_REPO` "
               "(with `*_REVISION` = a 40-hex commit) to use Hub models; they must already be in the local "
               "Hugging Face cache (fdin never downloads at run time).", "",
               "**Face detection and landmarks** come from `fdin.perception`'s default backend: yuface "
-              "(libfacedetection, BSD-3), dlib's 68-point shape predictor (trained on iBUG 300-W, whose terms "
-              "exclude commercial use) and the Cydral age/gender networks (CC0); or insightface buffalo_l "
-              "(non-commercial) when provided on disk.", ""]
+              "(libfacedetection, BSD-3), MediaPipe's face-landmark network (Apache-2.0, converted to ONNX "
+              "and mapped to the 68 iBUG points) and the Cydral age/gender networks (CC0); or insightface "
+              "buffalo_l (non-commercial) when provided on disk. dlib's 68-point predictor (trained on iBUG "
+              "300-W, whose terms exclude commercial use) remains selectable as `offline-dlib`.", ""]
     for role, readme in cards:
         body = readme.split("---", 2)[-1].strip() if readme.startswith("---") else readme.strip()
         lines += [f"<details><summary>Model card: {role}</summary>", "", body, "", "</details>", ""]

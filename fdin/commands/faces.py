@@ -122,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
         faces = faces_of_image(args.input, backend)
         result = faces.to_json_dict()
         summary = f"{len(faces.faces)} face(s) in {args.input.name} ({backend.name} backend)"
+        failed = [f"faces[{i}]" for i, f in enumerate(faces.faces) if f.fit_score is not None and f.fit_score < 0.5]
+        if failed:
+            summary += (f"; the landmark fit failed on {', '.join(failed)} (fit_score < 0.5: its landmarks, "
+                        "pose and expression are not reliable)")
     else:
         result = tracks_of_video(args.input, backend, detect_every=args.detect_every, smooth=args.smooth,
                                  quiet=quiet)

@@ -211,8 +211,8 @@ def test_heatmaps_on_a_phone_show_every_region(browser, app, media) -> None:
         ticks = page.evaluate("() => [...document.querySelectorAll('#heat-gender .xtick text')].map(t => t.textContent)")
         assert len(ticks) == 12, ticks
         summary = page.locator("#analysis-summary").inner_text()
-        assert "confidence" not in summary.lower() and "demonstration output" in summary
-        assert "lost in" in summary and "averaged over" in summary
+        assert "confidence" not in summary.lower() and "demonstration" in summary
+        assert "lost in" in summary and "averages the appearance model over" in summary
         _no_horizontal_scroll(page)
         shot(page, "trait_estimation_phone")
     finally:
