@@ -289,7 +289,7 @@ class DynamicsAnalyzer:
         child: Any = None
         worker: Any = None
         stream: Any = None
-        sample: _FrameSample | None = None
+        sample: FrameSample | None = None
         if isinstance(video_or_path, (str, Path)):
             limits = self.decode_limits(max_duration, duration_reason)
             source = str(video_or_path)
@@ -300,12 +300,12 @@ class DynamicsAnalyzer:
                 except BaseException:
                     self._decoders.release(worker)
                     raise
-                sample, fps_hint = _FrameSample(child), child.nominal_fps
+                sample, fps_hint = FrameSample(child), child.nominal_fps
             else:
                 from fdin.media import open_video_stream
 
                 stream = open_video_stream(video_or_path, limits)  # up-front checks raise here
-                sample, fps_hint = _FrameSample(stream), stream.nominal_fps
+                sample, fps_hint = FrameSample(stream), stream.nominal_fps
             frames_in: Any = sample
         else:
             video, source = video_or_path, getattr(video_or_path, "path", "") or ""
@@ -397,7 +397,7 @@ def _track_appearance(track: Any, frames: Any, backend: Any) -> Any:
     return track_appearance(track)
 
 
-class _FrameSample:
+class FrameSample:
     """Passes a stream of frames through, keeping copies of an evenly thinned sample of at most
     ``keep`` of them (:attr:`kept`, frame index → frame): every frame while there is room, then every
     2nd, 4th, ... (the stride doubles when the sample is full), so the sample stays spread over the
@@ -441,4 +441,4 @@ class _FrameSample:
             pass
 
 
-__all__ = ["SYNTHETIC_NOTE", "DynamicsAnalyzer", "TraitResult"]
+__all__ = ["SYNTHETIC_NOTE", "DynamicsAnalyzer", "FrameSample", "TraitResult"]

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from fdin.analyze import APPEARANCE_SAMPLE, RING_FRAMES, DynamicsAnalyzer, _FrameSample
+from fdin.analyze import APPEARANCE_SAMPLE, RING_FRAMES, DynamicsAnalyzer, FrameSample
 from fdin.media import DecodeLimits, open_video_stream, read_video
 from fdin.weights import weights_dir
 
@@ -59,7 +59,7 @@ def test_ring_decode_gives_every_frame_with_a_fixed_buffer(long_mp4):
 
 
 def test_frame_sample_stays_small_and_spread():
-    sample = _FrameSample(iter(np.zeros((1000, 2, 2, 3), np.uint8)), keep=24)
+    sample = FrameSample(iter(np.zeros((1000, 2, 2, 3), np.uint8)), keep=24)
     assert sum(1 for _ in sample) == 1000 and sample.count == 1000
     kept = sorted(sample.kept)
     assert 12 <= len(kept) <= 24 and kept[0] == 0 and kept[-1] >= 1000 - 2 * sample.stride
@@ -72,14 +72,14 @@ def test_long_clip_analysed_whole_with_flat_buffers(long_mp4, decode_worker, mon
     a sample of at most APPEARANCE_SAMPLE kept frames, whichever decoder runs."""
     import fdin.analyze as analyze_module
 
-    samples: list[_FrameSample] = []
-    original = analyze_module._FrameSample
+    samples: list[FrameSample] = []
+    original = analyze_module.FrameSample
 
     def spy(frames, keep=0):
         samples.append(original(frames, keep))
         return samples[-1]
 
-    monkeypatch.setattr(analyze_module, "_FrameSample", spy)
+    monkeypatch.setattr(analyze_module, "FrameSample", spy)
     result = DynamicsAnalyzer(decode_worker=decode_worker).analyze(long_mp4)
     n = round(SECONDS * FPS)
     assert result.frames_analyzed == n
