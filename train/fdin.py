@@ -1089,12 +1089,25 @@ def save_final(args, model, model_args: dict, metrics: dict, importance: dict, c
                "an age estimate with a predicted standard deviation (scaled on validation subjects)")
     synthetic_note = (" Because it was trained on generated data, its output is a model probability on that "
                       "generated distribution, not a confidence about a real person." if synthetic else "")
+    aux_note = ""
+    if args.model == "fdin":
+        aux_note = (" The importance is trained with an auxiliary importance-weighted per-pair probe loss "
+                    f"(--pair-aux {args.pair_aux:g}) that the paper does not have: it turns the importance into a "
+                    "gate favouring the single pair that predicts best alone, so it is the model's weighting, not an "
+                    "explanation of one estimate." if args.pair_aux > 0 else
+                    " The importance is trained by the trait loss alone (--pair-aux 0), as in the paper.")
+        aux_note += (" Each estimate also carries an attribution (the change when one pair's relational feature is "
+                     "replaced by typical training sequences' features; noise level "
+                     f"{model_args.get('attribution_noise', float('nan')):.3g} in "
+                     f"{'p(female)' if args.target == 'gender' else 'years'}, the largest effect on inputs without "
+                     "signal); trained with no-signal inputs labelled with the prior "
+                     f"(--no-signal {args.no_signal:g}).")
     card = ModelCard(
         title=f"fdin-{args.target}" + ("" if args.model == "fdin" else f"-{args.model}"),
         summary=(f"FDIN ({args.model}) estimating {args.target} from facial landmark dynamics, with a "
                  "relational importance matrix over region pairs. A reimplementation of the ideas of Kim & Ro "
                  "(ECCV 2018); architecture, regions and training recipe are fdin's own choices. "
-                 f"Output: {outputs}.{synthetic_note}"),
+                 f"Output: {outputs}.{aux_note}{synthetic_note}"),
         trained_on=trained_on, synthetic_training_data=synthetic,
         metrics=card_metrics,
         training_command=command, tags=("facial-dynamics", args.target),
