@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=REPO / "runs" / "report-fdin-attribution")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "fdin-attribution.md")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--note", default="", help="markdown paragraph added under the title (how the runs were made)")
     return p.parse_args(argv)
 
 
@@ -149,6 +150,8 @@ def report(args) -> str:
              "figures say whether the method and the code find planted structure, not how FDIN does on real "
              "faces.", "",
              "± is the 95 % t-interval over the folds of all report seeds.", ""]
+    if args.note:
+        lines += [args.note, ""]
     # --- accuracy
     lines += ["## Held-out accuracy / MAE", "", "| setting | " + " | ".join(list(FDIN_VARIANTS) + args.baselines) + " |",
               "|---|" + "---|" * (len(FDIN_VARIANTS) + len(args.baselines))]
