@@ -136,10 +136,25 @@ def attribution_folds(args, setting: str, model: str) -> list[dict]:
     return out
 
 
+def _command_line() -> str:
+    """This invocation's arguments, without the ``--note`` text (shown under the title anyway)."""
+    argv, out, skip = sys.argv[1:], [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--note":
+            out.append("--note NOTE")
+            skip = True
+        elif not a.startswith("--note="):
+            out.append(shlex.quote(a))
+    return " ".join(out)
+
+
 def report(args) -> str:
     lines = ["# FDIN: per-estimate attribution, `--pair-aux` 0 vs 1, and fair baselines (generated data)", "",
              "Regenerate: `python -m train.report_fdin_attribution` "
-             f"(this run: `{' '.join(shlex.quote(a) for a in sys.argv[1:]) or 'defaults'}`; "
+             f"(this run: `{_command_line() or 'defaults'}`; "
              f"{args.n} sequences per data set, {args.folds}-fold subject-disjoint CV, {args.epochs} epochs, "
              f"{args.restarts} plateau restart(s) for every neural model, report seeds {args.seeds}).", "",
              "**Data kept apart.** Every data set here has data seed "
