@@ -41,9 +41,19 @@ READY_TIMEOUT_S = 120.0
 def _register_results() -> None:
     """The dataclasses of a :class:`~fdin.analyze.TraitResult`, allowed back from a worker."""
     from fdin.analyze import TraitResult
-    from fdin.results import AgeEstimate, Estimates, GenderEstimate, Importance, ModelProvenance, TrackCount
+    from fdin.results import (
+        AgeEstimate,
+        Attribution,
+        Estimates,
+        GenderEstimate,
+        Importance,
+        ModelProvenance,
+        PairEffect,
+        TrackCount,
+    )
 
-    for cls in (TraitResult, Estimates, GenderEstimate, AgeEstimate, Importance, ModelProvenance, TrackCount):
+    for cls in (TraitResult, Estimates, GenderEstimate, AgeEstimate, Importance, ModelProvenance, TrackCount,
+                Attribution, PairEffect):
         register_result_type(cls)
 
 
