@@ -120,7 +120,7 @@ def test_salient_pairs_are_signed_sorted_and_empty_within_noise():
 
 def test_app_and_cli_sentences_name_the_attributed_pair_or_none():
     from fdin.app.rendering import drawn_relations, relation_sentence
-    from fdin.commands.analyze import _top_pair, relation_lines
+    from fdin.commands.analyze import relation_lines, top_pair
     from fdin.viz import pretty_name
 
     a = _attribution({5: -0.5})
@@ -137,7 +137,7 @@ def test_app_and_cli_sentences_name_the_attributed_pair_or_none():
     class Q:
         attribution = quiet
 
-    assert _top_pair(R()) == " - ".join(pair) and _top_pair(Q()) == "none stands out"
+    assert top_pair(R()) == " - ".join(pair) and top_pair(Q()) == "none stands out"
     assert drawn_relations(R())[0].regions == pair and drawn_relations(Q()) == []
     lines = relation_lines(Q())
     assert lines[0].startswith("gender: no relation stands out") and len(lines) == 2

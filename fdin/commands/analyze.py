@@ -43,7 +43,7 @@ def _expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _top_pair(result) -> str:
+def top_pair(result) -> str:
     """summary.csv's ``top_relation``: the pair that moved the gender estimate most (per-estimate
     attribution), ``none stands out`` when no pair exceeds the noise level, empty without attribution."""
     if result.attribution is None:
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             row.update(json=str(out), frames_analyzed=result.frames_analyzed, face_found=result.face_track.found,
                        gender=d.gender.label, p_female=round(d.gender.p_female, 4), age_years=round(d.age.years, 1),
                        age_std=round(d.age.std, 1), total_ms=result.timings_ms["total"],
-                       top_relation=_top_pair(result))
+                       top_relation=top_pair(result))
         rows.append(row)
     summary = args.out_dir / "summary.csv"
     with open(summary, "w", newline="") as handle:
