@@ -51,16 +51,18 @@ def _register_results() -> None:
     from fdin.analyze import TraitResult
     from fdin.results import (
         AgeEstimate,
+        Attribution,
         Coverage,
         Estimates,
         GenderEstimate,
         Importance,
         ModelProvenance,
+        PairEffect,
         TrackCount,
     )
 
     for cls in (TraitResult, Estimates, GenderEstimate, AgeEstimate, Importance, ModelProvenance, TrackCount,
-                Coverage):
+                Coverage, Attribution, PairEffect):
         register_result_type(cls)
 
 

@@ -223,13 +223,13 @@ class DynamicsAnalyzer:
         a = self.age(x)
         t2 = time.perf_counter()
         p_female = float(1.0 / (1.0 + np.exp(-float(g["output"][0, 0]))))
-        attribution = None
-        if "pair_effect" in g and "pair_effect" in a:
-            attribution = Attribution(
-                tuple(REGION_NAMES),
-                {"gender": pairs_to_matrix(np.asarray(g["pair_effect"][0], dtype=np.float64)),
-                 "age": pairs_to_matrix(np.asarray(a["pair_effect"][0], dtype=np.float64))},
-                {"gender": float(self.gender.attribution_noise), "age": float(self.age.attribution_noise)})
+        # per target whose weights carry an attribution reference (older weights do not)
+        carried = {t: (out, model) for t, out, model in (("gender", g, self.gender), ("age", a, self.age))
+                   if "pair_effect" in out and model.attribution_noise is not None}
+        attribution = Attribution(
+            tuple(REGION_NAMES),
+            {t: pairs_to_matrix(np.asarray(out["pair_effect"][0], dtype=np.float64)) for t, (out, _) in carried.items()},
+            {t: float(model.attribution_noise) for t, (_, model) in carried.items()}) if carried else None
         return DynamicsPrediction(
             dynamics=dyn,
             estimates=Estimates(GenderEstimate(p_female),

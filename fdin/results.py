@@ -186,7 +186,10 @@ class Attribution:
                    "feature replaced by its mean over the training sequences")
 
     def effects(self, target: str = "gender") -> list[PairEffect]:
-        """Every pair's effect on ``target``, largest magnitude first."""
+        """Every pair's effect on ``target``, largest magnitude first ([] when the weights for
+        ``target`` carry no attribution: check ``target in by_target`` before saying none stands out)."""
+        if target not in self.by_target:
+            return []
         m = np.asarray(self.by_target[target], dtype=np.float64)
         r = len(self.regions)
         up, down = EFFECT_DIRECTIONS.get(target, ("higher", "lower"))

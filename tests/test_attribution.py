@@ -159,3 +159,44 @@ def test_summary_and_keyframe_use_the_attribution_not_the_importance():
     with_pair = viz.draw_regions_and_relations(image, lms, REGION_NAMES, result.attribution.salient("gender"))
     without = viz.draw_regions_and_relations(image, lms, REGION_NAMES, [])
     assert (with_pair != without).any()
+
+
+def test_shipped_weights_attribute_both_classes_and_nothing_without_signal():
+    """The shipped weights carry the attribution through the analyzer (ONNX): generated smiles of both
+    classes name the planted pair with opposite signs; a still face, white-noise landmarks and a smile
+    with its frames shuffled name no pair (the no-signal control, on inputs not used to fit the noise)."""
+    from fdin.analyze import DynamicsAnalyzer
+    from fdin.regions import CANONICAL_FACE
+    from fdin.synth import GENDER_PAIR, make_subject, smile_landmarks
+
+    analyzer = DynamicsAnalyzer(decode_worker=False)
+    fps = 25.0
+
+    def attribution(landmarks):
+        pred = analyzer.predict_landmarks(landmarks, np.arange(len(landmarks)) / fps)
+        assert pred.attribution is not None
+        return pred.attribution
+
+    planted = tuple(sorted(GENDER_PAIR, key=REGION_NAMES.index))
+    signs = {}
+    for gender in ("female", "male"):
+        hits = []
+        for k in range(4):
+            rng = np.random.default_rng([7, k])
+            lm = smile_landmarks(rng, make_subject(rng, f"t{k}", gender=gender), fps=fps)
+            top = attribution(lm).salient("gender", k=1)
+            hits.append(bool(top) and tuple(top[0].regions) == planted)
+            if top:
+                signs.setdefault(gender, set()).add(top[0].toward)
+        assert sum(hits) >= 3, (gender, hits)
+    assert signs == {"female": {"female"}, "male": {"male"}}
+
+    rng = np.random.default_rng(11)
+    face = CANONICAL_FACE * 60 + 160
+    still = np.repeat(face[None], 60, axis=0).astype(np.float32)
+    white = (still + rng.normal(0, 0.5, still.shape)).astype(np.float32)
+    smile = smile_landmarks(rng, make_subject(rng, "s", gender="female"), fps=fps)
+    shuffled = smile[rng.permutation(len(smile))]
+    for name, lm in (("still", still), ("white", white), ("shuffled", shuffled)):
+        a = attribution(lm)
+        assert a.salient("gender") == [] and a.salient("age") == [], name

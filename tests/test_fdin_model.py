@@ -8,10 +8,11 @@ import torch
 
 from fdin.models.pretrained import load_pretrained
 from fdin.models.registry import create_model, list_models
-from fdin.regions import NUM_REGIONS
+from fdin.regions import NUM_REGIONS, region_pairs
 from fdin.weights import ModelCard, save_pretrained, stage_for_hub
 
-VARIANTS = ("fdin", "fdin_uniform", "fdin_baseline", "fdin_concat", "fdin_lstm", "fdin_pairwise_corr")
+VARIANTS = ("fdin", "fdin_uniform", "fdin_baseline", "fdin_concat", "fdin_lstm", "fdin_pairwise_corr",
+            "fdin_pair_timing")
 B, T, C = 3, 40, 4
 
 
@@ -158,6 +159,24 @@ def test_pairwise_corr_features_find_a_lagged_copy():
     f = model.baseline.features(v)[0]  # (P, 3); pair (0, 1) is the first
     assert f[0, 1] > 0.9 and abs(float(f[0, 2]) * model.baseline.max_lag - 3) < 0.5
     assert f[1:, 1].max() < 0.6
+
+
+def test_pair_timing_features_see_lags_per_channel_and_onset_differences():
+    """The timing model: a lag of 10 frames (0.4 s, the generator's largest age lag) in one channel only,
+    with the other channels unrelated, is found in that channel (|peak| ≈ 1, lag 0.4 s) even when it is
+    anticorrelated; the onset difference of two regions is measured in seconds."""
+    model = create_model("fdin_pair_timing").eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 150, NUM_REGIONS, 4, generator=g).cumsum(1) * 0.01
+    x[:, 10:, 1, 1] = -x[:, :-10, 0, 1]  # region 1's dy = minus region 0's dy, 10 frames later
+    x[:, :10, 1, 1] = -x[:, :1, 0, 1]  # (still before that, without a jump)
+    ramp = torch.clamp((torch.arange(150.0) - 50) / 20, 0, 1)
+    x[0, :, 2, 2], x[0, :, 3, 2] = ramp, torch.clamp((torch.arange(150.0) - 75) / 20, 0, 1)  # onsets 1 s apart
+    f = model.baseline.features(x)[0]  # (P, 9): |peak| ×4, lag ×4, onset difference; pair (0, 1) first
+    assert f[0, 1] > 0.75 and f[0, 5] == pytest.approx(0.4, abs=0.05)  # (|peak| ≤ 140/150: the overlap)
+    assert max(float(f[0, 0]), float(f[0, 2]), float(f[0, 3])) < 0.45
+    p23 = int(np.flatnonzero((region_pairs() == (2, 3)).all(1))[0])
+    assert f[p23, 8] == pytest.approx(1.0, abs=0.1)
 
 
 def test_full_rate_correlation_sees_synchrony_the_strided_layers_sample_away():

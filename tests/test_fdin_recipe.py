@@ -9,6 +9,12 @@ first; the same trained models check the importance's faithfulness (deleting the
 more than deleting a random or the bottom pair) and the validation-fitted temperature. Without the
 per-pair probe loss and the full-rate correlation (``--pair-aux 0 --no-fast-correlation``) the same
 runs stay on the plateau (measured: docs/benchmarks/fdin-synth.md).
+
+**This case is in-sample for the recipe** (data seed 1300 is where the plateau was diagnosed). On a
+case never used to tune (data seed 4242, same fold and split), split seed 0's first attempt stayed on
+the plateau (held-out accuracy 0.61 after 15 epochs, measured for issue 21), so "every run leaves the
+plateau on its first attempt" does not hold out of sample; the plateau restarts are needed. The
+per-class attribution checks below were developed on other data (seed 7301).
 """
 
 from __future__ import annotations
@@ -59,7 +65,10 @@ def trained(tmp_path_factory):
         pred = train_fdin.predict(model, loader)
         out[seed] = {"model": model, "history": history, "args": margs, "pred": pred,
                      "score": train_fdin.score(pred, "gender", margs["age_scale"]),
-                     "faith": train_fdin.faithfulness(model, loader, "gender", margs["age_scale"], ks=(1, 3))}
+                     "faith": train_fdin.faithfulness(model, loader, "gender", margs["age_scale"], ks=(1, 3)),
+                     "attr": train_fdin.attribution_report(model, records, np.flatnonzero(test_mask), "gender", 100,
+                                                           margs["age_scale"], train_fdin.relevant_pairs(data, "gender"),
+                                                           seed=seed)}
     return out
 
 
@@ -81,6 +90,20 @@ def test_importance_is_faithful(trained, seed):
     assert f["deletion"]["bottom"][0] >= f["full"] - 0.02
     # the top pair alone carries (nearly all of) the prediction; the bottom pair alone does not
     assert f["insertion"]["top"][0] >= f["full"] - 0.1 > f["insertion"]["bottom"][0] + 0.2
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_attribution_explains_both_classes_and_nothing_in_noise(trained, seed):
+    """Female and male estimates are both attributed to the planted pair (toward female / toward male)
+    beyond the noise level; on inputs without signal (shuffled frames, white noise, a still face) no
+    pair stands out."""
+    rep = trained[seed]["attr"]
+    female, male = rep["by_group"]["female"], rep["by_group"]["male"]
+    for row in (female, male):
+        assert row["salient"] >= 0.6 and row["attr_top_planted"] >= 0.8, row
+    assert female["planted_effect"] > rep["noise"] / 2 and male["planted_effect"] < -rep["noise"] / 2
+    assert rep["no_signal"]["salient"] <= 0.05, rep["no_signal"]
+    assert rep["recovery"]["rank_attribution"][0] == 1
 
 
 def test_temperature_is_fitted_and_calibration_is_reported(trained):

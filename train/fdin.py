@@ -415,6 +415,108 @@ def faithfulness(model, loader, target: str, age_scale: float, ks: tuple[int, ..
             "insertion": {o: [sc(outs[("insertion", o, k)]) for k in ks] for o in orders}}
 
 
+def relevant_pairs(data_dir: Path, target: str) -> list[int]:
+    """Indices (into :func:`fdin.regions.region_pairs`) of the pairs a generated dataset planted for
+    ``target`` (first the main pair, then the hard setting's second pair); [] for other data."""
+    from fdin.regions import region_index, region_pairs
+
+    meta_path = Path(data_dir) / "synth.json"
+    if not meta_path.exists():
+        return []
+    meta = json.loads(meta_path.read_text())
+    names = [meta["planted"][target]] + ([meta["second_pair"][target]] if meta.get("second_pair") else [])
+    pairs = region_pairs()
+    out = []
+    for a, b in names:
+        i, j = sorted((region_index(a), region_index(b)))
+        out.append(int(np.flatnonzero((pairs[:, 0] == i) & (pairs[:, 1] == j))[0]))
+    return out
+
+
+def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` separating ``positive`` (bool) from the rest (ties: half)."""
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float(((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg)))
+
+
+def attribution_report(model, records: list[Record], test_idx: np.ndarray, target: str, length: int,
+                       age_scale: float, relevant: list[int], seed: int = 0) -> dict[str, Any]:
+    """Per-class (gender) / per-age-tercile faithfulness of the attribution and of the learned importance
+    on held-out sequences, the no-signal control and the recovery of the planted pairs.
+
+    Per group: ``salient`` share of estimates with a pair beyond the noise level; ``attr_top_planted`` /
+    ``imp_top_planted`` share whose top pair (by |effect| / importance) is the planted one;
+    ``delete_top_attr`` / ``delete_top_imp``: mean |change of the estimate| (p_female or years) when that
+    pair is deleted with the importance renormalised over the rest (a removal independent of the
+    attribution's own reference) and, gender, the share of flipped labels (``flip_*``); ``entropy``: the
+    importance's entropy / ln P (1 = uniform); ``curves``: :func:`faithfulness` on the group.
+    ``no_signal``: the same on inputs without signal (:func:`no_signal_inputs`): share with a salient pair,
+    mean top importance, mean entropy. ``recovery``: AUROC of mean |effect| and of mean importance at
+    ranking the planted pairs above the others, and each planted pair's rank (1 = top).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from fdin.dynamics import fit_length
+
+    x = torch.from_numpy(np.stack([fit_length(records[i].traj, length)[0] for i in test_idx]).astype(np.float32))
+    p = model.pairs.shape[0]
+    model.eval()
+    with torch.inference_mode():
+        out = model(x)
+        est = model.estimate(out["output"]).numpy()
+        eff, imp = out["pair_effect"].numpy(), out["pair_importance"].numpy()
+        top_attr, top_imp = np.abs(eff).argmax(1), imp.argmax(1)
+        masks = [1 - torch.nn.functional.one_hot(torch.from_numpy(t), p).float() for t in (top_attr, top_imp)]
+        deleted = [model.estimate(o).numpy() for o in model.masked_outputs(x, masks)]
+        noise_in = no_signal_inputs(x.numpy(), np.random.default_rng([seed, 29]), draws=1)
+        ns = [model(torch.from_numpy(a)) for a in noise_in.values()]
+    noise = float(model.attribution_noise)
+    entropy = lambda a: -(a * np.log(np.clip(a, 1e-12, None))).sum(1) / np.log(a.shape[1])  # noqa: E731
+    if target == "gender":
+        groups = np.array([records[i].gender for i in test_idx])
+    else:
+        ages = np.array([records[i].age for i in test_idx])
+        groups = np.array(["young", "middle", "old"])[np.digitize(ages, np.quantile(ages, [1 / 3, 2 / 3]))]
+    planted = relevant[0] if relevant else -1
+    by_group: dict[str, Any] = {}
+    for g in sorted(set(groups.tolist())):
+        m = groups == g
+        row = {"n": int(m.sum()), "salient": float((np.abs(eff[m]).max(1) > noise).mean()),
+               "attr_top_planted": float((top_attr[m] == planted).mean()),
+               "imp_top_planted": float((top_imp[m] == planted).mean()),
+               "delete_top_attr": float(np.abs(est[m] - deleted[0][m]).mean()),
+               "delete_top_imp": float(np.abs(est[m] - deleted[1][m]).mean()),
+               "planted_effect": float(eff[m, planted].mean()) if relevant else float("nan"),
+               "entropy": float(entropy(imp[m]).mean())}
+        if target == "gender":
+            row["flip_top_attr"] = float(((est[m] >= 0.5) != (deleted[0][m] >= 0.5)).mean())
+            row["flip_top_imp"] = float(((est[m] >= 0.5) != (deleted[1][m] >= 0.5)).mean())
+        ds = make_dataset(records, test_idx[m], target, length, train=False, augment_on=False, seed=seed,
+                          age_center=float(model.age_center), age_scale=age_scale)
+        row["curves"] = faithfulness(model, DataLoader(ds, batch_size=256), target, age_scale, ks=(1, 2, 4, 8),
+                                     seed=seed)
+        by_group[g] = row
+    ns_eff = np.concatenate([o["pair_effect"].numpy() for o in ns])
+    ns_imp = np.concatenate([o["pair_importance"].numpy() for o in ns])
+    report: dict[str, Any] = {
+        "noise": noise, "by_group": by_group,
+        "no_signal": {"n": len(ns_eff), "salient": float((np.abs(ns_eff).max(1) > noise).mean()),
+                      "top_importance": float(ns_imp.max(1).mean()), "entropy": float(entropy(ns_imp).mean()),
+                      "imp_top_planted": float((ns_imp.argmax(1) == planted).mean())}}
+    if relevant:
+        positive = np.isin(np.arange(p), relevant)
+        mean_abs, mean_imp = np.abs(eff).mean(0), imp.mean(0)
+        rank = lambda v, k: int((v > v[k]).sum() + 1)  # noqa: E731
+        report["recovery"] = {"auroc_attribution": _auroc(mean_abs, positive),
+                              "auroc_importance": _auroc(mean_imp, positive),
+                              "rank_attribution": [rank(mean_abs, k) for k in relevant],
+                              "rank_importance": [rank(mean_imp, k) for k in relevant]}
+    return report
+
+
 def rank_stability(vectors: list[np.ndarray]) -> dict[str, float]:
     """Spearman rank correlation of pair-importance vectors between every two runs (mean, min) and the
     share of those pairs of runs that agree on the top pair (``top1_agreement``)."""
@@ -504,7 +606,7 @@ def train_model(args, records: list[Record], train_idx: np.ndarray, val_idx: np.
     const = constant_baseline(records, train_idx, val_idx, args.target)
     plateau = args.plateau_factor * (const["loss"] if args.target == "gender" else const["mae"])
     best_model, best_hist, best_crit = None, [], float("inf")
-    linear = args.model == "pairwise-corr"  # a linear model on fixed features: fitted to convergence
+    linear = args.model in LINEAR_MODELS  # a linear model on fixed features: fitted to convergence
     if linear:
         best_model, best_hist, best_crit = fit_linear(args, records, train_idx, val_idx, model_args,
                                                       age_center, age_scale)
@@ -602,10 +704,13 @@ def fit_attribution(model, records: list[Record], train_idx: np.ndarray, val_idx
             worst[kind] = max(float(model(x)["pair_effect"].abs().max()) for x in batches(arr))
     log.info("attribution noise: largest |effect| on no-signal inputs %s",
              ", ".join(f"{k} {v:.4f}" for k, v in worst.items()))
-    model.attribution_noise = round(max(worst.values()), 5)
+    # (a floor of 1e-3 p_female / years: a model whose pairs change nothing has no salient pair)
+    model.attribution_noise = round(max(max(worst.values()), 1e-3), 5)
     return model.attribution_noise
 
 
+#: ``--model`` choices that are linear models on hand-crafted features (:func:`fit_linear`)
+LINEAR_MODELS = ("pairwise-corr", "timing")
 #: L2 strengths tried by :func:`fit_linear` (on standardised features; per training sequence)
 LINEAR_L2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
@@ -853,7 +958,7 @@ def main(argv: list[str] | None = None) -> int:
     subj_arr = np.array(subjects)
     folds = subject_folds(subjects, args.folds, args.seed)
     metric = "accuracy" if args.target == "gender" else "mae"
-    per_fold, histories, fold_scores, faith, fold_importance = [], [], [], [], []
+    per_fold, histories, fold_scores, faith, fold_importance, attributions = [], [], [], [], [], []
     imp_sum, imp_n = np.zeros(len(REGION_NAMES) * (len(REGION_NAMES) - 1) // 2), 0
     group_sum: dict[str, np.ndarray] = {}
     group_n: dict[str, int] = {}
@@ -886,6 +991,9 @@ def main(argv: list[str] | None = None) -> int:
         sc["constant_predictor"] = const["accuracy"] if args.target == "gender" else const["mae"]
         if model.has_importance and not args.no_faithfulness:
             faith.append(faithfulness(model, test_loader, args.target, margs["age_scale"], seed=args.seed + f))
+            attributions.append(attribution_report(model, records, test_idx, args.target, args.dyn_config.length,
+                                                   margs["age_scale"], relevant_pairs(args.data, args.target),
+                                                   seed=args.seed + f))
         fold_importance.append(pred["pair_importance"].mean(0))
         per_fold.append(sc[metric])
         fold_scores.append(sc)
@@ -902,7 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             log.info("fold %d/%d: test %s = %.4f (%d train, %d val, %d test sequences, %d %s)", f + 1,
                      args.folds, metric, sc[metric], len(train_idx), len(val_idx), len(test_idx), len(history),
-                     "L2 strengths" if args.model == "pairwise-corr" else "epochs")
+                     "L2 strengths" if args.model in LINEAR_MODELS else "epochs")
 
     mean_imp = pairs_to_matrix(imp_sum / max(imp_n, 1))
     metrics = {"target": args.target, "model": args.model, "folds": args.folds,
@@ -915,6 +1023,8 @@ def main(argv: list[str] | None = None) -> int:
                "seconds": round(time.time() - t_start, 1)}
     if faith:
         metrics["faithfulness"] = faith
+    if attributions:
+        metrics["attribution"] = attributions
     importance = {"regions": list(REGION_NAMES), "region_landmarks": REGION_LANDMARKS,
                   "normalisation": "symmetric, zero diagonal; upper triangle sums to 1 (full matrix sums to 2)",
                   "mean": np.round(mean_imp, 6).tolist(),
@@ -979,12 +1089,25 @@ def save_final(args, model, model_args: dict, metrics: dict, importance: dict, c
                "an age estimate with a predicted standard deviation (scaled on validation subjects)")
     synthetic_note = (" Because it was trained on generated data, its output is a model probability on that "
                       "generated distribution, not a confidence about a real person." if synthetic else "")
+    aux_note = ""
+    if args.model == "fdin":
+        aux_note = (" The importance is trained with an auxiliary importance-weighted per-pair probe loss "
+                    f"(--pair-aux {args.pair_aux:g}) that the paper does not have: it turns the importance into a "
+                    "gate favouring the single pair that predicts best alone, so it is the model's weighting, not an "
+                    "explanation of one estimate." if args.pair_aux > 0 else
+                    " The importance is trained by the trait loss alone (--pair-aux 0), as in the paper.")
+        aux_note += (" Each estimate also carries an attribution (the change when one pair's relational feature is "
+                     "replaced by typical training sequences' features; noise level "
+                     f"{model_args.get('attribution_noise', float('nan')):.3g} in "
+                     f"{'p(female)' if args.target == 'gender' else 'years'}, the largest effect on inputs without "
+                     "signal); trained with no-signal inputs labelled with the prior "
+                     f"(--no-signal {args.no_signal:g}).")
     card = ModelCard(
         title=f"fdin-{args.target}" + ("" if args.model == "fdin" else f"-{args.model}"),
         summary=(f"FDIN ({args.model}) estimating {args.target} from facial landmark dynamics, with a "
                  "relational importance matrix over region pairs. A reimplementation of the ideas of Kim & Ro "
                  "(ECCV 2018); architecture, regions and training recipe are fdin's own choices. "
-                 f"Output: {outputs}.{synthetic_note}"),
+                 f"Output: {outputs}.{aux_note}{synthetic_note}"),
         trained_on=trained_on, synthetic_training_data=synthetic,
         metrics=card_metrics,
         training_command=command, tags=("facial-dynamics", args.target),

@@ -142,7 +142,7 @@ def relation_sentence(attribution: Any, target: str = "gender", k: int = 1) -> s
     out when no pair's effect exceeds the noise level. None for weights without an attribution."""
     from fdin.viz import pretty_name
 
-    if attribution is None:
+    if attribution is None or target not in attribution.by_target:
         return None
     salient = attribution.salient(target, k=k)
     noise = float(attribution.noise.get(target, 0.0))

@@ -62,7 +62,8 @@ relation = client.predict(handle_file("a.jpg"), handle_file("b.jpg"), "warm", ap
 group = client.predict(handle_file("group.jpg"), None, "warm", api_name="/relate_photos")[0]
 ```
 `/analyze_video` returns 8 values, in order: the JSON of `fdin analyze`, the summary (Markdown), the
-annotated clip, a keyframe with the top region relations, the gender and age importance heatmaps
+annotated clip, a keyframe with the region pairs that moved the gender estimate (from the JSON's
+`attribution`; none drawn when no relation stands out), the gender and age importance heatmaps
 (Plotly), the region dynamics plot and the JSON file. `/relate_photos` returns 5 values: the JSON of
 `fdin relate`, the annotated image, the per-face table, the pairs × traits chart and (3+ faces, else
 empty) the relation matrix for `trait`. `/detect_faces` returns 4 values: the JSON of `fdin faces` (with each face's expression), the
@@ -78,8 +79,8 @@ of a video, one request at a time with a short queue (direct REST calls outside 
 CONSENT_FIRST = "Tick the consent box at the top first: until then no frame is processed."
 LIVE_HELP = (
     "Start the camera: the server follows your face on every frame it receives (68 landmarks, the FDIN "
-    "regions and, once an estimate exists, the region pairs that moved it) and refreshes a rolling FDIN "
-    "estimate over the last 4 s about once a second. Frames are kept in memory for at most 10 s (fewer "
+    "regions and, once an estimate exists, the region pairs that moved it beyond noise) and refreshes a "
+    "rolling FDIN estimate over the last 4 s about once a second. Frames are kept in memory for at most 10 s (fewer "
     "at high frame rates or when the server is busy: each visitor's memory is capped) and never written "
     "to disk. The button analyses the buffered seconds exactly as an uploaded video; the result says how "
     "many.")
@@ -190,7 +191,14 @@ def models_markdown() -> str:
               "(libfacedetection, BSD-3), MediaPipe's face-landmark network (Apache-2.0, converted to ONNX "
               "and mapped to the 68 iBUG points) and the Cydral age/gender networks (CC0); or insightface "
               "buffalo_l (non-commercial) when provided on disk. dlib's 68-point predictor (trained on iBUG "
-              "300-W, whose terms exclude commercial use) remains selectable as `offline-dlib`.", ""]
+              "300-W, whose terms exclude commercial use) remains selectable as `offline-dlib`.", "",
+              "**FDIN's importance and attribution.** The heatmaps show FDIN's *learned importance*, the "
+              "model's weighting of the 66 region pairs. fdin trains it with an auxiliary per-pair loss the "
+              "paper does not have, which turns it into a gate favouring the single pair that predicts best "
+              "alone, so it is not an explanation of one estimate. The sentences and the pairs drawn on the "
+              "face come from the *attribution*: how much removing each pair's relational feature changes "
+              "this estimate (signed), with a noise level measured on inputs without any signal; when no "
+              "pair exceeds it, fdin says that no relation stands out.", ""]
     for role, readme in cards:
         body = readme.split("---", 2)[-1].strip() if readme.startswith("---") else readme.strip()
         lines += [f"<details><summary>Model card: {role}</summary>", "", body, "", "</details>", ""]

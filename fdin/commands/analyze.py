@@ -87,6 +87,9 @@ def relation_lines(result) -> list[str]:
         return ["relations: these weights carry no per-estimate attribution (retrain with this fdin version)"]
     lines = []
     for target, unit in (("gender", "p_female"), ("age", "years")):
+        if target not in attribution.by_target:
+            lines.append(f"{target}: these weights carry no per-estimate attribution")
+            continue
         salient = attribution.salient(target, k=3)
         noise = attribution.noise.get(target, 0.0)
         if not salient:

@@ -30,6 +30,8 @@ zeros for them; benchmark: ``docs/benchmarks/fdin-synth.md``):
   design, but the MLP can represent interactions between regions (e.g. products of two regions'
   velocities at the same time).
 * :class:`SequenceBaseline` (``fdin_lstm``): one LSTM over all regions' normalised velocity channels.
+* :class:`PairTimingBaseline` (``fdin_pair_timing``, ``--model timing``): per pair and channel the
+  |cross-correlation| peak and its lag over ±0.6 s, and onset differences → a linear model.
 * :class:`PairwiseCorrBaseline` (``fdin_pairwise_corr``): fixed, hand-crafted features per pair
   (velocity correlation at lag 0, the largest cross-correlation over lags ±``max_lag`` frames and
   that lag) → standardisation → one linear layer: a logistic regression (gender) or a linear
@@ -55,7 +57,7 @@ from fdin.models.registry import register_model
 from fdin.regions import NUM_REGIONS, region_pairs
 
 TARGETS = ("gender", "age")
-RELATIONS = ("importance", "uniform", "none", "concat", "lstm", "pairwise_corr")
+RELATIONS = ("importance", "uniform", "none", "concat", "lstm", "pairwise_corr", "pair_timing")
 
 
 class LocalDynamicsEncoder(nn.Module):
@@ -331,6 +333,49 @@ class PairwiseCorrBaseline(nn.Module):
         return self.linear(self.standardise(f)), None
 
 
+class PairTimingBaseline(nn.Module):
+    """The hand-crafted timing model a reviewer would write, + a linear model (logistic for gender).
+
+    From the (B, T, R, C) displacements at the model rate (25/s): per region and channel the velocity,
+    normalised by its RMS; per unordered pair (i, j) and **per channel** (no averaging of signed
+    correlations across channels, which can cancel) the peak of the *absolute* cross-correlation over
+    lags −L..L frames (``max_lag`` = 15 = 0.6 s, beyond the generator's 0.4 s age lag) and that lag
+    (s, > 0 when j follows i); and the difference of the two regions' onsets (first frame at which
+    the displacement magnitude reaches 30 % of its peak, s). ``P · (2C + 1)`` features, standardised,
+    one linear layer, fitted to convergence by :func:`train.fdin.fit_linear` (an L2 grid chosen on
+    validation subjects).
+    """
+
+    def __init__(self, *, num_regions: int = NUM_REGIONS, in_channels: int = NUM_CHANNELS, max_lag: int = 15,
+                 fps: float = 25.0, target: str = "gender", eps: float = 1e-3) -> None:
+        super().__init__()
+        self.max_lag, self.fps, self.eps = max_lag, fps, eps
+        self.register_buffer("pairs", torch.from_numpy(region_pairs(num_regions)), persistent=False)
+        n_feat = len(region_pairs(num_regions)) * (2 * in_channels + 1)
+        self.standardise = nn.BatchNorm1d(n_feat, affine=False)
+        self.linear = nn.Linear(n_feat, 1 if target == "gender" else 2)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, R, C) displacements → (B, P, 2C + 1): per channel |xcorr| peak, its lag (s); onset difference (s)."""
+        v = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1).permute(0, 2, 1, 3)  # (B, R, T, C)
+        v = v - v.mean(dim=2, keepdim=True)
+        v = v / (v.pow(2).mean(dim=2, keepdim=True).sqrt() + self.eps)
+        vi, vj = v[:, self.pairs[:, 0]], v[:, self.pairs[:, 1]]  # (B, P, T, C)
+        t = v.shape[2]
+        cc = torch.stack([(vi[:, :, max(0, -k):t - max(0, k)] * vj[:, :, max(0, k):t + min(0, k)]).sum(2) / t
+                          for k in range(-self.max_lag, self.max_lag + 1)], dim=-1)  # (B, P, C, L)
+        best, arg = cc.abs().max(dim=-1)
+        lag = (arg.to(cc.dtype) - self.max_lag) / self.fps  # > 0: j follows i
+        mag = x[..., 2]  # (B, T, R) displacement magnitude
+        reached = mag >= 0.3 * mag.amax(dim=1, keepdim=True)
+        onset = reached.float().argmax(dim=1).to(x.dtype) / self.fps  # (B, R)
+        d_onset = onset[:, self.pairs[:, 1]] - onset[:, self.pairs[:, 0]]
+        return torch.cat([best, lag, d_onset.unsqueeze(-1)], dim=-1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.linear(self.standardise(self.features(x).flatten(1))), None
+
+
 class FDIN(nn.Module):
     """Encoder + interpreter (or the region-wise baseline) + trait head.
 
@@ -514,6 +559,8 @@ def _create_fdin(*, target: str = "gender", relation: str = "importance", encode
         raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
     if relation in ("lstm", "pairwise_corr"):
         enc: nn.Module = VelocityInput(in_channels=in_channels)
+    elif relation == "pair_timing":
+        enc = nn.Identity()  # the timing features need the displacements themselves (onsets)
     elif encoder == "geometry":
         enc = LocalDynamicsEncoder(in_channels=in_channels, dim=dim, kernel_size=kernel_size,
                                    num_layers=num_layers, drop_rate=drop_rate, input_mode=input_mode,
@@ -541,6 +588,9 @@ def _create_fdin(*, target: str = "gender", relation: str = "importance", encode
         elif relation == "lstm":
             baseline = SequenceBaseline(in_channels=in_channels,
                                         head=TraitHead(in_dim=48, target=target, drop_rate=drop_rate))
+        elif relation == "pair_timing":
+            baseline = PairTimingBaseline(in_channels=in_channels, target=target,
+                                          fps=float((dynamics or {}).get("fps", 25.0)))
         else:
             baseline = PairwiseCorrBaseline(target=target)
         model = FDIN(encoder=enc, head=None, baseline=baseline, **common)
@@ -591,13 +641,21 @@ def fdin_pairwise_corr(**kwargs: Any) -> FDIN:
     return _create_fdin(**{**kwargs, "relation": "pairwise_corr"})
 
 
+@register_model("fdin_pair_timing")
+def fdin_pair_timing(**kwargs: Any) -> FDIN:
+    """Comparison: hand-crafted per-channel |cross-correlation| peak/lag and onset differences per pair
+    + a linear (logistic) model."""
+    return _create_fdin(**{**kwargs, "relation": "pair_timing"})
+
+
 #: ``--model`` name of :mod:`train.fdin` → registered architecture (the one list of model choices).
 VARIANT_ARCHITECTURE = {"fdin": "fdin", "uniform": "fdin_uniform", "baseline": "fdin_baseline",
-                        "concat": "fdin_concat", "lstm": "fdin_lstm", "pairwise-corr": "fdin_pairwise_corr"}
+                        "concat": "fdin_concat", "lstm": "fdin_lstm", "pairwise-corr": "fdin_pairwise_corr",
+                        "timing": "fdin_pair_timing"}
 
 __all__ = [
     "FDIN", "VARIANT_ARCHITECTURE", "AppearanceEncoder", "ConcatBaseline", "LocalDynamicsEncoder",
-    "PairwiseCorrBaseline", "RegionwiseBaseline", "RelationalInterpreter", "SequenceBaseline", "TraitHead",
-    "VelocityInput", "fdin", "fdin_appearance", "fdin_baseline", "fdin_concat", "fdin_lstm",
-    "fdin_pairwise_corr", "fdin_uniform",
+    "PairTimingBaseline", "PairwiseCorrBaseline", "RegionwiseBaseline", "RelationalInterpreter", "SequenceBaseline",
+    "TraitHead", "VelocityInput", "fdin", "fdin_appearance", "fdin_baseline", "fdin_concat", "fdin_lstm",
+    "fdin_pair_timing", "fdin_pairwise_corr", "fdin_uniform",
 ]
