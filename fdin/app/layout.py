@@ -139,9 +139,9 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                     buttons.append((analyze_btn, "Analyse video"))
                 with gr.Column(scale=1):  # the result first: on a desktop it starts near the top of the screen
                     summary = gr.Markdown(label="summary", elem_id="analysis-summary", elem_classes=["fdin-words"])
-                    clip_out = gr.Video(label="Annotated playback (landmarks, regions, top relations)",
+                    clip_out = gr.Video(label="Annotated playback (landmarks, regions, pairs that moved the estimate)",
                                         interactive=False, height=360)
-                    keyframe = gr.Image(label="Top region relations at the expression peak (width = importance)",
+                    keyframe = gr.Image(label="Pairs that moved the gender estimate, at the expression peak (width = effect)",
                                         interactive=False, height=360)
                     gr.Markdown(texts.DRAWING_LEGEND, elem_classes=["fdin-legend"])
                     json_file = gr.File(label="Download the JSON", interactive=False, height=90)
@@ -175,7 +175,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                                           webcam_options=gr.WebcamOptions(
                                               mirror=False, constraints={"video": {"width": 640, "height": 480}}))
                 with gr.Column(min_width=320):
-                    live_overlay = LiveOverlay(label="Tracked face (landmarks, regions, top relations)",
+                    live_overlay = LiveOverlay(label="Tracked face (landmarks, regions, pairs that moved the estimate)",
                                                interactive=False, elem_id="live-overlay")
             with gr.Row():
                 with gr.Column(min_width=320):
@@ -191,7 +191,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                     with gr.Column(min_width=320):
                         live_clip = gr.Video(label="Annotated playback", interactive=False, height=300)
                     with gr.Column(min_width=320):
-                        live_key = gr.Image(label="Top region relations at the expression peak", interactive=False,
+                        live_key = gr.Image(label="Pairs that moved the gender estimate, at the expression peak", interactive=False,
                                             height=300)
                 with gr.Row():
                     with gr.Column(min_width=360):

@@ -126,8 +126,9 @@ NOTICE_SHORT = (
 #: Under the keyframe: what the drawing shows.
 DRAWING_LEGEND = (
     "**On the face:** tinted patches, each with a dot at its centre: the 12 regions; red lines: the region "
-    "pairs that mattered most to the gender estimate (thicker = more important). The playback also shows "
-    "the face box (green) and the 68 landmarks (yellow dots).")
+    "pairs whose removal moved the gender estimate most (thicker = larger effect; no line when no relation "
+    "stands out above the noise level). The playback also shows the face box (green) and the 68 landmarks "
+    "(yellow dots).")
 
 #: Above the Relations outputs.
 RELATIONS_NOTE = (
