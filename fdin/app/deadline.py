@@ -1,5 +1,5 @@
-"""How long one video analysis may take in the app (issue 24 item 7): the clip's length and the
-faces in it, and the sentence a visitor reads when the analysis passes its deadline
+"""How long one video analysis may take in the app, so that one long many-face clip cannot hold a
+slot for minutes: the clip's length and the faces in it, and the sentence a visitor reads when the analysis passes its deadline
 (:func:`fdin.app.settings.analysis_deadline_s` gives the budget)."""
 
 from __future__ import annotations

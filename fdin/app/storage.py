@@ -1,4 +1,4 @@
-"""Where the running app keeps files, and the purge that keeps the notice's promise (issue 16).
+"""Where the running app keeps files, and the purge that keeps the notice's promise (nothing kept past 15 minutes).
 
 Every file the app writes for a request — Gradio's copies of uploads and of returned files (its
 ``GRADIO_TEMP_DIR``) and fdin's scratch files (annotated clips, JSON downloads, encoded images) — lives
@@ -67,23 +67,15 @@ def _pid_of(folder: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def purge_leftovers(root: Path | None = None) -> int:
     """Remove the folders of instances whose process is gone; returns how many were removed."""
+    from fdin.isolation.workers import pid_alive
+
     root = storage_root() if root is None else root
     removed = 0
     for folder in root.glob(RUN_PREFIX + "*"):
         pid = _pid_of(folder)
-        if pid is None or (pid != os.getpid() and not _alive(pid)):
+        if pid is None or (pid != os.getpid() and not pid_alive(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     if removed:
@@ -137,7 +129,7 @@ class Storage:
 
         self.root = storage_root() if root is None else root
         purge_leftovers(self.root)
-        gone = purge_exchange_leftovers()  # /dev/shm and temp exchange folders of dead runs (issue 24)
+        gone = purge_exchange_leftovers()  # /dev/shm and temp exchange folders of runs that were killed
         if gone:
             log.info("removed %d exchange folder(s) left by earlier runs", gone)
         self.path = self.root / f"{RUN_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"

@@ -1,4 +1,4 @@
-"""Decoding in a worker *process* that streams frames into shared memory (issue 15).
+"""Decoding in a worker *process* that streams frames into shared memory (no GIL shared with tracking).
 
 Why a process: on two cores, a decoder thread and face tracking contend for the GIL (PyAV re-takes it
 several times per frame), so a thread stretched decoding over the whole tracking time; and on a

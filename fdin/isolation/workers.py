@@ -1,4 +1,4 @@
-"""Long-lived worker processes that talk in lines, and a pool of them (issue 15).
+"""Long-lived worker processes that talk in lines, and a pool of them (one model load per worker, reused).
 
 :class:`LineWorker` is one ``python -I`` child started once and reused: the parent writes one JSON
 request per line on its stdin, the child answers with status lines on its stdout (the first word
@@ -82,13 +82,18 @@ def _owner_alive(marker: Path) -> bool:
         return False
     if pid == os.getpid():
         return True
+    return pid_alive(pid) and (not started or _start_time(pid) == started)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return not started or _start_time(pid) == started
+    return True
 
 
 def purge_exchange_leftovers(roots: tuple[str, ...] | None = None) -> int:
@@ -308,5 +313,5 @@ class WorkerPool(Generic[W]):
             worker.close()
 
 
-__all__ = ["OWNER_MARKER", "STALL_TIMEOUT_S", "LineWorker", "WorkerPool", "exchange_dir", "purge_exchange_leftovers",
+__all__ = ["OWNER_MARKER", "STALL_TIMEOUT_S", "LineWorker", "WorkerPool", "exchange_dir", "pid_alive", "purge_exchange_leftovers",
            "remove_dir"]
