@@ -171,3 +171,78 @@ def test_the_search_tries_the_small_copy_first_and_falls_back_to_every_pixel(mon
                              appearance_frames=0)
         assert len(tracks) == 1 and len(tracks[0]) == 3
         assert sizes.count((640, 360)) == full_frame_searches and sizes[0] == (320, 180)
+
+
+def test_video_search_skips_the_full_frame_and_caps_the_copy_but_finds_analysable_faces(monkeypatch):
+    """``search_full_frame=False`` (what :class:`fdin.analyze.DynamicsAnalyzer` uses): with no face
+    followed, only the copy is searched, never the full frame; the copy is at most
+    :data:`~fdin.perception.tracking.DETECT_MAX_SIDE` on its longer side even when
+    ``detect_downscale`` asks for more (a 1920x1080 frame is searched at 640x360). A real face with a
+    40-px box (the smallest the landmark harness fits) is still found on the copy."""
+    import cv2
+
+    from fdin.media import load_image
+    from fdin.perception import get_backend, track_faces
+    from fdin.perception.tracking import DETECT_MAX_SIDE
+    from tests import real_media
+
+    be = get_backend("offline")
+    sizes: list[tuple[int, int]] = []
+    detect = be.detect_boxes
+
+    def counting(image):
+        sizes.append((image.shape[1], image.shape[0]))
+        return detect(image)
+
+    monkeypatch.setattr(be, "detect_boxes", counting)
+    photo = load_image(real_media.path("single_face.jpg"))
+    box = detect(photo)[0].bbox
+    for (width, height), face_px, copy in (((960, 540), 40, (480, 270)), ((1920, 1080), 60, (640, 360))):
+        s = face_px / float(box[2] - box[0])
+        small = cv2.resize(photo, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        frame = np.full((height, width, 3), 90, np.uint8)
+        frame[100:100 + small.shape[0], 300:300 + small.shape[1]] = small
+        blank = np.full_like(frame, 90)
+        sizes.clear()
+        # three empty frames (searched: the copy only), then the face
+        tracks = track_faces(np.stack([blank] * 3 + [frame] * 3), be, detect_every=1, detect_downscale=0.5,
+                             search_full_frame=False, appearance_frames=0)
+        assert max(copy) <= DETECT_MAX_SIDE
+        assert (width, height) not in sizes and set(sizes) == {copy}, sizes
+        assert len(tracks) == 1 and tracks[0].frame_indices == [3, 4, 5]
+        found = float(np.ptp(tracks[0].faces[0].landmarks[:, 0]))
+        assert 0.6 * face_px < found < 1.6 * face_px
+        # the same empty frames with the full-frame fallback: every search of an empty copy adds one
+        sizes.clear()
+        track_faces(np.stack([blank] * 3), be, detect_every=1, detect_downscale=0.5, appearance_frames=0)
+        assert sizes.count((width, height)) == 3
+
+
+def test_the_fast_large_face_crop_keeps_the_exact_scale_crop():
+    """:class:`fdin.perception.mesh.MeshLandmarker` shrinks a large face by a whole factor before the
+    warp (OpenCV's fast box path) instead of INTER_AREA at the exact scale: the crop the network sees
+    keeps the exact-scale crop's geometry (no shift beyond 0.1 px) and content (mean difference under
+    2 grey levels), on a real photo at several crop sizes and a roll."""
+    import cv2
+
+    from fdin.media import load_image
+    from fdin.perception.mesh import INPUT, MeshLandmarker, square_transform
+    from tests import real_media
+
+    image = load_image(real_media.path("single_face.jpg"))
+    h, w = image.shape[:2]
+    landmarker = MeshLandmarker()
+    for side in (400, 470, 560, 800):
+        _, side, m = square_transform(np.array([w / 2.0, h / 2.0]), side, 0.15)
+        fast = landmarker._crop(image, m, side).astype(np.float32)
+        # the exact-scale crop: the region shrunk by INTER_AREA to exactly 1:1, then the same warp
+        k = side / INPUT
+        exact_small = cv2.resize(image, (round(w / k), round(h / k)), interpolation=cv2.INTER_AREA)
+        sx, sy = exact_small.shape[1] / w, exact_small.shape[0] / h
+        m_small = np.diag([sx, sy]) @ m
+        exact = cv2.warpAffine(exact_small, m_small, (INPUT, INPUT),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP).astype(np.float32)
+        grey = [cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in (fast, exact)]
+        (dx, dy), _ = cv2.phaseCorrelate(*grey)
+        assert abs(dx) < 0.1 and abs(dy) < 0.1, (side, dx, dy)
+        assert float(np.abs(fast - exact).mean()) < 2.0, side

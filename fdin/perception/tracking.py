@@ -19,8 +19,13 @@ check, otherwise the face is *lost* in that frame:
 ``detect_downscale`` < 1 runs the detector on a smaller copy of the frame (boxes mapped back): its
 cost grows with the pixel count (yuface: ~40 ms at 640x360, ~10 ms at 320x180 on the 2-core CPU
 machines), and while a face is followed it only has to re-confirm a face whose landmarks are
-already known. With no face being followed and nothing found on the small copy, the full frame is
-searched too (a face too small for the copy is still found).
+already known. The copy's longer side is at most :data:`DETECT_MAX_SIDE` whatever
+``detect_downscale`` asks (a 1080p frame is searched at 640x360, not 960x540: ~4x cheaper). With no
+face being followed and nothing found on the small copy, the full frame is searched too
+(``search_full_frame``, the default) -- or not: on a copy at half size yuface still finds 16-px faces
+(``benchmarks/landmarks.py`` fits 40-px ones), and a full 960x540 search costs ~100-200 ms, so
+:class:`fdin.analyze.DynamicsAnalyzer` turns it off for videos (a search every ``detect_every``
+frames over a clip with no face in it was most of the analysis).
 
 On detection frames, tracks and detections are paired by IoU (Hungarian assignment, IoU >= 0.3); a
 track without a detection is lost in that frame (the detector's "no face here" wins), a detection
@@ -79,6 +84,8 @@ REDETECT_NCC = 0.8
 #: realistic benchmark footage 28 detections instead of 37 for a mean landmark error 0.1 % of the
 #: inter-ocular distance higher (against per-frame detection + fit; ``benchmarks/accuracy.py``).
 REDETECT_SPREAD = 1.3
+#: The detector's copy of a frame has at most this many pixels on its longer side (see the module docstring).
+DETECT_MAX_SIDE = 640
 _PROPAGATED = "carried from the last detection by the landmarks (tracking)"
 
 
@@ -108,6 +115,7 @@ def track_faces(
     appearance_frames: int = 5,
     detect_downscale: float = 1.0,
     redetect_after: int | None = None,
+    search_full_frame: bool = True,
     progress: ProgressFn | None = None,
 ) -> list[FaceTrack]:
     """Tracks of every face in ``frames`` (``(N, H, W, 3) uint8`` RGB, a list of frames, a
@@ -126,8 +134,10 @@ def track_faces(
         max_lost: a track missing for this many consecutive frames is closed.
         appearance_frames: frames per track on which apparent gender/age is estimated (0: none).
         detect_downscale: scale of the frame copy the detector sees first (1.0: the full frame always;
-            :class:`fdin.analyze.DynamicsAnalyzer` uses 0.5); with no face followed and none found
-            on the copy, the full frame is searched as well.
+            :class:`fdin.analyze.DynamicsAnalyzer` uses 0.5), and never more than
+            :data:`DETECT_MAX_SIDE` pixels on its longer side.
+        search_full_frame: with no face followed and none found on the copy, search the full frame
+            as well (False: the copy only; see the module docstring).
         redetect_after: None: the detector runs on the fixed schedule of ``detect_every``. A number:
             detection on demand instead. While every open track is followed, the detector runs only
             when a fit degrades (patch correlation < :data:`REDETECT_NCC`, spread changed by more
@@ -198,8 +208,9 @@ def track_faces(
         if detect_now:
             last_detect = index
             following = any(a.lost == 0 for a in active)
-            detections = detect_scaled(be, image, detect_downscale)
-            if not following and not detections and detect_downscale < 1.0:
+            scale = min(detect_downscale, DETECT_MAX_SIDE / max(height, width))
+            detections = detect_scaled(be, image, scale)
+            if not following and not detections and scale < 1.0 and search_full_frame:
                 detections = be.detect_boxes(image)  # nothing on the small copy: search every pixel
             predicted = [box_absolute(a.box_rel, a.landmarks, a.velocity) if a.lost == 0 else a.last_box
                          for a in active]
@@ -323,6 +334,7 @@ def primary_track(tracks: Sequence[FaceTrack]) -> FaceTrack | None:
 
 
 __all__ = [
+    "DETECT_MAX_SIDE",
     "MIN_IOU",
     "AppearanceSummary",
     "assign",
