@@ -514,12 +514,14 @@ class FDIN(nn.Module):
         return m
 
     def forward(self, x: torch.Tensor, pair_mask: torch.Tensor | None = None,
-                pair_features: bool = False) -> dict[str, torch.Tensor]:
+                pair_features: bool = False, attribution: bool = True) -> dict[str, torch.Tensor]:
         """``pair_mask``: see :meth:`RelationalInterpreter.forward` (importance models only).
 
         ``pair_features``: also return ``pair_features`` (B, P, E), every pair's relational feature
         ``r_ij`` (relational models only), for the training recipe's per-pair probes
-        (:mod:`train.fdin`).
+        (:mod:`train.fdin`). ``attribution=False`` skips ``pair_effect`` (M head passes per pair), for
+        callers that only read the output, e.g. the input-level deletion attribution
+        (:mod:`fdin.models.region_deletion`), which calls the model ~500 times per input.
         """
         h, fast = self._encode(x)
         out: dict[str, torch.Tensor] = {}
@@ -529,7 +531,7 @@ class FDIN(nn.Module):
             raw = self.head(z)
             if pair_features:
                 out["pair_features"] = r
-            if pair_mask is None and self.has_attribution:
+            if pair_mask is None and attribution and self.has_attribution:
                 out["pair_effect"] = self.pair_effects(r, logits)
         else:
             raw, per_region = self.baseline(h)
