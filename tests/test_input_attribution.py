@@ -106,3 +106,31 @@ def test_additive_regions_have_joint_effects_but_no_interaction():
     assert float(out["region"][:, 3].abs().min()) > 0.1 and float(out["joint"][:, _pair_index(3, 9)].abs().min()) > 0
     untouched = [p for p, (i, j) in enumerate(PAIRS) if {int(i), int(j)}.isdisjoint({3, 9})]
     assert float(out["joint"][:, untouched].abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize(("target", "rel_norm"), [("gender", False), ("age", True)])
+def test_fdin_fast_deletion_equals_splicing_the_input(target, rel_norm):
+    """FDIN.deletion_estimates (encode once, recompute only the pairs touching a deleted region) gives
+    the estimates of the spliced inputs themselves, so FDIN is measured with the same instrument."""
+    from fdin.models.region_deletion import deletion_masks
+    from fdin.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("fdin", target=target, dim=8, rel_dim=8, fast_correlation=True, rel_norm=rel_norm).eval()
+    with torch.no_grad():
+        model.head.mlp[-1].weight.mul_(300)  # an untrained head is nearly constant: make the pairs matter
+        model.interpreter.score[-1].weight.mul_(10)
+    x, refs = 0.02 * _sequences(2, (2, 7), 60), 0.02 * _sequences(3, None, 61)
+    with torch.no_grad():  # and centre its output (an unsaturated p_female)
+        model.head.mlp[-1].bias.sub_(model(x, attribution=False)["output"].mean(0))
+    estimate = lambda v: model.estimate(model(v, attribution=False)["output"])  # noqa: E731
+    with torch.inference_mode():
+        fast = region_deletion_effects(estimate, x, refs, deleted=model.deletion_estimates)
+        slow = region_deletion_effects(estimate, x, refs)
+        masks = deletion_masks()
+        spliced = x[:, None] * (1 - masks[:, None, :, None]) + refs[1][None, None] * masks[:, None, :, None]
+        direct = estimate(spliced.flatten(0, 1)).reshape(2, -1)
+        torch.testing.assert_close(model.deletion_estimates(x, refs, masks)[..., 1], direct, rtol=1e-4, atol=1e-5)
+    for k in fast:
+        torch.testing.assert_close(fast[k], slow[k], rtol=1e-4, atol=1e-5)
+    assert float(slow["joint"].abs().max()) > 1e-2  # the regions matter to this model

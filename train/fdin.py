@@ -773,7 +773,8 @@ def input_attribution_report(model, records: list[Record], train_idx: np.ndarray
     def effects(arr: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             out = region_deletion_effects(lambda v: model.estimate(model(v, attribution=False)["output"]),
-                                          torch.from_numpy(np.ascontiguousarray(arr)), refs)
+                                          torch.from_numpy(np.ascontiguousarray(arr)), refs,
+                                          deleted=model.deletion_estimates if model.can_delete_regions else None)
         return {k: out[k].numpy() for k in INPUT_MEASURES}
 
     def no_signal(idx: np.ndarray) -> dict[str, np.ndarray]:
