@@ -16,6 +16,14 @@ PAIRS = region_pairs()
 T = 60
 
 
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _pair_index(i: int, j: int) -> int:
     i, j = sorted((i, j))
     return int(np.flatnonzero((PAIRS[:, 0] == i) & (PAIRS[:, 1] == j))[0])
@@ -134,3 +142,31 @@ def test_fdin_fast_deletion_equals_splicing_the_input(target, rel_norm):
     for k in fast:
         torch.testing.assert_close(fast[k], slow[k], rtol=1e-4, atol=1e-5)
     assert float(slow["joint"].abs().max()) > 1e-2  # the regions matter to this model
+
+
+def test_attribution_report_scores_models_without_pairs(tmp_path, monkeypatch):
+    """train.fdin.attribution_report gives a model without pairs (an untrained LSTM) the input-level
+    report, per class, with its no-signal control and the planted pair's recovery, and no FDIN part."""
+    from fdin.dynamics import DynamicsConfig
+    from fdin.models.registry import create_model
+    from fdin.synth import write_dataset
+    from train import fdin as train_fdin
+
+    monkeypatch.setattr(train_fdin, "INPUT_SEQUENCES", 6)
+    monkeypatch.setattr(train_fdin, "INPUT_NO_SIGNAL", 3)
+    data = write_dataset(tmp_path / "data", n_sequences=24, seed=5)
+    records = train_fdin.load_dataset(data, DynamicsConfig())
+    idx = np.arange(len(records))
+    torch.manual_seed(0)
+    model = create_model("fdin_lstm", target="gender").eval()
+    relevant = train_fdin.relevant_pairs(data, "gender")
+    rep = train_fdin.attribution_report(model, records, idx[16:], "gender", 100, 20.0, relevant, seed=0,
+                                        train_idx=idx[:12], val_idx=idx[12:16])
+    assert set(rep) == {"input"}
+    inp = rep["input"]
+    assert inp["references"] == train_fdin.INPUT_REFERENCES and inp["n"] == 6
+    for measure in train_fdin.INPUT_MEASURES:
+        row = inp[measure]
+        assert row["noise"] >= 1e-3 and sum(g["n"] for g in row["by_group"].values()) == 6
+        assert set(row["by_group"]) <= {"female", "male"} and row["no_signal"]["n"] == 2 * 3 + 1
+        assert 0 <= row["recovery"]["auroc"] <= 1 and 1 <= row["recovery"]["ranks"][0] <= len(PAIRS)
