@@ -27,6 +27,7 @@ def test_parse_args_config_defaults(tmp_path):
 def test_training_smoke(tmp_path, monkeypatch, target, model):
     monkeypatch.setattr(train_fdin, "INPUT_SEQUENCES", 4)  # the input-level attribution, at the smallest scale
     monkeypatch.setattr(train_fdin, "INPUT_NO_SIGNAL", 2)
+    monkeypatch.setattr(train_fdin, "INPUT_REFERENCES", 2)
     out = tmp_path / "run"
     rc = train_fdin.main(["--synthetic", "24", "--target", target, "--model", model, "--out", str(out),
                           "--epochs", "1", "--min-epochs", "1", "--folds", "2", "--quiet", "--threads", "1",
