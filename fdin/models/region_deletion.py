@@ -33,8 +33,12 @@ synchrony carries "female" has a positive interaction on inputs of both classes,
 synchrony is present. Like FDIN's own attribution, both scores are relative to the references
 (training sequences of every class): on a still face the synchrony cue is *absent* where half the
 references have it, so its pair has an effect there too — which is why the noise level is measured
-on such no-signal inputs. Cost: ``1 + M·(R + P)`` forward passes per input (R = 12 regions,
-P = 66 pairs), batched.
+on such no-signal inputs.
+
+Cost: ``1 + M·(R + P)`` forward passes per input (R = 12 regions, P = 66 pairs), batched; measured
+with M = 6 on one thread: concat 0.8 s, LSTM 0.06 s, the timing model 0.8 s per input. FDIN run that
+way takes 7 s, so it passes :meth:`fdin.models.fdin.FDIN.deletion_estimates` (the same estimates
+from its per-region encoding, 0.12 s).
 """
 
 from __future__ import annotations
