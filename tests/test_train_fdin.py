@@ -24,7 +24,10 @@ def test_parse_args_config_defaults(tmp_path):
 
 @pytest.mark.parametrize("target,model", [("gender", "fdin"), ("age", "baseline"), ("gender", "concat"),
                                           ("age", "lstm"), ("gender", "pairwise-corr"), ("age", "fdin")])
-def test_training_smoke(tmp_path, target, model):
+def test_training_smoke(tmp_path, monkeypatch, target, model):
+    monkeypatch.setattr(train_fdin, "INPUT_SEQUENCES", 4)  # the input-level attribution, at the smallest scale
+    monkeypatch.setattr(train_fdin, "INPUT_NO_SIGNAL", 2)
+    monkeypatch.setattr(train_fdin, "INPUT_REFERENCES", 2)
     out = tmp_path / "run"
     rc = train_fdin.main(["--synthetic", "24", "--target", target, "--model", model, "--out", str(out),
                           "--epochs", "1", "--min-epochs", "1", "--folds", "2", "--quiet", "--threads", "1",
@@ -40,6 +43,9 @@ def test_training_smoke(tmp_path, target, model):
     else:
         assert 0 <= fold["coverage_1sd"] <= 1 and fold["std_scale"] > 0 and fold["constant_predictor"] > 0
     assert ("faithfulness" in metrics) == (model == "fdin")
+    # every model, with pairs or not, gets the input-level attribution (the same instrument); FDIN also its own
+    assert [set(a) >= {"input"} for a in metrics["attribution"]] == [True, True]
+    assert all(("by_group" in a) == (model == "fdin") for a in metrics["attribution"])
     imp = json.loads((out / "importance.json").read_text())
     assert imp["regions"] == list(REGION_NAMES)
     assert set(imp["region_landmarks"]) == set(REGION_NAMES)
@@ -80,6 +86,6 @@ def test_linear_baseline_is_fitted_to_its_optimum(tmp_path):
     assert train_fdin._logistic_fit(z, y, 1.0)[0].norm() < 0.5 * w.norm()
     out = tmp_path / "pc"
     assert train_fdin.main(["--synthetic", "60", "--model", "pairwise-corr", "--out", str(out), "--folds", "2",
-                            "--quiet", "--threads", "1", "--no-final"]) == 0
+                            "--quiet", "--threads", "1", "--no-final", "--no-faithfulness"]) == 0
     history = json.loads((out / "history.json").read_text())
     assert [h["l2"] for h in history[0]["epochs"]] == list(train_fdin.LINEAR_L2)

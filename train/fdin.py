@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--push-to-hub", metavar="REPO", help="upload the final model folder to this Hub repo")
     g.add_argument("--config", type=Path, help="JSON (or YAML) file of defaults for these arguments")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
-    g.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion curves")
+    g.add_argument("--no-faithfulness", action="store_true",
+                   help="skip the deletion/insertion curves and the attribution reports")
     g = p.add_argument_group("evaluation protocol (train/protocol.py)")
     g.add_argument("--protocol", choices=("uvanemo",),
                    help="uvanemo: 10-fold subject-disjoint CV for gender and age over every --model; "
@@ -441,10 +442,34 @@ def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg)))
 
 
+def trait_groups(records: list[Record], idx: np.ndarray, target: str) -> np.ndarray:
+    """The group of each sequence the reports are split by: gender, or the age tercile (young / middle
+    / old) among ``idx``."""
+    if target == "gender":
+        return np.array([records[i].gender for i in idx])
+    ages = np.array([records[i].age for i in idx])
+    return np.array(["young", "middle", "old"])[np.digitize(ages, np.quantile(ages, [1 / 3, 2 / 3]))]
+
+
 def attribution_report(model, records: list[Record], test_idx: np.ndarray, target: str, length: int,
-                       age_scale: float, relevant: list[int], seed: int = 0) -> dict[str, Any]:
-    """Per-class (gender) / per-age-tercile faithfulness of the attribution and of the learned importance
-    on held-out sequences, the no-signal control and the recovery of the planted pairs.
+                       age_scale: float, relevant: list[int], seed: int = 0, *, train_idx: np.ndarray | None = None,
+                       val_idx: np.ndarray | None = None) -> dict[str, Any]:
+    """The attribution reports of one fold: :func:`pair_feature_report` for a model with FDIN's own
+    attribution (its keys at the top level) and, given the fold's training and validation sequences,
+    ``input``: :func:`input_attribution_report`, the same input-level instrument for every model."""
+    report = pair_feature_report(model, records, test_idx, target, length, age_scale, relevant, seed) \
+        if getattr(model, "has_attribution", False) else {}
+    if train_idx is not None and val_idx is not None:
+        report["input"] = input_attribution_report(model, records, train_idx, val_idx, test_idx, target, length,
+                                                   relevant, seed)
+    return report
+
+
+def pair_feature_report(model, records: list[Record], test_idx: np.ndarray, target: str, length: int,
+                        age_scale: float, relevant: list[int], seed: int = 0) -> dict[str, Any]:
+    """Per-class (gender) / per-age-tercile faithfulness of FDIN's attribution (:meth:`FDIN.pair_effects`)
+    and of the learned importance on held-out sequences, the no-signal control and the recovery of the
+    planted pairs.
 
     Per group: ``salient`` share of estimates with a pair beyond the noise level; ``attr_top_planted`` /
     ``imp_top_planted`` share whose top pair (by |effect| / importance) is the planted one;
@@ -475,11 +500,7 @@ def attribution_report(model, records: list[Record], test_idx: np.ndarray, targe
         ns = [model(torch.from_numpy(a)) for a in noise_in.values()]
     noise = float(model.attribution_noise)
     entropy = lambda a: -(a * np.log(np.clip(a, 1e-12, None))).sum(1) / np.log(a.shape[1])  # noqa: E731
-    if target == "gender":
-        groups = np.array([records[i].gender for i in test_idx])
-    else:
-        ages = np.array([records[i].age for i in test_idx])
-        groups = np.array(["young", "middle", "old"])[np.digitize(ages, np.quantile(ages, [1 / 3, 2 / 3]))]
+    groups = trait_groups(records, test_idx, target)
     planted = relevant[0] if relevant else -1
     by_group: dict[str, Any] = {}
     for g in sorted(set(groups.tolist())):
@@ -707,6 +728,84 @@ def fit_attribution(model, records: list[Record], train_idx: np.ndarray, val_idx
     # (a floor of 1e-3 p_female / years: a model whose pairs change nothing has no salient pair)
     model.attribution_noise = round(max(max(worst.values()), 1e-3), 5)
     return model.attribution_noise
+
+
+#: references of the input-level deletion attribution (:func:`input_attribution_report`), drawn like
+#: FDIN's (:func:`reference_sequences`: gender 3 per class, age 2 per tercile); each costs R + P = 78
+#: forward passes per scored input
+INPUT_REFERENCES = 6
+#: held-out sequences it scores per fold (a seeded sample), and no-signal inputs of each kind
+INPUT_SEQUENCES = 48
+INPUT_NO_SIGNAL = 16
+#: the pair scores of :func:`fdin.models.region_deletion.region_deletion_effects` the report reads
+INPUT_MEASURES = ("interaction", "joint")
+
+
+def input_attribution_report(model, records: list[Record], train_idx: np.ndarray, val_idx: np.ndarray,
+                             test_idx: np.ndarray, target: str, length: int, relevant: list[int],
+                             seed: int = 0) -> dict[str, Any]:
+    """The input-level deletion attribution (:mod:`fdin.models.region_deletion`) of any model, scored like
+    FDIN's own: the same instrument for fdin, concat, lstm and the linear pair models.
+
+    References: :data:`INPUT_REFERENCES` training sequences, class / tercile balanced
+    (:func:`reference_sequences`). Noise level per measure: the largest |effect| of any pair on
+    no-signal inputs (:func:`no_signal_inputs`, one draw of :data:`INPUT_NO_SIGNAL` validation
+    sequences per kind, and the still face), the rule of :func:`fit_attribution`. Scored on a seeded
+    sample of :data:`INPUT_SEQUENCES` held-out sequences and on no-signal inputs made from held-out
+    sequences. Per measure (:data:`INPUT_MEASURES`; ``interaction`` is the pair attribution, see the
+    module): ``noise``; ``by_group`` (gender / age tercile) ``n``, ``salient`` (share with a pair beyond
+    noise), ``top_planted`` (share whose top pair by |effect| is the planted one), ``planted_effect``
+    (mean signed effect of the planted pair), ``top_effect`` (mean largest |effect|); ``no_signal``
+    ``n``, ``salient``, ``top_planted``; ``recovery`` AUROC of the mean |effect| at ranking the relevant
+    pairs above the others and each one's rank (1 = top). ``seconds``: the wall time of all of it.
+    """
+    import torch
+
+    from fdin.dynamics import fit_length
+    from fdin.models.region_deletion import region_deletion_effects
+
+    t0 = time.time()
+    stack = lambda idx: np.stack([fit_length(records[i].traj, length)[0] for i in idx]).astype(np.float32)  # noqa: E731
+    rng = np.random.default_rng([seed, 31])
+    refs = torch.from_numpy(stack(reference_sequences(records, train_idx, INPUT_REFERENCES, rng, target)))
+    model.eval()
+
+    def effects(arr: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = region_deletion_effects(lambda v: model.estimate(model(v, attribution=False)["output"]),
+                                          torch.from_numpy(np.ascontiguousarray(arr)), refs,
+                                          deleted=model.deletion_estimates if model.can_delete_regions else None)
+        return {k: out[k].numpy() for k in INPUT_MEASURES}
+
+    def no_signal(idx: np.ndarray) -> dict[str, np.ndarray]:
+        arr = no_signal_inputs(stack(rng.permutation(idx)[:INPUT_NO_SIGNAL]), rng, draws=1)
+        return effects(np.concatenate(list(arr.values())))
+
+    noise = {k: round(max(float(np.abs(v).max()), 1e-3), 5) for k, v in no_signal(val_idx).items()}
+    pick = np.sort(rng.permutation(len(test_idx))[:INPUT_SEQUENCES])
+    groups = trait_groups(records, test_idx, target)[pick]
+    held_out, control = effects(stack(test_idx[pick])), no_signal(test_idx)
+    planted = relevant[0] if relevant else -1
+    report: dict[str, Any] = {"references": len(refs), "n": len(pick)}
+    for measure in INPUT_MEASURES:
+        eff, ns, level = held_out[measure], control[measure], noise[measure]
+        top, peak = np.abs(eff).argmax(1), np.abs(eff).max(1)
+        by_group = {g: {"n": int((groups == g).sum()), "salient": float((peak[groups == g] > level).mean()),
+                        "top_planted": float((top[groups == g] == planted).mean()),
+                        "planted_effect": float(eff[groups == g, planted].mean()) if relevant else float("nan"),
+                        "top_effect": float(peak[groups == g].mean())}
+                    for g in sorted(set(groups.tolist()))}
+        row: dict[str, Any] = {
+            "noise": level, "by_group": by_group,
+            "no_signal": {"n": len(ns), "salient": float((np.abs(ns).max(1) > level).mean()),
+                          "top_planted": float((np.abs(ns).argmax(1) == planted).mean())}}
+        if relevant:
+            mean_abs = np.abs(eff).mean(0)
+            row["recovery"] = {"auroc": _auroc(mean_abs, np.isin(np.arange(eff.shape[1]), relevant)),
+                               "ranks": [int((mean_abs > mean_abs[k]).sum() + 1) for k in relevant]}
+        report[measure] = row
+    report["seconds"] = round(time.time() - t0, 1)
+    return report
 
 
 #: ``--model`` choices that are linear models on hand-crafted features (:func:`fit_linear`)
@@ -989,11 +1088,12 @@ def main(argv: list[str] | None = None) -> int:
         sc[f"{cal_name}_uncalibrated"] = calibration_metrics(pred, args.target, scale=raw_scale)[cal_name]
         const = constant_baseline(records, train_idx, test_idx, args.target)
         sc["constant_predictor"] = const["accuracy"] if args.target == "gender" else const["mae"]
-        if model.has_importance and not args.no_faithfulness:
-            faith.append(faithfulness(model, test_loader, args.target, margs["age_scale"], seed=args.seed + f))
+        if not args.no_faithfulness:
+            if model.has_importance:
+                faith.append(faithfulness(model, test_loader, args.target, margs["age_scale"], seed=args.seed + f))
             attributions.append(attribution_report(model, records, test_idx, args.target, args.dyn_config.length,
                                                    margs["age_scale"], relevant_pairs(args.data, args.target),
-                                                   seed=args.seed + f))
+                                                   seed=args.seed + f, train_idx=train_idx, val_idx=val_idx))
         fold_importance.append(pred["pair_importance"].mean(0))
         per_fold.append(sc[metric])
         fold_scores.append(sc)

@@ -14,7 +14,10 @@ cross-validates (subject-disjoint K-fold, ``train.fdin --no-final``):
   pair);
 * the comparison models ``concat``, ``lstm``, ``pairwise-corr`` and ``timing`` (hand-crafted
   per-channel |cross-correlation| peak/lag and onset differences, linear) on the same folds, with
-  paired per-fold differences.
+  paired per-fold differences;
+* for every model, FDIN included, the same model-agnostic instrument: the input-level deletion
+  attribution (:mod:`fdin.models.region_deletion`, :func:`train.fdin.input_attribution_report`), per
+  class / tercile, its no-signal control and its recovery of the planted pairs.
 
 Runs are resumable (a run whose ``metrics.json`` exists is read). Everything is generated data: the
 figures say whether the method and code find planted structure, not how FDIN does on real faces.
@@ -257,8 +260,70 @@ def report(args) -> str:
               "(importance renormalised over the rest) or inserted alone; accuracy (gender) or MAE (age).", "",
               "| setting | model | group | order | full | deletion | insertion | metric |",
               "|---|---|---|---|---|---|---|---|", *curves, ""]
+    lines += input_section(args)
     lines += [f"Machine: {platform.machine()}, {platform.system()}; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
     return "\n".join(lines)
+
+
+def input_section(args) -> list[str]:
+    """The input-level deletion attribution of every model (:func:`train.fdin.input_attribution_report`):
+    the same instrument for FDIN and the models without pairs."""
+    from train.fdin import INPUT_NO_SIGNAL, INPUT_SEQUENCES
+
+    groups, controls = [], []
+    for s in [s for s in SETTINGS if s in args.settings or s in args.baseline_settings]:
+        models = (list(FDIN_VARIANTS) if s in args.settings else []) + \
+            (args.baselines if s in args.baseline_settings else [])
+        d = 3 if s.endswith("gender") else 1
+        for model in models:
+            folds = [f["input"] for f in attribution_folds(args, s, model) if "input" in f]
+            if not folds:
+                continue
+            for g in sorted(folds[0]["interaction"]["by_group"]):
+                cells = [f"{sum(f['interaction']['by_group'][g]['n'] for f in folds)}"]
+                for measure in ("interaction", "joint"):
+                    rows = [f[measure]["by_group"][g] for f in folds]
+                    cells += [fmt([r["salient"] for r in rows], 2), fmt([r["top_planted"] for r in rows], 2),
+                              fmt([r["planted_effect"] for r in rows], d)]
+                groups.append(f"| {s} | {model} | {g} | " + " | ".join(cells) + " |")
+            cells = [f"{folds[0]['references']}"]
+            for measure in ("interaction", "joint"):
+                rows = [f[measure] for f in folds]
+                rec = [r["recovery"] for r in rows if "recovery" in r]
+                ranks = " / ".join(f"{np.median([r['ranks'][k] for r in rec]):.0f}" for k in range(len(rec[0]["ranks"]))) \
+                    if rec else "–"
+                cells += [fmt([r["noise"] for r in rows], d), fmt([r["no_signal"]["salient"] for r in rows], 2),
+                          fmt([r["recovery"]["auroc"] for r in rows if "recovery" in r], 2), ranks]
+            cells.append(f"{np.mean([f['seconds'] for f in folds]):.0f}")
+            controls.append(f"| {s} | {model} | " + " | ".join(cells) + " |")
+    if not groups:
+        return []
+    return ["## The same instrument for every model: deleting regions from the input", "",
+            "FDIN's own attribution replaces a pair's *relational feature*, which the concat, LSTM and "
+            "linear models do not have. Here every model is treated as a black box "
+            "(`fdin.models.region_deletion`): a region is *deleted* by replacing its whole trajectory with the "
+            "same region's trajectory in a reference training sequence (class / tercile balanced, like FDIN's "
+            "references), and the estimate (p_female or years) is read again, averaged over the references. "
+            "**interaction** is the pair's second-order difference f(x) − f(x₋i) − f(x₋j) + f(x₋ij): what "
+            "the two regions do *together* beyond each alone (0 for anything a sum of per-region terms "
+            "carries; its sign says complements + / substitutes −, not a direction). **joint** is "
+            "f(x) − f(x₋ij), deleting both: it also moves for every pair sharing one region with the cue "
+            "pair, so it cannot single out a pairwise cue. The same forward passes give both.", "",
+            f"Per fold {INPUT_SEQUENCES} held-out sequences (a seeded sample) are scored; **salient** the share "
+            "with a pair beyond the noise level (the largest |score| of any pair on no-signal inputs made from "
+            f"{INPUT_NO_SIGNAL} validation sequences per kind: shuffled frames, white noise, a still face); "
+            "**top→planted** the share whose top pair by |score| is the planted one; **planted** the planted "
+            "pair's mean score.", "",
+            "| setting | model | group | n | salient (inter.) | top→planted (inter.) | planted (inter.) | "
+            "salient (joint) | top→planted (joint) | planted (joint) |", "|---|---|---|---|---|---|---|---|---|---|",
+            *groups, "",
+            "No-signal control (held-out sequences' shuffled frames and white noise, a still face; salient "
+            "should be ~0) and recovery of the relevant pairs: AUROC of the mean |score| at ranking them above "
+            "the other pairs, the median rank of each (planted / second; 1 = top). **refs** references, "
+            "**s/fold** the wall time of the instrument per fold (one thread).", "",
+            "| setting | model | refs | noise (inter.) | no-signal salient (inter.) | AUROC (inter.) | ranks (inter.) | "
+            "noise (joint) | no-signal salient (joint) | AUROC (joint) | ranks (joint) | s/fold |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|", *controls, ""]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -172,29 +172,40 @@ class RelationalInterpreter(nn.Module):
     def relational_features(self, h: torch.Tensor, fast: torch.Tensor | None = None) -> torch.Tensor:
         """(B, R, T, D) local features (+ the encoder's full-rate (B, R, D, T_full) features when it
         has them) → (B, P, E) pooled relational features ``r_ij``."""
-        hi, hj = h[:, self.pairs[:, 0]], h[:, self.pairs[:, 1]]  # (B, P, T, D)
-        rel = self.g(torch.cat([hi + hj, hi * hj, (hi - hj).abs()], dim=-1))  # (B, P, T, E)
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        if self.fast_dim and fast is None:
+            raise ValueError("this interpreter needs the encoder's full-rate features")
+        return self.features_of(h[:, i], h[:, j], *((fast[:, i], fast[:, j]) if self.fast_dim else ()))
+
+    def features_of(self, hi: torch.Tensor, hj: torch.Tensor, fi: torch.Tensor | None = None,
+                    fj: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled relational feature (..., E) of region features ``hi``, ``hj`` (..., T, D) (and full-rate
+        features ``fi``, ``fj`` (..., D, T_full)) with any leading shape: every pair is computed alone."""
+        rel = self.g(torch.cat([hi + hj, hi * hj, (hi - hj).abs()], dim=-1))  # (..., T, E)
         # + direct second-order terms: the time-average of h_i(t) * h_j(t) (a covariance of the two
         # regions' local dynamics) and, at the full frame rate, the per-channel correlation over time
         # of the encoder's first layer. The strided layers sample at a quarter of the frame rate, which
         # at some initialisations hides fast synchrony (tremor) from the pooled features and left
         # training at chance; the full-rate correlation separates it from the first step (measured
         # on fdin.synth, docs/benchmarks/fdin-synth.md)
-        terms = [rel.mean(dim=2), rel.amax(dim=2), (hi * hj).mean(dim=2)]
+        terms = [rel.mean(dim=-2), rel.amax(dim=-2), (hi * hj).mean(dim=-2)]
         if self.fast_dim:
-            if fast is None:
-                raise ValueError("this interpreter needs the encoder's full-rate features")
-            terms.append(self.pair_correlation(fast))
-        pooled = self.pool_proj(torch.cat(terms, dim=-1))  # (B, P, E)
-        if self.rel_norm is not None:
-            pooled = self.rel_norm(pooled.transpose(1, 2)).transpose(1, 2)
+            terms.append((self._standardise(fi) * self._standardise(fj)).mean(dim=-1))
+        pooled = self.pool_proj(torch.cat(terms, dim=-1))  # (..., E)
+        if self.rel_norm is not None:  # statistics per channel over all pairs of the batch
+            pooled = self.rel_norm(pooled.reshape(-1, pooled.shape[-1])).reshape(pooled.shape)
         return pooled
+
+    @staticmethod
+    def _standardise(f: torch.Tensor) -> torch.Tensor:
+        """Full-rate features (..., D, T) centred and scaled over time, for their correlation."""
+        fc = f - f.mean(dim=-1, keepdim=True)
+        # (+ 1e-6 inside the root: a still face gives constant features, and sqrt'(0) is infinite)
+        return fc / ((fc.pow(2).mean(dim=-1, keepdim=True) + 1e-6).sqrt() + 1e-3)
 
     def pair_correlation(self, fast: torch.Tensor) -> torch.Tensor:
         """(B, R, D, T) full-rate features → (B, P, D): per-channel correlation over time of every pair."""
-        fc = fast - fast.mean(dim=-1, keepdim=True)
-        # (+ 1e-6 inside the root: a still face gives constant features, and sqrt'(0) is infinite)
-        fc = fc / ((fc.pow(2).mean(dim=-1, keepdim=True) + 1e-6).sqrt() + 1e-3)
+        fc = self._standardise(fast)
         return (fc[:, self.pairs[:, 0]] * fc[:, self.pairs[:, 1]]).mean(dim=-1)
 
     def scores(self, h: torch.Tensor, fast: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -477,6 +488,49 @@ class FDIN(nn.Module):
         removed = self.estimate(self.calibrated(self.head(z_removed.reshape(b * p * m, e)))).reshape(b, p, m)
         return full[:, None] - removed.mean(-1)
 
+    @property
+    def can_delete_regions(self) -> bool:
+        """Whether :meth:`deletion_estimates` applies: a relational model on the geometry encoder, which
+        encodes every region alone."""
+        return self.interpreter is not None and isinstance(self.encoder, LocalDynamicsEncoder)
+
+    def deletion_estimates(self, x: torch.Tensor, references: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """(B, T, R, C) inputs, (M, T, R, C) references, (V, R) 0/1 region masks → (B, V, M): the estimate
+        of every input with the masked regions' trajectories taken from every reference.
+
+        The same numbers as ``estimate(forward(spliced input))`` (the input-level deletion attribution,
+        :mod:`fdin.models.region_deletion`, ~500 spliced inputs per input) at a small fraction of the
+        cost: the geometry encoder encodes each region alone (eval mode), and a pair's relational
+        feature depends only on its two regions, so under any deletion a pair's feature is one of four —
+        the input's, the reference's, or one region from each (in either order). Those are computed once
+        per input and reference and gathered per deleted set. Eval mode only.
+        """
+        if not self.can_delete_regions or self.training:
+            raise ValueError("deletion_estimates needs a relational geometry model in eval mode")
+        (hx, fx), (hr, fr) = self._encode(x), self._encode(references)
+        r_x, l_x = self.interpreter.scores(hx, fx)  # (B, P, E), (B, P)
+        r_r, l_r = self.interpreter.scores(hr, fr)  # (M, P, E), (M, P)
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        masks = masks.to(torch.long)
+        source = masks[:, i] + 2 * masks[:, j]  # (V, P): 0 the input's pair, 1 region i deleted, 2 j, 3 both
+        columns = torch.arange(len(i))[None]
+        m, v = references.shape[0], masks.shape[0]
+        out = x.new_empty(x.shape[0], v, m)
+        logit = lambda r: self.interpreter.score(r).squeeze(-1) if self.interpreter.score is not None \
+            else r.new_zeros(r.shape[:-1])  # noqa: E731
+        fast = self.interpreter.fast_dim
+        for n in range(x.shape[0]):
+            own = lambda t, k, n=n: t[n, k].expand(m, *t[n, k].shape)  # noqa: E731  (M copies of the input's)
+            r_i = self.interpreter.features_of(hr[:, i], own(hx, j), *((fr[:, i], own(fx, j)) if fast else ()))
+            r_j = self.interpreter.features_of(own(hx, i), hr[:, j], *((own(fx, i), fr[:, j]) if fast else ()))
+            r_all = torch.stack([r_x[n].expand_as(r_r), r_i, r_j, r_r])  # (4, M, P, E)
+            l_all = torch.stack([l_x[n].expand_as(l_r), logit(r_i), logit(r_j), l_r])  # (4, M, P)
+            r = r_all[source, :, columns].permute(2, 0, 1, 3)  # (M, V, P, E)
+            logits = l_all[source, :, columns].permute(2, 0, 1)  # (M, V, P)
+            z = self.interpreter.combine(r.flatten(0, 1), logits.flatten(0, 1))[0]
+            out[n] = self.estimate(self.calibrated(self.head(z))).reshape(m, v).T
+        return out
+
     def set_calibration(self, *, temperature: float | None = None, std_scale: float | None = None) -> None:
         if temperature is not None:
             self.temperature.fill_(float(temperature))
@@ -514,12 +568,14 @@ class FDIN(nn.Module):
         return m
 
     def forward(self, x: torch.Tensor, pair_mask: torch.Tensor | None = None,
-                pair_features: bool = False) -> dict[str, torch.Tensor]:
+                pair_features: bool = False, attribution: bool = True) -> dict[str, torch.Tensor]:
         """``pair_mask``: see :meth:`RelationalInterpreter.forward` (importance models only).
 
         ``pair_features``: also return ``pair_features`` (B, P, E), every pair's relational feature
         ``r_ij`` (relational models only), for the training recipe's per-pair probes
-        (:mod:`train.fdin`).
+        (:mod:`train.fdin`). ``attribution=False`` skips ``pair_effect`` (M head passes per pair), for
+        callers that only read the output, e.g. the input-level deletion attribution
+        (:mod:`fdin.models.region_deletion`), which calls the model ~500 times per input.
         """
         h, fast = self._encode(x)
         out: dict[str, torch.Tensor] = {}
@@ -529,7 +585,7 @@ class FDIN(nn.Module):
             raw = self.head(z)
             if pair_features:
                 out["pair_features"] = r
-            if pair_mask is None and self.has_attribution:
+            if pair_mask is None and attribution and self.has_attribution:
                 out["pair_effect"] = self.pair_effects(r, logits)
         else:
             raw, per_region = self.baseline(h)
