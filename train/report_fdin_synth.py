@@ -34,6 +34,13 @@ METRIC = {"gender": "accuracy", "age": "mae"}
 COLOURS = {"top": "#d62728", "random": "#7f7f7f", "bottom": "#1f77b4"}
 
 
+def _default_lr() -> float:
+    """``train.fdin``'s learning-rate default (the runs here use it), for the recipe's description."""
+    from train.fdin import build_parser
+
+    return build_parser().get_default("lr")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.report_fdin_synth", description=__doc__.split("\n\n")[0])
     p.add_argument("--settings", nargs="+", default=["easy", "hard"], choices=("easy", "hard"))
@@ -230,7 +237,8 @@ def write_report(args, runs: dict, elapsed_s: float, command: str,
              "at a quarter of the frame rate, and that pair's pooled features separated only 0.66, while the "
              "encoder's first, full-rate layer separated 0.95. With the old recipe that run stayed at 0.45–0.55 "
              "through every attempt and learning rate tried.", "",
-             "The recipe now (`python -m train.fdin` defaults): dim 16 / rel-dim 16, batch 16, AdamW 3e-3, "
+             "The recipe now (`python -m train.fdin` defaults): dim 16 / rel-dim 16, batch 16, AdamW "
+             f"{_default_lr():g}, "
              "learning-rate warm-up over 2 epochs then a cosine decay; two changes for the relational models: "
              "(1) an **importance-weighted per-pair probe loss** `Σ_ij a_ij ℓ(probe_ij(r_ij), y)` beside the "
              "trait loss (`--pair-aux`, weight 1): one linear probe per pair (training only, not saved) learns "
