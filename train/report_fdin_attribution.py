@@ -75,7 +75,8 @@ def data_seed(setting: str, seed: int) -> int:
 def jobs(args) -> list[tuple[str, str, int]]:
     out = [(s, v, seed) for s in args.settings for v in FDIN_VARIANTS for seed in args.seeds]
     out += [(s, b, seed) for s in args.baseline_settings for b in args.baselines for seed in args.seeds]
-    return out
+    # report seed first: a run stopped part-way has every model on the first seed(s)
+    return sorted(out, key=lambda job: args.seeds.index(job[2]))
 
 
 def run_dir(args, setting: str, model: str, seed: int) -> Path:
