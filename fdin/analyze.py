@@ -7,7 +7,6 @@ returns a :class:`TraitResult` whose :meth:`~TraitResult.to_json_dict` gives the
 
 from __future__ import annotations
 
-import math
 import operator
 import time
 from dataclasses import dataclass, field
@@ -39,10 +38,6 @@ APPEARANCE_SAMPLE = 24
 #: Slots of the ring a path is decoded into (:attr:`fdin.media.DecodeLimits.ring`): the decoder may run
 #: this many frames ahead of tracking, and no more, so memory is flat whatever the length.
 RING_FRAMES = 16
-#: Limits of a streamed decode (memory no longer grows with them): a file size and a frame count that
-#: only stop absurd inputs (a day of video at 25 frames/s is 2.2 million frames).
-STREAM_MAX_BYTES = 256 << 30
-STREAM_MAX_FRAMES = 50_000_000
 #: Default of :class:`DynamicsAnalyzer`'s ``redetect_after`` (frames at the 25/s model rate: 2 s).
 DEFAULT_REDETECT_AFTER = 50
 
@@ -247,24 +242,18 @@ class DynamicsAnalyzer:
         memory stays flat whatever the length; at the model rate; one decoder thread (the decode
         worker has one core, tracking the other: measured ~8 % faster than two threads competing with
         the tracker, docs/benchmarks/speed.md)."""
-        from fdin.media import DecodeLimits
+        from fdin.media import whole_video_limits
 
-        if max_duration is not None and not (max_duration > 0 and math.isfinite(max_duration)):
-            raise ValueError("max_duration must be a positive number of seconds (None: the whole video)")
-        return DecodeLimits.of(
-            None, target_fps=self.dyn_config.fps if self.sample_to_model_rate else None, threads=1,
-            ring=RING_FRAMES, max_duration=math.inf if max_duration is None else float(max_duration),
-            duration_reason=duration_reason or (f"max_duration={max_duration:g} s was asked for"
-                                                if max_duration is not None else ""),
-            max_frames=STREAM_MAX_FRAMES, max_bytes=STREAM_MAX_BYTES)
+        return whole_video_limits(RING_FRAMES, max_duration, duration_reason, threads=1,
+                                  target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
 
     def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None,
                 max_duration: float | None = None, duration_reason: str = "") -> TraitResult:
         """Analyse one video (a path, a decoded :class:`fdin.media.Video`, or anything with
         ``frames``/``timestamps``/``fps``).
 
-        A path is analysed whole by default (``max_duration``: only its first seconds, and
-        ``duration_reason`` says why in the result's ``coverage`` note). It is decoded while it is
+        A path or a decoded video is analysed whole by default (``max_duration``: only its first
+        seconds, and ``duration_reason`` says why in the result's ``coverage`` note). It is decoded while it is
         tracked, frame by frame through a ring of :data:`RING_FRAMES` frames (decode → track → keep
         landmarks → drop the frame): in the decode worker process by default (no GIL in common with
         tracking, so decoding runs on the other core; ``timings_ms["decode"]`` is its wall time, which
@@ -309,6 +298,10 @@ class DynamicsAnalyzer:
             frames_in: Any = sample
         else:
             video, source = video_or_path, getattr(video_or_path, "path", "") or ""
+            if max_duration is not None:  # a decoded video obeys the same limit as a path
+                from fdin.media import first_seconds
+
+                video = first_seconds(video, max_duration, duration_reason)
             frames_in, fps_hint = video.frames, float(video.fps)
             timings["decode"] = 0.0
             report("decode", 1.0)
