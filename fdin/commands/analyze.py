@@ -33,12 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--age-weights", default="fdin-age", help="model folder, weights/ name or Hub id")
     parser.add_argument("--revision", help="40-hex Hub commit for Hub weights")
     parser.add_argument("--backend", help="face backend name (default: fdin.perception's default)")
-    parser.add_argument("--max-duration", type=_seconds, metavar="SECONDS",
+    parser.add_argument("--max-duration", type=seconds_arg, metavar="SECONDS",
                         help="analyse only the first SECONDS of each video (default: the whole video, "
                              "with flat memory whatever its length)")
 
 
-def _seconds(text: str) -> float:
+def seconds_arg(text: str) -> float:
+    """argparse type of ``--max-duration``: a positive, finite number of seconds."""
     try:
         value = float(text)
     except ValueError:
