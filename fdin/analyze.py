@@ -200,8 +200,22 @@ class DynamicsAnalyzer:
         _ = self.backend
 
     def provenance(self) -> list[ModelProvenance]:
-        return [ModelProvenance.from_dict({**lm.provenance(), "target": lm.config.get("target")})
-                for lm in (self.gender, self.age)]
+        """The ``models`` of a result: the FDIN gender and age weights, and the landmark model of the
+        face backend (which produced the landmarks the dynamics come from; :func:`fdin.weights.landmark_provenance`)."""
+        from fdin.weights import landmark_provenance
+
+        models = [ModelProvenance.from_dict({**lm.provenance(), "target": lm.config.get("target")})
+                  for lm in (self.gender, self.age)]
+        landmarks = landmark_provenance(self.backend_in_use())
+        return models + ([ModelProvenance.from_dict(landmarks)] if landmarks else [])
+
+    def backend_in_use(self) -> str:
+        """The name of the face backend the analyses use (resolved without loading it)."""
+        if self._backend is not None:
+            return self._backend.name
+        from fdin.perception.registry import resolve_backend_name
+
+        return resolve_backend_name(self.backend_name)
 
     # --- the dynamics part, usable without video (datasets, tests) ------------------------------
     def predict_landmarks(self, landmarks: np.ndarray, timestamps: np.ndarray) -> DynamicsPrediction:
