@@ -260,7 +260,7 @@ def test_consent_hint_on_buttons_examples_only_fill_and_api_help(fakes, tmp_path
     assert all(b.value == texts.CONSENT_HINT for b in buttons)
     consent = next(fn for fn in demo.fns.values() if fn.name == "<lambda>" and len(fn.outputs) == len(buttons))
     enabled = consent.fn(True)
-    assert [u.value for u in enabled] == ["Analyse video", "Analyse the last 10 s", "Relate faces", "Detect faces"]
+    assert [u.value for u in enabled] == ["Analyse video", texts.LIVE_BUTTON, "Relate faces", "Detect faces"]
     assert all(u.interactive is True for u in enabled)
     assert all(u.interactive is False and u.value == texts.CONSENT_HINT for u in consent.fn(False))
     # examples fill the input only: nothing but the (gated) buttons runs a model

@@ -901,6 +901,40 @@ def test_live_memory_budget_per_session_and_in_all() -> None:
     assert kwargs["state_session_capacity"] == settings.STATE_SESSION_CAPACITY <= 100
 
 
+def test_live_texts_say_what_the_memory_budget_holds() -> None:
+    """The live help and button quote the seconds the per-session budget really keeps: a real face
+    photo streamed as the browser sends it (640x480 JPEG at quality 0.92, 25 frames/s) through a
+    session and the app's budget."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from fdin.app import live
+    from fdin.app.livebudget import LiveBudget, buffer_seconds, decode_bounded
+    from tests.fakes import FakePredictors
+    from tests.real_media import path as real_media
+
+    photo = Image.open(real_media("single_face.jpg")).convert("RGB").resize(settings.LIVE_FRAME_SIZE)
+    handle = io.BytesIO()
+    photo.save(handle, format="JPEG", quality=92)
+    data = handle.getvalue()
+    frame = decode_bounded(data)
+    backend = FakePredictors(faces=0).backend()
+    budget = LiveBudget(total=1 << 40)  # the app's per-session budget alone
+    session = live.LiveSession()
+    fps = 1.0 / settings.LIVE_STREAM_EVERY_S
+    for k in range(int(12 * fps)):  # longer than any buffer
+        session.add(k / fps, data, frame, backend)
+        budget.admit(session, frame)
+    held = len(session.jpegs) / fps
+    assert held == pytest.approx(buffer_seconds(), abs=0.5) and held < live.BUFFER_S
+    assert texts.LIVE_BUFFER_S == round(buffer_seconds()) and abs(held - texts.LIVE_BUFFER_S) <= 0.6
+    assert f"about {texts.LIVE_BUFFER_S} s at {fps:g} frames/s" in texts.LIVE_HELP
+    assert texts.LIVE_BUTTON == f"Analyse the last {texts.LIVE_BUFFER_S} s"
+    assert f"{settings.LIVE_SESSION_BUDGET_BYTES >> 20} MB" in texts.LIVE_HELP
+
+
 def test_unread_replies_are_dropped() -> None:
     """Item 4: a session that does not read its replies keeps at most LIVE_MAX_UNREAD streaming ones
     (never a completion), and none once it has no running event for LIVE_UNREAD_TTL_S."""

@@ -173,7 +173,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                 with gr.Column(min_width=320):
                     live_cam = LiveWebcam(label="Camera", sources=["webcam"], streaming=True, elem_id="live-cam",
                                           webcam_options=gr.WebcamOptions(
-                                              mirror=False, constraints={"video": {"width": 640, "height": 480}}))
+                                              mirror=False, constraints={"video": dict(zip(("width", "height"), settings.LIVE_FRAME_SIZE, strict=True))}))
                 with gr.Column(min_width=320):
                     live_overlay = LiveOverlay(label="Tracked face (landmarks, regions, pairs that moved the estimate)",
                                                interactive=False, elem_id="live-overlay")
@@ -182,7 +182,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                     live_text = gr.Markdown(label="rolling estimate", elem_id="live-text", elem_classes=["fdin-words"])
                     live_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
                                          elem_id="live-btn")
-                    buttons.append((live_btn, "Analyse the last 10 s"))
+                    buttons.append((live_btn, texts.LIVE_BUTTON))
                 with gr.Column(min_width=320):
                     live_heat = gr.Plot(label="Rolling relational importance (gender)", elem_id="live-heat")
             with gr.Accordion("Full analysis of the live buffer", open=True):
