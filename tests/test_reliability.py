@@ -390,7 +390,8 @@ CHEAP_UNQUEUED = {
     "rerender_matrix": "a known trait name and the session's own result (<= MATRIX_MAX_FACES faces), rate-limited",
     "<lambda>": "the consent checkbox: returns three button updates",
     "clear_outputs": "a new input empties the tab's outputs: returns Nones, reads nothing",
-    "show_matrix": "after a relation result: shows or hides the matrix plot from the session's own state",
+    "show_matrix": "after a relation result or a new photo: shows or hides the matrix plot and its trait dropdown "
+                   "from the session's own state",
     "preview_note": "after a video upload the browser cannot play: reads the uploaded file's first 512 bytes "
                     "(fdin.media.sniff), no decoder",
     "load_example": "Gradio's example loader (examples only fill the input): an index into the server's own "
