@@ -244,7 +244,11 @@ class PooledAnalyzer:
 
         self.pool = AnalysisPool({k: v for k, v in analyzer_kwargs.items() if k != "decode_worker"}, keep=workers)
         self.pool.prestart(workers)
-        self.local = DynamicsAnalyzer(**analyzer_kwargs)
+        try:
+            self.local = DynamicsAnalyzer(**analyzer_kwargs)
+        except BaseException:
+            self.pool.close()  # the workers would fail the same way: none is left behind
+            raise
 
     def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None, max_duration: float | None = None,
                 duration_reason: str = "", **stop: Any) -> Any:
@@ -274,7 +278,15 @@ class PooledAnalyzer:
         return self.local.backend
 
     def close(self) -> None:
+        """Stop the worker processes (and the local analyzer's decode worker)."""
         self.pool.close()
+        self.local.close()
+
+    def __enter__(self) -> PooledAnalyzer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 __all__ = ["AnalysisPool", "AnalysisWorker", "PooledAnalyzer", "worker_main"]

@@ -173,12 +173,15 @@ class DynamicsAnalyzer:
 
             self._decoders = DecoderPool()
             self._decoders.prestart()  # its interpreter starts while the models below load
-
-        self.gender = load_fdin(gender_weights, revision=gender_revision or revision, use_onnx=use_onnx)
-        self.age = load_fdin(age_weights, revision=age_revision or revision, use_onnx=use_onnx)
-        for loaded, target in ((self.gender, "gender"), (self.age, "age")):
-            if loaded.target != target:
-                raise ValueError(f"{loaded.source} is not an FDIN {target} model")
+        try:
+            self.gender = load_fdin(gender_weights, revision=gender_revision or revision, use_onnx=use_onnx)
+            self.age = load_fdin(age_weights, revision=age_revision or revision, use_onnx=use_onnx)
+            for loaded, target in ((self.gender, "gender"), (self.age, "age")):
+                if loaded.target != target:
+                    raise ValueError(f"{loaded.source} is not an FDIN {target} model")
+        except BaseException:
+            self.close()  # a model that fails to load leaves no decode worker behind
+            raise
         self.dyn_config = self.gender.dynamics_config
         self.detect_downscale = detect_downscale
         self.sample_to_model_rate = sample_to_model_rate
@@ -186,6 +189,18 @@ class DynamicsAnalyzer:
         self.detect_every = detect_every
         self.redetect_after = redetect_after
         self._backend = None
+
+    def close(self) -> None:
+        """Stop the decode worker process (if any). Analyses of paths then decode in this thread."""
+        if self._decoders is not None:
+            self._decoders.close()
+            self._decoders = None
+
+    def __enter__(self) -> DynamicsAnalyzer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def backend(self) -> Any:

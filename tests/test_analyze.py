@@ -24,8 +24,9 @@ pytestmark = pytest.mark.skipif(not (weights_dir() / "fdin-gender").is_dir() or
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> DynamicsAnalyzer:
-    return DynamicsAnalyzer()
+def analyzer():
+    with DynamicsAnalyzer() as analyzer:
+        yield analyzer
 
 
 def test_predict_landmarks_without_video(analyzer):

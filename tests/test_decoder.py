@@ -68,7 +68,7 @@ def test_a_crashed_worker_is_an_fdin_error_and_not_reused(pool, clip):
     pool.release(fresh)
 
 
-def test_analyzer_kills_a_worker_left_mid_video(clip, monkeypatch):
+def test_analyzer_kills_a_worker_left_mid_video(clip, monkeypatch, request):
     """A tracker that fails after one frame must not leave the rest of that video for the next call."""
     import fdin.perception as perception
     from fdin.analyze import DynamicsAnalyzer
@@ -80,6 +80,7 @@ def test_analyzer_kills_a_worker_left_mid_video(clip, monkeypatch):
     monkeypatch.setattr(perception, "get_backend", lambda name=None: object(), raising=False)
     monkeypatch.setattr(perception, "track_faces", failing_track, raising=False)
     analyzer = DynamicsAnalyzer()
+    request.addfinalizer(analyzer.close)
     with pytest.raises(RuntimeError, match="tracker failed"):
         analyzer.analyze(clip)
     counted: list[int] = []

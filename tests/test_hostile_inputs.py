@@ -109,7 +109,8 @@ def faces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def shared_analyzer():
     """One set of loaded FDIN models for every in-process CLI ``analyze`` call (as the app does)."""
-    return fdin.analyze.DynamicsAnalyzer()
+    with fdin.analyze.DynamicsAnalyzer() as analyzer:
+        yield analyzer
 
 
 @pytest.fixture()

@@ -32,8 +32,9 @@ def long_mp4(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> DynamicsAnalyzer:
-    return DynamicsAnalyzer()
+def analyzer():
+    with DynamicsAnalyzer() as analyzer:
+        yield analyzer
 
 
 def test_ring_decode_gives_every_frame_with_a_fixed_buffer(long_mp4):
@@ -80,7 +81,8 @@ def test_long_clip_analysed_whole_with_flat_buffers(long_mp4, decode_worker, mon
         return samples[-1]
 
     monkeypatch.setattr(analyze_module, "FrameSample", spy)
-    result = DynamicsAnalyzer(decode_worker=decode_worker).analyze(long_mp4)
+    with DynamicsAnalyzer(decode_worker=decode_worker) as analyzer:
+        result = analyzer.analyze(long_mp4)
     n = round(SECONDS * FPS)
     assert result.frames_analyzed == n
     assert result.coverage is not None and result.coverage.whole and not result.coverage.notes

@@ -219,7 +219,7 @@ def test_nothing_about_faces_is_logged_or_kept(tmp_path: Path, caplog: pytest.Lo
 
 # --- R-23: no outbound network with models on disk ---------------------------------------------------
 @pytest.mark.slow
-def test_loading_and_inference_make_no_outbound_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loading_and_inference_make_no_outbound_connections(monkeypatch: pytest.MonkeyPatch, request) -> None:
     attempts: list[object] = []
     real_connect = socket.socket.connect
 
@@ -231,6 +231,7 @@ def test_loading_and_inference_make_no_outbound_connections(monkeypatch: pytest.
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     models = LazyPredictors()
+    request.addfinalizer(models.close)
     models.analyzer()
     payload, *_ = Handlers(models).detect_faces(str(astronaut_photo()))
     assert len(payload["faces"]) == 1
@@ -908,7 +909,6 @@ def test_live_texts_say_what_the_memory_budget_holds() -> None:
     session and the app's budget."""
     import io
 
-    import numpy as np
     from PIL import Image
 
     from fdin.app import live
@@ -930,9 +930,9 @@ def test_live_texts_say_what_the_memory_budget_holds() -> None:
         budget.admit(session, frame)
     held = len(session.jpegs) / fps
     assert held == pytest.approx(buffer_seconds(), abs=0.5) and held < live.BUFFER_S
-    assert texts.LIVE_BUFFER_S == round(buffer_seconds()) and abs(held - texts.LIVE_BUFFER_S) <= 0.6
+    assert round(buffer_seconds()) == texts.LIVE_BUFFER_S and abs(held - texts.LIVE_BUFFER_S) <= 0.6
     assert f"about {texts.LIVE_BUFFER_S} s at {fps:g} frames/s" in texts.LIVE_HELP
-    assert texts.LIVE_BUTTON == f"Analyse the last {texts.LIVE_BUFFER_S} s"
+    assert f"Analyse the last {texts.LIVE_BUFFER_S} s" == texts.LIVE_BUTTON
     assert f"{settings.LIVE_SESSION_BUDGET_BYTES >> 20} MB" in texts.LIVE_HELP
 
 
@@ -1120,19 +1120,9 @@ def test_analysis_deadline_scales_and_says_so(monkeypatch: pytest.MonkeyPatch) -
 
 def _worker_pids() -> list[int]:
     """Analysis worker processes started by this process."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"fdin.analysis_pool" in cmd \
-                and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
+    from tests.isolation_helpers import worker_pids
+
+    return worker_pids(b"fdin.analysis_pool")
 
 
 @pytest.mark.slow
