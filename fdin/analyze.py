@@ -224,10 +224,11 @@ class DynamicsAnalyzer:
         landmarks = landmark_provenance(self.backend_in_use())
         return models + ([ModelProvenance.from_dict(landmarks)] if landmarks else [])
 
-    def backend_in_use(self) -> str:
-        """The name of the face backend the analyses use (resolved without loading it)."""
+    def backend_in_use(self) -> str | None:
+        """The name of the face backend the analyses use (resolved without loading it; None for an
+        unnamed backend object)."""
         if self._backend is not None:
-            return self._backend.name
+            return getattr(self._backend, "name", None)
         from fdin.perception.registry import resolve_backend_name
 
         return resolve_backend_name(self.backend_name)

@@ -127,10 +127,10 @@ LANDMARK_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-def landmark_provenance(backend: str) -> dict[str, Any] | None:
+def landmark_provenance(backend: str | None) -> dict[str, Any] | None:
     """The ``models`` entry of the landmark model of face backend ``backend`` (a registered name);
     None for a backend fdin does not ship (its landmarks' origin is unknown here)."""
-    entry = LANDMARK_MODELS.get(backend)
+    entry = LANDMARK_MODELS.get(backend or "")
     if entry is None:
         return None
     return {k: v for k, v in entry.items() if k != "label"} | {"target": "landmarks"}

@@ -41,8 +41,8 @@ def no_worker_outlives_its_module():
         import os
         from pathlib import Path
 
-        commands = sorted({Path(f"/proc/{pid}/cmdline").read_bytes().split(b"from ")[-1][:40].decode(errors="replace")
-                           for pid in left if os.path.exists(f"/proc/{pid}/cmdline")})
+        commands = sorted({Path(f"/proc/{pid}/cmdline").read_bytes().split(b"from ")[-1].split(b" import")[0]
+                           .decode(errors="replace") for pid in left if os.path.exists(f"/proc/{pid}/cmdline")})
         pytest.fail(f"{len(left)} worker process(es) outlived this module's tests: {commands}; close the "
                     "analyzers, pools and predictors a test or fixture makes", pytrace=False)
 

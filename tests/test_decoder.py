@@ -107,3 +107,23 @@ def test_a_worker_started_by_a_thread_that_ended_keeps_working(clip):
         pool.release(worker)
     finally:
         pool.close()
+
+
+def test_a_worker_ends_when_its_owner_is_forgotten():
+    """An owner collected without close() (a fixture that forgot it, a CLI run in-process) takes its
+    worker with it: the child's stdin closes and it exits, instead of waiting for the session's end."""
+    import gc
+    import time
+
+    from tests.isolation_helpers import worker_pids
+
+    before = set(worker_pids())
+    pool = DecoderPool()
+    pool.prestart()
+    (pid,) = set(worker_pids()) - before
+    del pool
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while pid in worker_pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pid not in worker_pids()

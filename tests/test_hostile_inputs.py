@@ -22,6 +22,7 @@ decoding, limits and error mapping end to end.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import subprocess
@@ -116,7 +117,7 @@ def shared_analyzer():
 @pytest.fixture()
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, shared_analyzer):
     """Run ``python -m fdin ...`` in-process: returns (exit code, stdout, stderr, seconds)."""
-    monkeypatch.setattr(fdin.analyze, "DynamicsAnalyzer", lambda **kwargs: shared_analyzer)
+    monkeypatch.setattr(fdin.analyze, "DynamicsAnalyzer", lambda **kwargs: contextlib.nullcontext(shared_analyzer))
 
     def run(*argv: str) -> tuple[int, str, str, float]:
         capsys.readouterr()

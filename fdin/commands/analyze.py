@@ -106,12 +106,16 @@ def relation_lines(result) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from fdin.analyze import SYNTHETIC_NOTE, DynamicsAnalyzer
 
-    quiet = getattr(args, "quiet", False)
     videos = _expand(args.videos)
-    analyzer = DynamicsAnalyzer(gender_weights=args.gender_weights, age_weights=args.age_weights,
-                                revision=args.revision, backend=args.backend)
+    with DynamicsAnalyzer(gender_weights=args.gender_weights, age_weights=args.age_weights,
+                          revision=args.revision, backend=args.backend) as analyzer:
+        return _run(args, videos, analyzer, SYNTHETIC_NOTE)
+
+
+def _run(args: argparse.Namespace, videos: list[Path], analyzer: Any, synthetic_note: str) -> int:
+    quiet = getattr(args, "quiet", False)
     if not quiet and any(m.synthetic_training_data for m in analyzer.provenance()):
-        print(SYNTHETIC_NOTE, file=sys.stderr)
+        print(synthetic_note, file=sys.stderr)
 
     max_duration = getattr(args, "max_duration", None)
     if len(videos) == 1 and not args.videos[0].is_dir():
