@@ -49,6 +49,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not HAVE_FDIN_WEIGHTS, reason
 
 ui = Handlers()  # the app's handlers with the real (lazily loaded) predictors
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _ui_workers_end_with_the_module():
+    """``ui``'s analysis workers stop after this module (the module object outlives it)."""
+    yield
+    ui.predictors.close()
+
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 60.0          # per call; generous for a loaded 2-core machine (typical: well under 5 s)
 NO_FACE = "No usable face was found"
