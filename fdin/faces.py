@@ -1,6 +1,6 @@
 """The faces predictor: every face of one photo as a typed :class:`~fdin.results.FacesResult`, with
-each face's expression from the FER2013 model (:mod:`fdin.expression_fer`); and the expression of a
-face track (:func:`track_expression`).
+each face's expression from the FER2013 model (:mod:`fdin.expression_fer`); and the appearance and
+expression of face tracks (:func:`track_expressions`).
 
 Shared by ``fdin faces`` and the app's Faces tab, so both give the same JSON.
 """
@@ -44,25 +44,42 @@ def faces_in(image: np.ndarray, backend: Any = None, expression: Any = None) -> 
                        notes=notes, expressions=model.predict(image, [f.bbox for f in faces]) if faces and model else [])
 
 
-def track_expression(track: Any, frames: Any, expression: Any = None,
-                     frames_per_track: int = TRACK_EXPRESSION_FRAMES) -> Any:
-    """The expression of a :class:`~fdin.perception.FaceTrack`: the FER2013 probabilities averaged over
-    up to ``frames_per_track`` evenly spread frames where the face was found (``frames[i]``: (H, W, 3)
-    uint8 RGB frame i). Returns an :class:`~fdin.expression_fer.ExpressionEstimate`, or None for an
-    empty track."""
+def track_expressions(tracks: list[Any], frames: Any, backend: Any, expression: Any = None,
+                      frames_per_track: int = TRACK_EXPRESSION_FRAMES) -> list[Any]:
+    """Apparent gender/age and expression of each :class:`~fdin.perception.FaceTrack`, in one pass
+    over ``frames`` (any iterable of the tracked video's (H, W, 3) uint8 RGB frames, in order, e.g. a
+    second read of the video) that keeps no frame: up to ``frames_per_track`` evenly spread faces of
+    each track get their ``appearance`` set, and the FER2013 probabilities of the same faces are
+    averaged. So a video of any length needs the memory of one frame here.
+
+    Returns one :class:`~fdin.expression_fer.ExpressionEstimate` per track (None for an empty one).
+    """
     from fdin.expression_fer import ExpressionEstimate, shared_model
+    from fdin.perception.appearance import picks_by_frame, set_appearance
 
-    if not track.faces:
-        return None
     model = expression if expression is not None else shared_model()
-    n = len(track.faces)
-    picks = sorted(set(np.rint(np.linspace(0, n - 1, min(frames_per_track, n))).astype(int).tolist()))
-    crops = [model.crop(np.asarray(frames[track.frame_indices[k]]), track.faces[k].bbox) for k in picks]
-    mean = model.probabilities(crops).mean(axis=0)
-    labels = model.labels
-    return ExpressionEstimate(label=labels[int(mean.argmax())],
-                              probs={k: float(v) for k, v in zip(labels, mean, strict=True)},
-                              model={**model.provenance(), "frames": len(picks)})
+    by_frame = picks_by_frame(tracks, frames_per_track)
+    crops: dict[int, list[np.ndarray]] = {id(t): [] for t in tracks}
+    last = max(by_frame, default=-1)
+    for index, frame in enumerate(frames):
+        if index > last:
+            break
+        items = by_frame.get(index)
+        if items:
+            image = np.ascontiguousarray(frame)
+            set_appearance(backend, image, items)
+            for t, pos in items:
+                crops[id(t)].append(model.crop(image, t.faces[pos].bbox))
+    out = []
+    for t in tracks:
+        if not crops[id(t)]:
+            out.append(None)
+            continue
+        mean = model.probabilities(crops[id(t)]).mean(axis=0)
+        out.append(ExpressionEstimate(label=model.labels[int(mean.argmax())],
+                                      probs={k: float(v) for k, v in zip(model.labels, mean, strict=True)},
+                                      model={**model.provenance(), "frames": len(crops[id(t)])}))
+    return out
 
 
-__all__ = ["TRACK_EXPRESSION_FRAMES", "faces_in", "track_expression"]
+__all__ = ["TRACK_EXPRESSION_FRAMES", "faces_in", "track_expressions"]

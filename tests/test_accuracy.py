@@ -57,6 +57,7 @@ def test_fdin_outputs_barely_move_on_the_generated_clip(smile, tmp_path):
     from fdin.analyze import DynamicsAnalyzer
 
     old = DynamicsAnalyzer(decode_worker=False, redetect_after=None).analyze(smile)
-    new = DynamicsAnalyzer().analyze(smile)
+    with DynamicsAnalyzer() as analyzer:
+        new = analyzer.analyze(smile)
     assert abs(new.dynamics.gender.p_female - old.dynamics.gender.p_female) <= 0.02
     assert np.isfinite(new.landmarks).all()

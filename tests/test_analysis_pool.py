@@ -205,3 +205,14 @@ def test_no_exchange_folder_is_left_anywhere(pooled, video, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         pooled.analyze(video, progress=lambda stage, f: (_ for _ in ()).throw(KeyboardInterrupt) if stage == "track" else None)
     assert folders() <= before
+
+
+def test_max_duration_reaches_the_worker_and_coverage_says_so(pooled, video):
+    reason = "the test asks for 2 s"
+    result = pooled.analyze(video, max_duration=2.0, duration_reason=reason)
+    local = pooled.local.analyze(video, max_duration=2.0, duration_reason=reason)
+    assert result.frames_analyzed == local.frames_analyzed < len(video)
+    assert not result.coverage.whole and result.coverage.end_s <= 2.0 + 1e-6
+    assert any(reason in note and "0-2" in note for note in result.coverage.notes)
+    assert result.coverage == local.coverage
+    assert pooled.analyze(video).coverage.whole  # the limit was this request's only

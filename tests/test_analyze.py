@@ -24,8 +24,9 @@ pytestmark = pytest.mark.skipif(not (weights_dir() / "fdin-gender").is_dir() or
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> DynamicsAnalyzer:
-    return DynamicsAnalyzer()
+def analyzer():
+    with DynamicsAnalyzer() as analyzer:
+        yield analyzer
 
 
 def test_predict_landmarks_without_video(analyzer):
@@ -41,10 +42,32 @@ def test_predict_landmarks_without_video(analyzer):
 
 
 def test_provenance_says_generated_data(analyzer):
+    fdin_models = [m for m in analyzer.provenance() if m.target in ("gender", "age")]
+    assert [m.target for m in fdin_models] == ["gender", "age"]
     for model in analyzer.provenance():
-        assert model.synthetic_training_data is True
-        assert "fdin.synth" in model.trained_on
+        assert model.synthetic_training_data is (model in fdin_models)
+        assert ("fdin.synth" in model.trained_on) is (model in fdin_models)
         assert {"name", "weights", "trained_on", "licence"} <= set(model.to_json_dict())
+
+
+@pytest.mark.parametrize("backend", ["offline", "offline-dlib"])
+def test_models_name_the_landmark_model(backend):
+    """The ``models`` list says which model produced the landmarks, with its licence: the same entry
+    whether the backend is loaded or not, and the same model the backend itself names."""
+    from fdin.perception import get_backend
+    from fdin.weights import LANDMARK_MODELS
+
+    analyzer = DynamicsAnalyzer(backend=backend, decode_worker=False)
+    (before,) = [m for m in analyzer.provenance() if m.target == "landmarks"]
+    analyzer.load_models()
+    (after,) = [m for m in analyzer.provenance() if m.target == "landmarks"]
+    assert before == after and after.synthetic_training_data is False
+    if backend == "offline":
+        assert "MediaPipe" in after.name and after.licence == "apache-2.0"
+        assert after.weights == "weights/face-landmark-mediapipe"
+    else:
+        assert "dlib" in after.name and "commercial" in after.licence and "300-W" in after.trained_on
+    assert get_backend(backend).models["landmarks"] == LANDMARK_MODELS[backend]["label"]
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +109,8 @@ def test_cli_analyze_json_keys(tmp_path, smile_mp4):
     assert np.isclose(np.asarray(data["importance"]["matrix"]).sum(), 2.0, atol=1e-3)
     assert len(data["top_relations"]) == 5 and len(data["top_relations"][0]["regions"]) == 2
     assert all({"name", "weights", "trained_on", "licence"} <= set(m) for m in data["models"])
+    assert [m["target"] for m in data["models"]] == ["gender", "age", "landmarks"]
+    assert data["models"][2]["licence"] == "apache-2.0" and "MediaPipe" in data["models"][2]["name"]
     assert "total" in data["timings_ms"]
 
 

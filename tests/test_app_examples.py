@@ -24,7 +24,9 @@ def examples():
 
 @pytest.fixture(scope="module")
 def handlers():
-    return Handlers(rate_limiter=RateLimiter(0, 60))
+    handlers = Handlers(rate_limiter=RateLimiter(0, 60))
+    yield handlers
+    handlers.predictors.close()  # the analysis workers of the real predictors
 
 
 def _progress(*_args, **_kwargs) -> None:

@@ -155,6 +155,27 @@ def test_relate_two_photos_side_by_side(handlers) -> None:
     assert _pixels(annotated).shape == (120, 480, 3)
 
 
+def test_trait_dropdown_only_with_a_matrix_and_the_api_unchanged(handlers) -> None:
+    """The trait dropdown picks the trait of the 3+-face matrix: hidden until a result has one (two
+    faces: hidden), while ``/relate_photos`` keeps its three parameters and the trait's default."""
+    from fdin.app.layout import show_matrix
+
+    demo = build_demo(handlers=handlers, examples="off")
+    (dropdown,) = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "trait-in"]
+    assert dropdown.visible is False
+    relate = next(fn for fn in demo.fns.values() if fn.api_name == "relate_photos")
+    assert relate.inputs[2] is dropdown
+    params = demo.get_api_info()["named_endpoints"]["/relate_photos"]["parameters"]
+    assert [(p["parameter_name"], p["parameter_has_default"], p.get("parameter_default")) for p in params] == [
+        ("image_a", False, None), ("image_b", True, None), ("trait", True, "warm")]
+    shows = [fn for fn in demo.fns.values() if fn.name == "show_matrix"]
+    assert len(shows) == 3 and all([o._id for o in fn.outputs][1] == dropdown._id for fn in shows)
+    *_, two = handlers.relate_photos_ui("a.jpg", "b.jpg", "warm", progress=_no_progress)
+    *_, group = handlers.relate_photos_ui("group.jpg", None, "warm", progress=_no_progress)
+    assert [u.visible for u in show_matrix(two)] == [False, False]
+    assert [u.visible for u in show_matrix(group)] == [True, True]
+
+
 @pytest.mark.parametrize("name", sorted(ENDPOINTS))
 def test_missing_input_asks_for_it(handlers, name) -> None:
     fn = getattr(handlers, name)
@@ -260,7 +281,7 @@ def test_consent_hint_on_buttons_examples_only_fill_and_api_help(fakes, tmp_path
     assert all(b.value == texts.CONSENT_HINT for b in buttons)
     consent = next(fn for fn in demo.fns.values() if fn.name == "<lambda>" and len(fn.outputs) == len(buttons))
     enabled = consent.fn(True)
-    assert [u.value for u in enabled] == ["Analyse video", "Analyse the last 10 s", "Relate faces", "Detect faces"]
+    assert [u.value for u in enabled] == ["Analyse video", texts.LIVE_BUTTON, "Relate faces", "Detect faces"]
     assert all(u.interactive is True for u in enabled)
     assert all(u.interactive is False and u.value == texts.CONSENT_HINT for u in consent.fn(False))
     # examples fill the input only: nothing but the (gated) buttons runs a model

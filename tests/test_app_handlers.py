@@ -28,6 +28,13 @@ pytestmark = pytest.mark.slow
 ui = Handlers(LazyPredictors())  # the real models, loaded on first use and shared by these tests
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _ui_workers_end_with_the_module():
+    """``ui``'s analysis workers stop after this module (the module object outlives it)."""
+    yield
+    ui.predictors.close()
+
+
 def _no_progress(*args, **kwargs) -> None:
     return None
 

@@ -68,7 +68,7 @@ def test_a_crashed_worker_is_an_fdin_error_and_not_reused(pool, clip):
     pool.release(fresh)
 
 
-def test_analyzer_kills_a_worker_left_mid_video(clip, monkeypatch):
+def test_analyzer_kills_a_worker_left_mid_video(clip, monkeypatch, request):
     """A tracker that fails after one frame must not leave the rest of that video for the next call."""
     import fdin.perception as perception
     from fdin.analyze import DynamicsAnalyzer
@@ -80,6 +80,7 @@ def test_analyzer_kills_a_worker_left_mid_video(clip, monkeypatch):
     monkeypatch.setattr(perception, "get_backend", lambda name=None: object(), raising=False)
     monkeypatch.setattr(perception, "track_faces", failing_track, raising=False)
     analyzer = DynamicsAnalyzer()
+    request.addfinalizer(analyzer.close)
     with pytest.raises(RuntimeError, match="tracker failed"):
         analyzer.analyze(clip)
     counted: list[int] = []
@@ -106,3 +107,23 @@ def test_a_worker_started_by_a_thread_that_ended_keeps_working(clip):
         pool.release(worker)
     finally:
         pool.close()
+
+
+def test_a_worker_ends_when_its_owner_is_forgotten():
+    """An owner collected without close() (a fixture that forgot it, a CLI run in-process) takes its
+    worker with it: the child's stdin closes and it exits, instead of waiting for the session's end."""
+    import gc
+    import time
+
+    from tests.isolation_helpers import worker_pids
+
+    before = set(worker_pids())
+    pool = DecoderPool()
+    pool.prestart()
+    (pid,) = set(worker_pids()) - before
+    del pool
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while pid in worker_pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pid not in worker_pids()

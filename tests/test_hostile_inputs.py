@@ -22,6 +22,7 @@ decoding, limits and error mapping end to end.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import subprocess
@@ -47,6 +48,13 @@ from tests.app_support import HAVE_FDIN_WEIGHTS, NO_FDIN_WEIGHTS, astronaut_phot
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not HAVE_FDIN_WEIGHTS, reason=NO_FDIN_WEIGHTS)]
 
 ui = Handlers()  # the app's handlers with the real (lazily loaded) predictors
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ui_workers_end_with_the_module():
+    """``ui``'s analysis workers stop after this module (the module object outlives it)."""
+    yield
+    ui.predictors.close()
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 60.0          # per call; generous for a loaded 2-core machine (typical: well under 5 s)
@@ -109,13 +117,14 @@ def faces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def shared_analyzer():
     """One set of loaded FDIN models for every in-process CLI ``analyze`` call (as the app does)."""
-    return fdin.analyze.DynamicsAnalyzer()
+    with fdin.analyze.DynamicsAnalyzer() as analyzer:
+        yield analyzer
 
 
 @pytest.fixture()
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, shared_analyzer):
     """Run ``python -m fdin ...`` in-process: returns (exit code, stdout, stderr, seconds)."""
-    monkeypatch.setattr(fdin.analyze, "DynamicsAnalyzer", lambda **kwargs: shared_analyzer)
+    monkeypatch.setattr(fdin.analyze, "DynamicsAnalyzer", lambda **kwargs: contextlib.nullcontext(shared_analyzer))
 
     def run(*argv: str) -> tuple[int, str, str, float]:
         capsys.readouterr()

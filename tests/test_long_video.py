@@ -32,8 +32,9 @@ def long_mp4(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> DynamicsAnalyzer:
-    return DynamicsAnalyzer()
+def analyzer():
+    with DynamicsAnalyzer() as analyzer:
+        yield analyzer
 
 
 def test_ring_decode_gives_every_frame_with_a_fixed_buffer(long_mp4):
@@ -80,7 +81,8 @@ def test_long_clip_analysed_whole_with_flat_buffers(long_mp4, decode_worker, mon
         return samples[-1]
 
     monkeypatch.setattr(analyze_module, "FrameSample", spy)
-    result = DynamicsAnalyzer(decode_worker=decode_worker).analyze(long_mp4)
+    with DynamicsAnalyzer(decode_worker=decode_worker) as analyzer:
+        result = analyzer.analyze(long_mp4)
     n = round(SECONDS * FPS)
     assert result.frames_analyzed == n
     assert result.coverage is not None and result.coverage.whole and not result.coverage.notes
@@ -132,3 +134,29 @@ def test_app_limit_note_names_the_app_and_the_seconds(long_mp4):
 
     text = summary_markdown(FakeAnalyzer().analyze(fake_video()), list(video.notes))  # as the handler does
     assert f"Note: Only seconds 0-{settings.VIDEO_MAX_DURATION_S:g}" in text
+
+
+def test_faces_tracks_the_whole_video_and_says_when_a_limit_cut_it(long_mp4, tmp_path, capsys):
+    """``fdin faces`` on a video past the 60 s that ``read_video`` keeps in memory: every frame tracked
+    (streamed like ``fdin analyze``); ``--max-duration`` cuts it with the same coverage and note."""
+    from fdin.cli import main as cli_main
+
+    out = tmp_path / "faces.json"
+    assert cli_main(["faces", str(long_mp4), "--backend", "offline", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["frames"]["count"] == pytest.approx(SECONDS * FPS, abs=1)
+    assert data["coverage"]["whole_video"] is True and data["coverage"]["notes"] == []
+    assert data["coverage"]["end_s"] == pytest.approx(SECONDS, abs=0.15)
+    assert data["tracks"] and data["tracks"][-1]["last_frame"] > 60 * FPS  # tracked past the old 60 s
+    primary = next(t for t in data["tracks"] if t["track_id"] == data["primary_track"])
+    assert primary["appearance"]["frames"] == 5 and primary["expression"]["model"]["frames"] == 5
+    assert "note:" not in capsys.readouterr().err
+
+    assert cli_main(["faces", str(long_mp4), "--backend", "offline", "--max-duration", "12", "--json", str(out)]) == 0
+    err = capsys.readouterr().err
+    data = json.loads(out.read_text())
+    coverage = data["coverage"]
+    assert coverage["whole_video"] is False and coverage["end_s"] == pytest.approx(12.0, abs=0.15)
+    assert data["frames"]["count"] == pytest.approx(12 * FPS, abs=1)
+    note = coverage["notes"][0]
+    assert "0-12" in note and "--max-duration 12" in note and f"note: {note}" in err

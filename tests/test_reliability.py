@@ -219,7 +219,7 @@ def test_nothing_about_faces_is_logged_or_kept(tmp_path: Path, caplog: pytest.Lo
 
 # --- R-23: no outbound network with models on disk ---------------------------------------------------
 @pytest.mark.slow
-def test_loading_and_inference_make_no_outbound_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loading_and_inference_make_no_outbound_connections(monkeypatch: pytest.MonkeyPatch, request) -> None:
     attempts: list[object] = []
     real_connect = socket.socket.connect
 
@@ -231,6 +231,7 @@ def test_loading_and_inference_make_no_outbound_connections(monkeypatch: pytest.
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     models = LazyPredictors()
+    request.addfinalizer(models.close)
     models.analyzer()
     payload, *_ = Handlers(models).detect_faces(str(astronaut_photo()))
     assert len(payload["faces"]) == 1
@@ -390,7 +391,8 @@ CHEAP_UNQUEUED = {
     "rerender_matrix": "a known trait name and the session's own result (<= MATRIX_MAX_FACES faces), rate-limited",
     "<lambda>": "the consent checkbox: returns three button updates",
     "clear_outputs": "a new input empties the tab's outputs: returns Nones, reads nothing",
-    "show_matrix": "after a relation result: shows or hides the matrix plot from the session's own state",
+    "show_matrix": "after a relation result or a new photo: shows or hides the matrix plot and its trait dropdown "
+                   "from the session's own state",
     "preview_note": "after a video upload the browser cannot play: reads the uploaded file's first 512 bytes "
                     "(fdin.media.sniff), no decoder",
     "load_example": "Gradio's example loader (examples only fill the input): an index into the server's own "
@@ -901,6 +903,39 @@ def test_live_memory_budget_per_session_and_in_all() -> None:
     assert kwargs["state_session_capacity"] == settings.STATE_SESSION_CAPACITY <= 100
 
 
+def test_live_texts_say_what_the_memory_budget_holds() -> None:
+    """The live help and button quote the seconds the per-session budget really keeps: a real face
+    photo streamed as the browser sends it (640x480 JPEG at quality 0.92, 25 frames/s) through a
+    session and the app's budget."""
+    import io
+
+    from PIL import Image
+
+    from fdin.app import live
+    from fdin.app.livebudget import LiveBudget, buffer_seconds, decode_bounded
+    from tests.fakes import FakePredictors
+    from tests.real_media import path as real_media
+
+    photo = Image.open(real_media("single_face.jpg")).convert("RGB").resize(settings.LIVE_FRAME_SIZE)
+    handle = io.BytesIO()
+    photo.save(handle, format="JPEG", quality=92)
+    data = handle.getvalue()
+    frame = decode_bounded(data)
+    backend = FakePredictors(faces=0).backend()
+    budget = LiveBudget(total=1 << 40)  # the app's per-session budget alone
+    session = live.LiveSession()
+    fps = 1.0 / settings.LIVE_STREAM_EVERY_S
+    for k in range(int(12 * fps)):  # longer than any buffer
+        session.add(k / fps, data, frame, backend)
+        budget.admit(session, frame)
+    held = len(session.jpegs) / fps
+    assert held == pytest.approx(buffer_seconds(), abs=0.5) and held < live.BUFFER_S
+    assert round(buffer_seconds()) == texts.LIVE_BUFFER_S and abs(held - texts.LIVE_BUFFER_S) <= 0.6
+    assert f"about {texts.LIVE_BUFFER_S} s at {fps:g} frames/s" in texts.LIVE_HELP
+    assert f"Analyse the last {texts.LIVE_BUFFER_S} s" == texts.LIVE_BUTTON
+    assert f"{settings.LIVE_SESSION_BUDGET_BYTES >> 20} MB" in texts.LIVE_HELP
+
+
 def test_unread_replies_are_dropped() -> None:
     """Item 4: a session that does not read its replies keeps at most LIVE_MAX_UNREAD streaming ones
     (never a completion), and none once it has no running event for LIVE_UNREAD_TTL_S."""
@@ -1085,19 +1120,9 @@ def test_analysis_deadline_scales_and_says_so(monkeypatch: pytest.MonkeyPatch) -
 
 def _worker_pids() -> list[int]:
     """Analysis worker processes started by this process."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"fdin.analysis_pool" in cmd \
-                and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
+    from tests.isolation_helpers import worker_pids
+
+    return worker_pids(b"fdin.analysis_pool")
 
 
 @pytest.mark.slow

@@ -118,7 +118,8 @@ def test_onnx_and_torch_analyzers_agree():
 
     lm = smile_sequence(seed=2, fps=30, head_motion=True, noise_px=0.3)
     t = np.arange(len(lm)) / 30
-    fast = DynamicsAnalyzer().predict_landmarks(lm, t)
+    with DynamicsAnalyzer() as analyzer:
+        fast = analyzer.predict_landmarks(lm, t)
     slow = DynamicsAnalyzer(use_onnx=False).predict_landmarks(lm, t)
     assert abs(fast.estimates.gender.p_female - slow.estimates.gender.p_female) <= 1e-4
     assert abs(fast.estimates.age.years - slow.estimates.age.years) <= 0.1

@@ -64,7 +64,7 @@ def test_track_faces_accepts_an_iterator():
     assert seen[-1][0] == len(frames) and all(total >= done for done, total in seen)
 
 
-def test_analyze_stops_the_decoder_when_tracking_fails(clip, monkeypatch):
+def test_analyze_stops_the_decoder_when_tracking_fails(clip, monkeypatch, request):
     import fdin.perception as perception
     from fdin.analyze import DynamicsAnalyzer
 
@@ -76,6 +76,7 @@ def test_analyze_stops_the_decoder_when_tracking_fails(clip, monkeypatch):
     monkeypatch.setattr(perception, "get_backend", lambda name=None: object(), raising=False)
     for options in ({"decode_worker": False}, {"decode_worker": True}):
         analyzer = DynamicsAnalyzer(**options)
+        request.addfinalizer(analyzer.close)
         with pytest.raises(RuntimeError, match="tracker failed"):
             analyzer.analyze(clip)
         assert not any(t.name == "fdin-decode" and t.is_alive() for t in threading.enumerate())
@@ -99,6 +100,6 @@ def test_analyze_streamed_matches_sequential(clip, monkeypatch):
     monkeypatch.setattr(perception, "primary_track", lambda tracks: None, raising=False)
     monkeypatch.setattr(perception, "get_backend", lambda name=None: object(), raising=False)
     for options in ({"decode_worker": False}, {"decode_worker": True}):
-        with pytest.raises(NoFaceError, match="No usable face"):
-            DynamicsAnalyzer(**options).analyze(clip)
+        with DynamicsAnalyzer(**options) as analyzer, pytest.raises(NoFaceError, match="No usable face"):
+            analyzer.analyze(clip)
     assert seen == [len(read_video(clip, target_fps=25))] * 2

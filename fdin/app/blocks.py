@@ -85,6 +85,16 @@ class GuardedBlocks(gr.Blocks):
         self._install_admission()
         return super().launch(*args, **kwargs)
 
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        """Close the server, then stop the worker processes of the predictors the app was built with
+        (``fdin_predictors``: their analysis pool holds models in other processes)."""
+        try:
+            return super().close(*args, **kwargs)
+        finally:
+            stop = getattr(getattr(self, "fdin_predictors", None), "close", None)
+            if stop is not None:
+                stop()
+
     async def process_api(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
         check_arguments(fn, inputs)

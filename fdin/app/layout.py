@@ -87,9 +87,12 @@ def cleared(count: int, hide: tuple[int, ...] = ()) -> Any:
 
 
 def show_matrix(kept: Any) -> Any:
-    """After a relation result: the matrix plot is shown for 3+ faces (``kept`` holds their data) and
-    hidden otherwise, rather than left as an empty box. Reads the session's own state only."""
-    return gr.Plot(visible=bool(kept))
+    """After a relation result (or a new photo): the matrix plot and its trait dropdown are shown for
+    3+ faces (``kept`` holds their data) and hidden otherwise, rather than left as an empty box and a
+    choice that changes nothing (two faces have no matrix). Only visibility changes: the dropdown
+    stays an input of ``/relate_photos`` (its value still reaches the API). Reads the session's own
+    state only."""
+    return gr.Plot(visible=bool(kept)), gr.Dropdown(visible=bool(kept))
 
 
 def _existing(path: Path) -> str | None:
@@ -173,7 +176,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                 with gr.Column(min_width=320):
                     live_cam = LiveWebcam(label="Camera", sources=["webcam"], streaming=True, elem_id="live-cam",
                                           webcam_options=gr.WebcamOptions(
-                                              mirror=False, constraints={"video": {"width": 640, "height": 480}}))
+                                              mirror=False, constraints={"video": dict(zip(("width", "height"), settings.LIVE_FRAME_SIZE, strict=True))}))
                 with gr.Column(min_width=320):
                     live_overlay = LiveOverlay(label="Tracked face (landmarks, regions, pairs that moved the estimate)",
                                                interactive=False, elem_id="live-overlay")
@@ -182,7 +185,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                     live_text = gr.Markdown(label="rolling estimate", elem_id="live-text", elem_classes=["fdin-words"])
                     live_btn = gr.Button(texts.CONSENT_HINT, variant="primary", interactive=False,
                                          elem_id="live-btn")
-                    buttons.append((live_btn, "Analyse the last 10 s"))
+                    buttons.append((live_btn, texts.LIVE_BUTTON))
                 with gr.Column(min_width=320):
                     live_heat = gr.Plot(label="Rolling relational importance (gender)", elem_id="live-heat")
             with gr.Accordion("Full analysis of the live buffer", open=True):
@@ -224,7 +227,8 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                         photo_b = RawImage(label="Second photo (optional)", sources=["upload", "webcam"],
                                            type="filepath", height=300, elem_id="photo-b")
                     trait_in = gr.Dropdown(choices=traits, value="warm" if "warm" in traits else traits[0],
-                                           label="Trait for the relation matrix (3+ faces)")
+                                           label="Trait for the relation matrix (3+ faces)", visible=False,
+                                           elem_id="trait-in")
                     if "group" in photos:
                         gr.Examples([[photos["group"]]], inputs=[photo_a],
                                     label="Example: a group photo shipped with insightface", **example_args)
@@ -250,10 +254,12 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
             for photo in (photo_a, photo_b):  # a new photo empties every output of the tab
                 photo.change(cleared(len(relate_outputs) + 1, hide=(relate_outputs.index(matrix_plot),)),
                              inputs=None, outputs=[*relate_outputs, matrix_kept], queue=False,
-                             api_visibility="private", show_progress="hidden")
+                             api_visibility="private", show_progress="hidden"
+                             ).then(show_matrix, inputs=matrix_kept, outputs=[matrix_plot, trait_in], queue=False,
+                                    api_visibility="private", show_progress="hidden")
             relate_btn.click(h.relate_photos_ui, inputs=[photo_a, photo_b, trait_in],
                              outputs=[*relate_outputs, matrix_kept], api_name="relate_photos", **model_event
-                             ).then(show_matrix, inputs=matrix_kept, outputs=matrix_plot, queue=False,
+                             ).then(show_matrix, inputs=matrix_kept, outputs=[matrix_plot, trait_in], queue=False,
                                     api_visibility="private", show_progress="hidden")
             trait_in.change(h.rerender_matrix, inputs=[matrix_kept, trait_in], outputs=matrix_plot,
                             api_visibility="private", queue=False)
@@ -298,6 +304,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                        inputs=consent, outputs=[b for b, _ in buttons], api_visibility="private", queue=False)
     seal_events(demo, PUBLIC_ENDPOINTS)
     demo.fdin_admission = h.admission  # installed on the queue by GuardedBlocks.queue (issue 24)
+    demo.fdin_predictors = h.predictors  # their worker processes stop with the app (GuardedBlocks.close)
     store.keep = lambda: _kept_in_cache(demo)
     store.start_sweeper(*settings.DELETE_CACHE)
     return demo

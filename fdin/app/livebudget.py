@@ -38,6 +38,9 @@ MAX_JPEG_SCANS = 3                  # baseline: one scan per component at most (
 MAX_METADATA_BYTES = 64 << 10       # APPn + COM segments of one frame (a browser's JFIF header is 18 bytes)
 DECODE_BUDGET_MS = 80.0             # a frame that took longer to decode is dropped (a browser's 640x480 frame: ~5 ms)
 MAX_SLOW_FRAMES = 3                 # ... and after this many in a row, the session's frames are refused
+#: A webcam frame's JPEG at the size the app asks for (:data:`~fdin.app.settings.LIVE_FRAME_SIZE`) and a
+#: browser's JPEG quality (0.92): the tests' real photos at 640x480 weigh 34-98 kB, faces ~50-70 kB.
+TYPICAL_FRAME_JPEG_BYTES = 65_000
 
 _SOF_BASELINE = 0xC0
 _SOF_OTHER = {0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -179,6 +182,20 @@ def session_bytes(session: Any) -> int:
     return encoded + count * int(getattr(session, "frame_nbytes", 0))
 
 
+def buffer_seconds(per_session: int = settings.LIVE_SESSION_BUDGET_BYTES,
+                   fps: float = 1.0 / settings.LIVE_STREAM_EVERY_S) -> float:
+    """Seconds of webcam stream one session's buffer holds at ``fps`` (default: the fastest the browser
+    sends): the least of the buffer's time and frame limits (:data:`fdin.app.live.BUFFER_S`,
+    :data:`~fdin.app.live.MAX_BUFFER_FRAMES`) and of ``per_session`` bytes over what one frame counts
+    (decoded at :data:`~fdin.app.settings.LIVE_FRAME_SIZE` plus a typical JPEG). What the app's texts
+    say the live buffer holds, so they follow the budget."""
+    from fdin.app.live import BUFFER_S, MAX_BUFFER_FRAMES
+
+    width, height = settings.LIVE_FRAME_SIZE
+    frames = min(per_session // (width * height * 3 + TYPICAL_FRAME_JPEG_BYTES), MAX_BUFFER_FRAMES)
+    return min(BUFFER_S, frames / fps)
+
+
 class LiveBudget:
     """The live memory budget, per session and over all sessions (see the module docstring)."""
 
@@ -224,5 +241,5 @@ class LiveBudget:
             self._sessions.pop(id(session), None)
 
 
-__all__ = ["DECODE_BUDGET_MS", "LiveBudget", "LiveGate", "SlowFrameError", "check_frame", "check_jpeg",
-           "decode_bounded", "session_bytes"]
+__all__ = ["DECODE_BUDGET_MS", "LiveBudget", "LiveGate", "SlowFrameError", "buffer_seconds", "check_frame",
+           "check_jpeg", "decode_bounded", "session_bytes"]

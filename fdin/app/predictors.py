@@ -93,6 +93,13 @@ class LazyPredictors:
                 log.info("FDIN models loaded in %.1f s", time.perf_counter() - t0)
             return self._analyzer
 
+    def close(self) -> None:
+        """Stop the analyzer's worker processes (if it was loaded); a later request loads it again."""
+        with self._lock:
+            analyzer, self._analyzer = self._analyzer, None
+        if analyzer is not None:
+            analyzer.close()
+
     def relation(self) -> Any:
         expression = self.expression()
         with self._relation_lock:

@@ -47,7 +47,9 @@ LIVE_IDLE_S = 5.0                   # a running stream that sent no frame for th
 LIVE_MAX_WAIT_S = 30.0              # a stream waiting for a live slot this long is dropped from the queue
 LIVE_MAX_UNREAD = 16                # replies held for a session that does not read them (older dropped)
 LIVE_UNREAD_TTL_S = 30.0            # replies of a session with no running event, unread this long: dropped
-LIVE_SESSION_BUDGET_BYTES = 160 << 20  # one session's buffer: encoded + decoded bytes (~10 s at 16 fps, 640x480)
+LIVE_FRAME_SIZE = (640, 480)        # the webcam frame size the app asks the browser for (width, height)
+LIVE_SESSION_BUDGET_BYTES = 160 << 20  # one session's buffer: encoded + decoded bytes (the seconds it holds:
+                                       # fdin.app.livebudget.buffer_seconds, which the texts quote)
 LIVE_GLOBAL_BUDGET_BYTES = 480 << 20   # all sessions' buffers together
 STATE_SESSION_CAPACITY = 64         # sessions whose state Gradio keeps in memory (its default: 10,000)
 ANALYSIS_DEADLINE_BASE_S = 20.0     # an analysis may take this long ...

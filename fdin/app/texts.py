@@ -7,7 +7,14 @@ import html
 import json
 from pathlib import Path
 
-from fdin.app.settings import MODEL_ENV, model_source, resolved_model_dir
+from fdin.app.livebudget import buffer_seconds
+from fdin.app.settings import (
+    LIVE_SESSION_BUDGET_BYTES,
+    LIVE_STREAM_EVERY_S,
+    MODEL_ENV,
+    model_source,
+    resolved_model_dir,
+)
 from fdin.errors import FdinError
 from fdin.labels import SYNTHETIC_WEIGHTS_NOTE
 
@@ -77,13 +84,16 @@ of a video, one request at a time with a short queue (direct REST calls outside 
 
 #: What the live mode says while the consent box is unticked (frames are then not processed).
 CONSENT_FIRST = "Tick the consent box at the top first: until then no frame is processed."
+#: Seconds of webcam stream the live buffer holds at the stream's rate (from the memory budget).
+LIVE_BUFFER_S = round(buffer_seconds())
+LIVE_BUTTON = f"Analyse the last {LIVE_BUFFER_S} s"
 LIVE_HELP = (
     "Start the camera: the server follows your face on every frame it receives (68 landmarks, the FDIN "
     "regions and, once an estimate exists, the region pairs that moved it beyond noise) and refreshes a "
-    "rolling FDIN estimate over the last 4 s about once a second. Frames are kept in memory for at most 10 s (fewer "
-    "at high frame rates or when the server is busy: each visitor's memory is capped) and never written "
-    "to disk. The button analyses the buffered seconds exactly as an uploaded video; the result says how "
-    "many.")
+    "rolling FDIN estimate over the last 4 s about once a second. Frames are kept in memory for about "
+    f"{LIVE_BUFFER_S} s at {1 / LIVE_STREAM_EVERY_S:g} frames/s (each visitor's memory is capped at "
+    f"{LIVE_SESSION_BUDGET_BYTES >> 20} MB; fewer seconds when the server is busy) and never written to disk. "
+    "The button analyses the buffered seconds exactly as an uploaded video; the result says how many.")
 
 #: The label of every model button until the consent box is ticked (the hint sits where people click).
 CONSENT_HINT = "Tick the consent box at the top to enable this button"

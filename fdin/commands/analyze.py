@@ -33,12 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--age-weights", default="fdin-age", help="model folder, weights/ name or Hub id")
     parser.add_argument("--revision", help="40-hex Hub commit for Hub weights")
     parser.add_argument("--backend", help="face backend name (default: fdin.perception's default)")
-    parser.add_argument("--max-duration", type=_seconds, metavar="SECONDS",
+    parser.add_argument("--max-duration", type=seconds_arg, metavar="SECONDS",
                         help="analyse only the first SECONDS of each video (default: the whole video, "
                              "with flat memory whatever its length)")
 
 
-def _seconds(text: str) -> float:
+def seconds_arg(text: str) -> float:
+    """argparse type of ``--max-duration``: a positive, finite number of seconds."""
     try:
         value = float(text)
     except ValueError:
@@ -105,12 +106,16 @@ def relation_lines(result) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from fdin.analyze import SYNTHETIC_NOTE, DynamicsAnalyzer
 
-    quiet = getattr(args, "quiet", False)
     videos = _expand(args.videos)
-    analyzer = DynamicsAnalyzer(gender_weights=args.gender_weights, age_weights=args.age_weights,
-                                revision=args.revision, backend=args.backend)
+    with DynamicsAnalyzer(gender_weights=args.gender_weights, age_weights=args.age_weights,
+                          revision=args.revision, backend=args.backend) as analyzer:
+        return _run(args, videos, analyzer, SYNTHETIC_NOTE)
+
+
+def _run(args: argparse.Namespace, videos: list[Path], analyzer: Any, synthetic_note: str) -> int:
+    quiet = getattr(args, "quiet", False)
     if not quiet and any(m.synthetic_training_data for m in analyzer.provenance()):
-        print(SYNTHETIC_NOTE, file=sys.stderr)
+        print(synthetic_note, file=sys.stderr)
 
     max_duration = getattr(args, "max_duration", None)
     if len(videos) == 1 and not args.videos[0].is_dir():

@@ -4,8 +4,10 @@ The input is read as a photo when its first bytes are an image format's (JPEG, P
 TIFF; HEIC gets a clear refusal), otherwise as a video. A photo gives every face
 (``{"faces", "backend", "image"}``), each with its ``expression`` (FER2013 model: ``label``, ``probs``
 over the 7 classes, ``model``); a video gives face tracks (``{"tracks", "primary_track", "frames",
-"backend"}``) with per-track frame ranges, lost frames, an appearance summary and an ``expression``
-(the FER2013 probabilities averaged over up to 5 evenly spread frames of the track).
+"coverage", "backend"}``) with per-track frame ranges, lost frames, an appearance summary and an ``expression``
+(the FER2013 probabilities averaged over up to 5 evenly spread frames of the track). A video is
+tracked whole, with flat memory whatever its length (``--max-duration S``: its first S seconds; the
+JSON's ``coverage`` and a note on stderr say which seconds were tracked and why), as ``fdin analyze``.
 
 Without ``--json`` the JSON goes to stdout (indented for a photo, compact for a video). With ``--json OUT`` it is written to OUT and a one-line
 summary goes to stdout. A photo without faces is a valid answer (``"faces": []``, exit 0); a file
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fdin.commands.analyze import seconds_arg
 from fdin.results import FacesResult
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm",
@@ -45,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-every", type=_positive_int, default=5, metavar="N",
                         help="video: run the detector every N frames, fit landmarks in between (default 5)")
     parser.add_argument("--smooth", action="store_true", help="video: One-Euro smoothing of the landmarks")
+    parser.add_argument("--max-duration", type=seconds_arg, metavar="SECONDS",
+                        help="video: track only the first SECONDS (default: the whole video, with flat memory "
+                             "whatever its length)")
 
 
 def is_image_file(path: Path) -> bool:
@@ -75,40 +81,60 @@ def faces_of_image(path: Path, backend: Any) -> FacesResult:
     return faces_in(load_image(path), backend)
 
 
-def tracks_of_video(path: Path, backend: Any, *, detect_every: int, smooth: bool, quiet: bool) -> dict[str, Any]:
-    from fdin.faces import track_expression
-    from fdin.media import read_video
-    from fdin.perception import primary_track, track_appearance, track_faces
+def tracks_of_video(path: Path, backend: Any, *, detect_every: int, smooth: bool, quiet: bool,
+                    max_duration: float | None = None) -> dict[str, Any]:
+    """Face tracks of the whole video (``max_duration``: its first seconds; ``coverage`` says which).
 
-    video = read_video(path)
+    Two streamed reads through a ring of :data:`fdin.analyze.RING_FRAMES` frames, so memory does not
+    grow with the length (only the landmarks do): the first tracks every frame, the second gives the
+    few frames per track that appearance and expression are estimated on (:func:`fdin.faces.track_expressions`).
+    """
+    from fdin.analyze import RING_FRAMES, FrameSample
+    from fdin.faces import track_expressions
+    from fdin.media import open_video_stream, whole_video_limits
+    from fdin.perception import primary_track, track_appearance, track_faces
+    from fdin.results import Coverage
+
+    reason = f"--max-duration {max_duration:g} was given" if max_duration is not None else ""
+    limits = whole_video_limits(RING_FRAMES, max_duration, reason)
     bar = None
     if not quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(video), desc="faces", unit="frame", file=sys.stderr, leave=False)
+        bar = tqdm(desc="faces", unit="frame", file=sys.stderr, leave=False)
 
     def progress(done: int, total: int) -> None:
         if bar is not None:
+            bar.total = max(total, done)
             bar.update(done - bar.n)
 
     try:
-        tracks = track_faces(video, backend, detect_every=detect_every, smooth=smooth, progress=progress)
+        with open_video_stream(path, limits) as stream:
+            frames = FrameSample(stream, keep=1)  # one iterator over the stream, with its length hint
+            tracks = track_faces(frames, backend, detect_every=detect_every, smooth=smooth, fps=stream.nominal_fps,
+                                 appearance_frames=0, progress=progress)
+            frames.drain()  # the tracker may stop early: read to the end (a decode error raises here)
+            video = stream.video
     finally:
         if bar is not None:
             bar.close()
+    with open_video_stream(path, limits) as again:
+        expressions = track_expressions(tracks, again, backend)
     primary = primary_track(tracks)
     out_tracks = []
-    for t in tracks:
-        summary, expression = track_appearance(t), track_expression(t, video.frames)
+    for t, expression in zip(tracks, expressions, strict=True):
+        summary = track_appearance(t)
         out_tracks.append({**t.to_json_dict(), "appearance": summary.to_json_dict() if summary else None,
                            "expression": expression.to_json_dict() if expression else None})
+    coverage = Coverage.of_video(video)
     return {
         "tracks": out_tracks,
         "primary_track": primary.track_id if primary else None,
-        "frames": {"count": len(video), "fps": round(float(video.fps), 3), "width": video.width,
+        "frames": {"count": len(video.timestamps), "fps": round(float(video.fps), 3), "width": video.width,
                    "height": video.height, "duration_s": round(video.duration, 3), "truncated": video.truncated,
                    "notes": list(video.notes), "detect_every": detect_every, "smoothed": smooth,
                    "timestamps_s": [round(float(t), 4) for t in video.timestamps]},
+        "coverage": coverage.to_json_dict(),
         "backend": backend.info(),
     }
 
@@ -128,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
                         "pose and expression are not reliable)")
     else:
         result = tracks_of_video(args.input, backend, detect_every=args.detect_every, smooth=args.smooth,
-                                 quiet=quiet)
+                                 quiet=quiet, max_duration=getattr(args, "max_duration", None))
+        for note in [] if quiet or result["coverage"]["whole_video"] else result["coverage"]["notes"]:
+            print(f"note: {note}", file=sys.stderr)
         summary = (f"{len(result['tracks'])} face track(s) in {result['frames']['count']} frames of "
                    f"{args.input.name} ({backend.name} backend)")
     # photos: indented; videos: compact (68 landmarks per face per frame add up)

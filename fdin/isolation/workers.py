@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -149,6 +150,10 @@ class LineWorker:
                                      env=env, start_new_session=True, close_fds=True)
         self.broken = False
         self.pending = bytearray()  # bytes read from the child's stdout past the last full line
+        # An owner that forgets close(): when this object is collected, the child's stdin closes and
+        # the child ends (it stops at end of input). Popen alone would not: a collected Popen whose
+        # child still runs is kept alive by the subprocess module, pipes open, child waiting forever.
+        weakref.finalize(self, _close_quietly, self.proc.stdin)
 
     def alive(self) -> bool:
         return not self.broken and self.proc.poll() is None
@@ -219,6 +224,11 @@ class LineWorker:
             os.killpg(self.proc.pid, 9)
         self.proc.wait()
         self.close()
+
+
+def _close_quietly(stream: Any) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        stream.close()
 
 
 W = TypeVar("W", bound=LineWorker)

@@ -50,8 +50,9 @@ from fdin.media.limits import (
     IMAGE_FORMATS,
     VIDEO_DEMUXERS,
     DecodeLimits,
+    whole_video_limits,
 )
-from fdin.media.video import VideoStream, open_video_stream, read_video
+from fdin.media.video import VideoStream, first_seconds, open_video_stream, read_video
 from fdin.media.write import write_video
 
 __all__ = [
@@ -70,9 +71,11 @@ __all__ = [
     "VideoInfo",
     "VideoStream",
     "ensure_rgb_uint8",
+    "first_seconds",
     "load_image",
     "open_video_stream",
     "probe_video",
     "read_video",
+    "whole_video_limits",
     "write_video",
 ]

@@ -17,6 +17,12 @@ DEFAULT_MAX_SIDE = 1920                     # returned frames are downscaled to 
 DEFAULT_MAX_INPUT_SIDE = 4096               # inputs with a larger side are refused
 DEFAULT_MAX_OUTPUT_BYTES = 2 << 30          # pixels returned by read_video (N * H * W * 3)
 
+#: Limits of a video streamed through a ring (:func:`whole_video_limits`; memory does not grow with
+#: them): a file size and a frame count that only stop absurd inputs (a day at 25 frames/s is 2.2
+#: million frames).
+STREAM_MAX_BYTES = 256 << 30
+STREAM_MAX_FRAMES = 50_000_000
+
 #: Pillow plugins allowed to open photos (never EPS: it runs Ghostscript; SVG/PDF are not photos).
 #: "PPM" is Pillow's Netpbm reader: PBM, PGM and PPM, plain (P1-P3) and binary (P4-P6).
 IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
@@ -85,3 +91,25 @@ class DecodeLimits:
     def of(cls, limits: DecodeLimits | None = None, **overrides: Any) -> DecodeLimits:
         """``limits`` (default: the defaults) with some fields replaced; unknown names raise TypeError."""
         return replace(limits or cls(), **overrides)
+
+
+def whole_video_limits(ring: int, max_duration: float | None = None, duration_reason: str = "",
+                       **overrides: Any) -> DecodeLimits:
+    """Limits that read a whole video (or its first ``max_duration`` seconds, for ``duration_reason``)
+    through a ring of ``ring`` frames: memory is flat whatever the length, so the in-memory defaults
+    (:data:`DEFAULT_MAX_DURATION_S`, :data:`DEFAULT_MAX_FRAMES`) do not apply. ``overrides``: other
+    :class:`DecodeLimits` fields (``target_fps``, ``threads``). ``fdin analyze`` and ``fdin faces`` on a
+    video both read this way."""
+    if ring < 1:
+        raise ValueError("ring must be a number of slots")
+    if max_duration is not None and not (max_duration > 0 and math.isfinite(max_duration)):
+        raise ValueError("max_duration must be a positive number of seconds (None: the whole video)")
+    return DecodeLimits.of(
+        None, ring=ring, max_duration=math.inf if max_duration is None else float(max_duration),
+        duration_reason=asked_duration_reason(max_duration, duration_reason),
+        max_frames=STREAM_MAX_FRAMES, max_bytes=STREAM_MAX_BYTES, **overrides)
+
+
+def asked_duration_reason(max_duration: float | None, reason: str = "") -> str:
+    """Why a video is cut at ``max_duration``: ``reason`` if given, else that the caller asked for it."""
+    return reason or (f"max_duration={max_duration:g} s was asked for" if max_duration is not None else "")

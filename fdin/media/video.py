@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fdin.media.container import Video, declared_size, open_container, pick_video_stream
 from fdin.media.decode import Allocate, DecodeLoop
-from fdin.media.limits import DecodeLimits
+from fdin.media.limits import DecodeLimits, asked_duration_reason
 from fdin.media.sniff import stat_regular_file
 
 
@@ -116,3 +118,24 @@ def open_video_stream(path: str | os.PathLike[str], limits: DecodeLimits | None 
     except BaseException:
         container.close()
         raise
+
+
+def first_seconds(video: Video, max_duration: float | None, reason: str = "") -> Video:
+    """``video`` cut to its first ``max_duration`` seconds, as a decode with that limit would have cut it
+    (frames at ``max_duration`` s or later are dropped; ``truncated`` and a note say which seconds and
+    why, ``reason`` as in :func:`~fdin.media.limits.whole_video_limits`). ``video`` itself when it is not longer
+    (or ``max_duration`` is None): an already decoded video obeys the same ``max_duration`` as a path."""
+    from dataclasses import replace
+
+    from fdin.media.decode import duration_note
+
+    if max_duration is None:
+        return video
+    if not (max_duration > 0 and math.isfinite(max_duration)):
+        raise ValueError("max_duration must be a positive number of seconds (None: the whole video)")
+    stamps = np.asarray(video.timestamps, dtype=np.float64)
+    keep = int(np.count_nonzero(stamps - stamps[0] < max_duration - 1e-9)) if stamps.size else 0
+    if keep == len(stamps):
+        return video
+    return replace(video, frames=video.frames[:keep], timestamps=stamps[:keep], truncated=True,
+                   notes=(*video.notes, duration_note(max_duration, asked_duration_reason(max_duration, reason))))

@@ -13,18 +13,32 @@ from fdin.perception.base import FaceBackend
 from fdin.perception.types import FaceTrack
 
 
-def estimate_appearance(tracks: list[FaceTrack], frames: Any, be: FaceBackend, per_track: int) -> None:
-    """Set ``appearance`` on up to ``per_track`` evenly spread faces of each track (one batched call per frame)."""
+def spread_picks(n: int, k: int) -> list[int]:
+    """Up to ``k`` positions evenly spread over ``0..n-1`` (first and last included), ascending."""
+    return sorted(set(np.rint(np.linspace(0, n - 1, min(k, n))).astype(int).tolist())) if n > 0 and k > 0 else []
+
+
+def picks_by_frame(tracks: list[FaceTrack], per_track: int) -> dict[int, list[tuple[FaceTrack, int]]]:
+    """Frame index -> ``(track, position)`` of the up to ``per_track`` evenly spread faces of each track."""
     by_frame: dict[int, list[tuple[FaceTrack, int]]] = {}
     for t in tracks:
-        n = len(t.faces)
-        for pos in sorted(set(np.rint(np.linspace(0, n - 1, min(per_track, n))).astype(int).tolist())):
+        for pos in spread_picks(len(t.faces), per_track):
             by_frame.setdefault(t.frame_indices[pos], []).append((t, pos))
+    return by_frame
+
+
+def set_appearance(be: FaceBackend, image: np.ndarray, items: list[tuple[FaceTrack, int]]) -> None:
+    """Set ``appearance`` on the faces ``items`` (``(track, position)``) of one frame: one batched call."""
+    apps = be.appearance(image, [t.faces[pos] for t, pos in items])
+    for (t, pos), app in zip(items, apps, strict=True):
+        t.faces[pos] = replace(t.faces[pos], appearance=app)
+
+
+def estimate_appearance(tracks: list[FaceTrack], frames: Any, be: FaceBackend, per_track: int) -> None:
+    """Set ``appearance`` on up to ``per_track`` evenly spread faces of each track (one batched call per frame)."""
+    by_frame = picks_by_frame(tracks, per_track)
     for index, items in sorted(by_frame.items()):
-        image = np.ascontiguousarray(frames[index])
-        apps = be.appearance(image, [t.faces[pos] for t, pos in items])
-        for (t, pos), app in zip(items, apps, strict=True):
-            t.faces[pos] = replace(t.faces[pos], appearance=app)
+        set_appearance(be, np.ascontiguousarray(frames[index]), items)
 
 
 

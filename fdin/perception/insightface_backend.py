@@ -35,6 +35,7 @@ from fdin.errors import ModelUnavailableError
 from fdin.geometry import keypoints_from_landmarks68
 from fdin.perception.base import Detection, FaceBackend
 from fdin.perception.types import Appearance, Face, Pose
+from fdin.weights import LANDMARK_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class InsightFaceBackend(FaceBackend):
         files = {t: Path(m.model_file).name for t, m in self.models_by_task.items()}
         self._models = {
             "bbox": f"insightface buffalo_l {files['detection']} (SCRFD; non-commercial)",
-            "landmarks": f"insightface buffalo_l {files['landmark_3d_68']} (3D 68, x/y)",
+            "landmarks": LANDMARK_MODELS[self.name]["label"],
             "keypoints": "from the 68 landmarks (eye centres, 30, 48, 54)",
             "pose": f"insightface buffalo_l {files['landmark_3d_68']} pose",
             "appearance": f"insightface buffalo_l {files['genderage']}",

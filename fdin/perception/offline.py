@@ -36,6 +36,7 @@ import numpy as np
 from fdin.errors import ModelUnavailableError, WeightsIntegrityError
 from fdin.perception.base import Detection, FaceBackend
 from fdin.perception.types import Appearance, Face
+from fdin.weights import LANDMARK_MODELS as LANDMARK_PROVENANCE
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +207,7 @@ class OfflineBackend(FaceBackend):
             self._yuface_detect(np.zeros((64, 64, 3), np.uint8), conf=0.99)
         self._models = {
             "bbox": "yuface 2023.5.1 (libfacedetection YuNet, BSD)",
-            "landmarks": ("MediaPipe face landmark 468 -> iBUG 68 (Apache-2.0, ONNX)" if landmarks == "mesh" else
-                          "dlib shape_predictor_68_face_landmarks (iBUG 300-W: non-commercial data)"),
+            "landmarks": LANDMARK_PROVENANCE[self.name]["label"],
             "keypoints": "from the 68 landmarks (eye centres, 30, 48, 54)",
             "pose": "solvePnP on a 3D mean face (fdin.perception.pose)",
             "appearance": "Cydral gender-v1/age-v1 (dlib-models, CC0) on dlib 5-point chips",

@@ -131,6 +131,7 @@ def test_relations_with_two_photos_shows_the_trait_chart(page, media) -> None:
     box = _plot_box(page, "trait-chart")
     assert box["height"] > 100
     assert "warm" in page.locator("#trait-chart").inner_text()
+    assert not page.locator("#trait-in").is_visible()  # two faces: no matrix, so no trait to choose for it
     shot(page, "relations_two_photos")
 
 
@@ -142,6 +143,7 @@ def _relate_group_photo(page) -> None:
     page.locator("#photo-a img").first.wait_for(timeout=30_000)
     page.click("#relate-btn")
     assert _plot_box(page, "relation-matrix")["height"] > 100
+    page.locator("#trait-in").wait_for(state="visible", timeout=30_000)  # 3+ faces: the matrix's trait
 
 
 def test_relations_group_photo_shows_the_matrix(page) -> None:
