@@ -104,14 +104,15 @@ def test_attribution_explains_both_classes_and_nothing_in_noise(trained, seed):
     assert rep["recovery"]["rank_attribution"][0] == 1
 
 
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.xfail(
-    strict=True, reason="measured on this untuned case: split seed 1's female estimates' planted-pair effect "
-                        "(0.456 p_female on average) stays under the noise level (0.469, the largest effect on "
-                        "any no-signal input; the temperature sits at its 0.5 floor), so none is salient"))])
+@pytest.mark.xfail(strict=True, reason=(
+    "measured on this untuned case: the female estimates' planted-pair effect (split seed 0: 0.396, seed 1: 0.456 "
+    "p_female on average) stays under the noise level (0.431 / 0.469, the largest effect on any no-signal input), "
+    "so none is salient; the male estimates are (0.82 / 0.80)"))
+@pytest.mark.parametrize("seed", SEEDS)
 def test_both_classes_stand_out_from_the_noise(trained, seed):
-    """Most female and most male estimates have a pair beyond the noise level (developed on data seed
-    7301, where it held for both classes; on this case it holds for split seed 0 and for split seed 1's
-    male estimates only, hence the strict xfail: it fails loudly when that changes)."""
+    """Most female and most male estimates have a pair beyond the noise level. Developed on data seed
+    7301, where it held for both classes; on this untuned case it does not hold for the female
+    estimates (strict xfail with the measured figures: it fails loudly when that changes)."""
     rep = trained[seed]["attr"]
     for row in (rep["by_group"]["female"], rep["by_group"]["male"]):
         assert row["salient"] >= 0.6, row
