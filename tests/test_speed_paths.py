@@ -145,14 +145,10 @@ def test_lazy_pose_is_the_eager_pose_computed_on_first_read(monkeypatch):
     assert pickle.loads(pickle.dumps(pose_mod.LazyPose(lm, (640, 480)))) == eager
 
 
-def test_the_search_tries_the_small_copy_first_and_falls_back_to_every_pixel(monkeypatch):
-    """With no face followed, ``detect_downscale`` < 1 searches the half-size copy first; a face too
-    small for it (the astronaut at 96 px: found at 640x360, not at 320x180) is still found on the
-    full frame, and a large face never costs a full-frame detection."""
-    import cv2
-
-    from fdin.perception import get_backend, track_faces
-    from tests.faces import astronaut
+def _counting_detector(monkeypatch):
+    """The offline backend with ``detect_boxes`` recording each searched image's (width, height):
+    (backend, recorded sizes, the original ``detect_boxes``)."""
+    from fdin.perception import get_backend
 
     be = get_backend("offline")
     sizes: list[tuple[int, int]] = []
@@ -163,6 +159,19 @@ def test_the_search_tries_the_small_copy_first_and_falls_back_to_every_pixel(mon
         return detect(image)
 
     monkeypatch.setattr(be, "detect_boxes", counting)
+    return be, sizes, detect
+
+
+def test_the_search_tries_the_small_copy_first_and_falls_back_to_every_pixel(monkeypatch):
+    """With no face followed, ``detect_downscale`` < 1 searches the half-size copy first; a face too
+    small for it (the astronaut at 96 px: found at 640x360, not at 320x180) is still found on the
+    full frame, and a large face never costs a full-frame detection."""
+    import cv2
+
+    from fdin.perception import track_faces
+    from tests.faces import astronaut
+
+    be, sizes, _ = _counting_detector(monkeypatch)
 
     for side, full_frame_searches in ((96, 1), (200, 0)):
         frame = np.full((360, 640, 3), 90, np.uint8)
@@ -183,19 +192,11 @@ def test_video_search_skips_the_full_frame_and_caps_the_copy_but_finds_analysabl
     import cv2
 
     from fdin.media import load_image
-    from fdin.perception import get_backend, track_faces
+    from fdin.perception import track_faces
     from fdin.perception.tracking import DETECT_MAX_SIDE
     from tests import real_media
 
-    be = get_backend("offline")
-    sizes: list[tuple[int, int]] = []
-    detect = be.detect_boxes
-
-    def counting(image):
-        sizes.append((image.shape[1], image.shape[0]))
-        return detect(image)
-
-    monkeypatch.setattr(be, "detect_boxes", counting)
+    be, sizes, detect = _counting_detector(monkeypatch)
     photo = load_image(real_media.path("single_face.jpg"))
     box = detect(photo)[0].bbox
     for (width, height), face_px, copy in (((960, 540), 40, (480, 270)), ((1920, 1080), 60, (640, 360))):
