@@ -101,7 +101,8 @@ CONSENT_HINT = "Tick the consent box at the top to enable this button"
 #: Runs in the browser after a video upload, before :meth:`fdin.app.handlers.Handlers.preview_note`:
 #: whether this browser can play the file (HEVC plays in Safari only). The server then says why the
 #: preview is blank only when the file really is a video it can read; a file that is no video gets one
-#: message (Gradio's own "not playable" toast is closed: the server's sentence replaces it).
+#: message (Gradio's own "not playable" toast is closed, also when it appears up to 10 s after the
+#: player's error: the server's sentence replaces it).
 PREVIEW_CHECK_JS = """
 async (video, plays) => {
   const player = () => [...document.querySelectorAll('#video-in video')]
@@ -112,9 +113,13 @@ async (video, plays) => {
     if (v && v.readyState >= 1 && v.videoWidth > 0) return [video, true];
     await new Promise(r => setTimeout(r, 100));
   }
-  document.querySelectorAll('.toast-body').forEach(t => {
+  const close = () => document.querySelectorAll('.toast-body').forEach(t => {
     if (/not playable/i.test(t.innerText)) t.querySelector('.toast-close')?.click();
   });
+  close();
+  // Gradio may raise its toast after the player's error is set: keep closing it for 10 s
+  let ticks = 0;
+  const timer = setInterval(() => { close(); if (++ticks >= 100) clearInterval(timer); }, 100);
   return [video, false];
 }
 """
