@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         host, port = server_address(args.host, args.port)
         predictors = LazyPredictors()
         if preload_enabled():
-            preload(predictors)  # models load in the background while the server starts (issue 15)
+            preload(predictors)  # models load in the background while the server starts
         build_demo(predictors).queue(**queue_kwargs()).launch(**launch_kwargs(host=host, port=port))
     finally:
         store.close()

@@ -2,7 +2,7 @@
 
 :func:`reference_track` runs the detector on every frame at full scale and fits the 68 landmarks
 in each detection box (``track_faces(detect_every=1, detect_downscale=1.0)``): the most expensive,
-most literal way to get landmarks, and what issue 15 measures every speed-up against.
+most literal way to get landmarks, and what every speed-up is measured against.
 :func:`landmark_error` compares another track with it frame by frame, in units of the reference's
 inter-ocular distance (:func:`fdin.geometry.interocular_distance`).
 """

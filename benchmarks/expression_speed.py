@@ -10,7 +10,7 @@ intra-op thread and for ONNX Runtime's default thread count, for:
   (:meth:`fdin.expression_fer.FerExpressionModel.predict`), i.e. what a caller pays per face;
 
 at batch 1 (one face) and batch 6 (the six faces of insightface's ``t1.jpg``; cost divided by 6).
-The target of issue 11 is <= 3 ms per face on CPU. Figures depend on the machine and its load.
+The target is <= 3 ms per face on CPU (a face per video frame must not slow tracking). Figures depend on the machine and its load.
 """
 
 from __future__ import annotations

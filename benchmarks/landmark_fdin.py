@@ -1,4 +1,4 @@
-"""FDIN on the new landmarks (issue 22, item 5): ``python -m benchmarks.landmark_fdin``.
+"""FDIN on the new landmarks: ``python -m benchmarks.landmark_fdin``.
 
 For each real clip (``tests/real_media.py`` names) and each landmark stack (``offline``: the MediaPipe
 mesh, the default; ``offline-dlib``: dlib's 68 points), the clip's primary track goes through FDIN

@@ -1,4 +1,4 @@
-"""Speed on **real** footage (issue 22, item 2): each real clip of :data:`benchmarks.clips.REAL_CLIPS`
+"""Speed on **real** footage: each real clip of :data:`benchmarks.clips.REAL_CLIPS`
 against MediaPipe FaceMesh's landmark-only pass in the same run, interleaved, for one or more face
 backends (e.g. the new default and the old dlib stack, so before and after share the machine's load);
 the whole ``python -m fdin analyze`` process against the clip's duration; and peak RSS on a long real

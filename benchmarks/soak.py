@@ -9,7 +9,7 @@ generated from a real photo) with a think time, for ``--seconds``. Every 5 s it 
 memory: the app process and its worker processes (``/proc`` RSS). It prints requests, errors,
 p50/p95 per endpoint, and memory at the start, the end and its slope over the second half.
 
-Issue 24 item 9: the 10-minute soak of the earlier probe (3 clients, 411 requests, 0 errors, p95
+The 10-minute soak of the earlier probe (3 clients, 411 requests, 0 errors, p95
 0.43-0.82 s, +28 MB and flat) repeated shorter (the machine is shared). Inputs are real photos shipped
 in installed packages (insightface, scikit-image) and a clip generated from one (tests/clips.py).
 """

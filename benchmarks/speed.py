@@ -19,7 +19,7 @@ old and new tracker, FDIN outputs). Then: **relate** latency, **app** cold start
 
 Every timing is repeated and reported as the median (all samples are kept in the JSON next to the
 report). Timings are wall-clock on a shared machine: look at the load average printed with them.
-The targets (issue 15) are checked from ratios of the same run; unit tests never assert timings.
+The targets are checked from ratios of the same run; unit tests never assert timings.
 """
 
 from __future__ import annotations

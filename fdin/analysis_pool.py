@@ -1,4 +1,4 @@
-"""Video analysis in worker *processes*, so two analyses run on two cores (issue 15).
+"""Video analysis in worker *processes*, so two analyses run on two cores (threads of one process share the GIL).
 
 Why: the per-frame work of an analysis (yuface detection, dlib's 68-point fit) holds the GIL, so two
 analyses on threads of one process (the app's two model slots) run one after the other: two took
@@ -154,7 +154,7 @@ class AnalysisWorker(LineWorker):
         """:meth:`fdin.analyze.DynamicsAnalyzer.analyze` of a decoded :class:`~fdin.media.Video`, in the
         child (``max_duration``/``duration_reason``: its first seconds only, said in ``coverage``,
         as in-process). ``should_stop`` (asked every 0.2 s) and ``deadline`` (``time.monotonic()``) kill the child
-        when the request is cancelled or runs out of time (issue 24)."""
+        when the request is cancelled or runs out of time."""
         from fdin.analyze import TraitResult
         from fdin.isolation import rebuild_error
 

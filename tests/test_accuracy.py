@@ -1,4 +1,4 @@
-"""Issue 15, item 4: the speed-ups do not trade accuracy away.
+"""The speed-ups do not trade accuracy away.
 
 The reference is per-frame detection + fit (:func:`benchmarks.accuracy.reference_track`). On two
 short clips -- the realistic footage (:mod:`benchmarks.footage`: a real t1 photo with 3D head turns,
@@ -19,7 +19,7 @@ import pytest
 from benchmarks.accuracy import landmark_error, reference_track
 from fdin.perception import get_backend, primary_track, track_faces
 
-OLD = {"detect_every": 10, "detect_downscale": 0.5}                        # before issue 15
+OLD = {"detect_every": 10, "detect_downscale": 0.5}                        # the earlier schedule
 NEW = {"detect_every": 10, "detect_downscale": 0.5, "redetect_after": 50}  # DynamicsAnalyzer's default
 
 

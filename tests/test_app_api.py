@@ -131,7 +131,7 @@ def test_model_events_share_one_slot_and_the_queue_is_bounded(app) -> None:
     assert len(named) == 3
     assert {fn.concurrency_id for fn in named} == {settings.MODEL_CONCURRENCY_ID}
     assert all(fn.concurrency_limit == settings.MODEL_CONCURRENCY for fn in named)
-    # 16 places for the model events, 4 more that only live streams can take (issue 24)
+    # 16 places for the model events, 4 more that only live streams can take
     assert app._queue.max_size == settings.QUEUE_MAX_SIZE + settings.LIVE_MAX_STREAMS
     assert app._queue.fdin_admission.model_places == settings.QUEUE_MAX_SIZE
 
@@ -158,7 +158,7 @@ def test_uploads_are_deleted_by_delete_cache(monkeypatch) -> None:
     with launched(build_demo(examples="off")) as demo:
         response = httpx.post(demo.local_url + "gradio_api/upload", files={"files": ("x.jpg", b"\xff\xd8" + b"1" * 64)})
         assert response.status_code == 200
-        name = response.json()[0]  # the cache folder is named fdin-cache: in answers (issue 24)
+        name = response.json()[0]  # the cache folder is named fdin-cache: in answers
         path = Path(name.replace(PathAlias.TOKEN, os.environ["GRADIO_TEMP_DIR"]))
         assert path.is_file()
         url = demo.local_url + "gradio_api/file=" + name
@@ -176,7 +176,7 @@ def test_production_delete_cache_removes_uploads_within_15_minutes() -> None:
 
 
 def test_example_events_are_private_and_load_only_the_servers_examples(tmp_path, monkeypatch) -> None:
-    """Issue 16: with examples shown, even ``?all_endpoints=true`` lists only the three endpoints, and
+    """With examples shown, even ``?all_endpoints=true`` lists only the three endpoints, and
     the example loaders take an index into the server's own list (an index past it, or a path, loads
     nothing)."""
     from fdin.app import examples as ex
@@ -198,7 +198,7 @@ def test_example_events_are_private_and_load_only_the_servers_examples(tmp_path,
 
 
 def test_json_payloads_hold_no_absolute_server_paths(client, media) -> None:
-    """Issue 16: the JSON results name models and backends, never a file on the server (file outputs
+    """The JSON results name models and backends, never a file on the server (file outputs
     travel as Gradio file references into the instance's private folder, checked separately)."""
     import re
 

@@ -1,4 +1,4 @@
-"""Issue 23 item 4: every example the app offers, run through the real handlers, is checked against what
+"""Every example the app offers, run through the real handlers, is checked against what
 a person sees in it. The smile clip and the photo show one woman (scikit-image's astronaut, Eileen
 Collins); the group photo (insightface's t1.jpg) shows six people, numbered left to right by face: a woman,
 a woman, a man, a man, a man (standing), a woman. The app may say "uncertain" (it is allowed not to know);

@@ -222,7 +222,7 @@ def test_rate_limit_per_client(fakes) -> None:
     assert fakes.requests.count("backend") == 3
 
 
-# --- where it listens (issue 14) -------------------------------------------------------------------
+# --- where it listens -------------------------------------------------------------------
 @pytest.mark.parametrize(("env", "cli", "expected"), [
     ({}, (None, None), ("127.0.0.1", 7860)),
     ({"SPACE_ID": "org/fdin"}, (None, None), ("0.0.0.0", 7860)),
@@ -235,7 +235,7 @@ def test_server_address_flags_over_env_over_defaults(env, cli, expected) -> None
     assert server_address(*cli, env=env) == expected
 
 
-# --- the friction a first visitor hits (issue 14) ----------------------------------------------------
+# --- the friction a first visitor hits ----------------------------------------------------
 def test_every_pair_of_six_faces_is_drawn(fakes) -> None:
     h = Handlers(FakePredictors(relation_faces=6), rate_limiter=RateLimiter(0, 60))
     h.load_image = lambda path: np.zeros((120, 400, 3), np.uint8)
@@ -308,7 +308,7 @@ def test_api_help_matches_the_endpoints(fakes) -> None:
     assert not any(re.fullmatch(r"value_\d+", str(label)) for label in labels), labels
 
 
-# --- issue 23: how sure, nothing stale -----------------------------------------------------------
+# --- how sure, nothing stale -----------------------------------------------------------
 def test_uncertain_band_and_sentences_never_recommend_an_uncertain_estimate() -> None:
     from fdin.app.rendering import age_text, disagreement, gender_text
     from fdin.labels import gender_call
@@ -317,7 +317,7 @@ def test_uncertain_band_and_sentences_never_recommend_an_uncertain_estimate() ->
     assert [gender_call(p) for p in (0.0, 0.25, 0.26, 0.5, 0.74, 0.75, 1.0)] == [
         "male", "male", "uncertain", "uncertain", "uncertain", "female", "female"]
     assert gender_call(0.9, 0.25) == "uncertain"  # frames that disagree: an average is not a label
-    # the astronaut example of issue 23: appearance 0.48 +- 0.34 beside FDIN 1.00
+    # the astronaut example: appearance 0.48 +- 0.34 beside FDIN 1.00
     shown = gender_text(GenderEstimate(0.48, 0.34))
     assert shown == "uncertain (52% male, varies ±34 points over frames)"
     text = disagreement(GenderEstimate(1.0), GenderEstimate(0.48, 0.34), demonstration=True)
@@ -326,7 +326,7 @@ def test_uncertain_band_and_sentences_never_recommend_an_uncertain_estimate() ->
     # a sure appearance estimate against demonstration weights: go by the appearance model
     text = disagreement(GenderEstimate(0.02), GenderEstimate(0.98, 0.02), demonstration=True)
     assert "disagree" in text and "Go by the appearance model" in text
-    # ages: 27 +- 2 against 46 +- 5 disagree (issue 23 item 8); an uncertain age is never recommended
+    # ages: 27 +- 2 against 46 +- 5 disagree; an uncertain age is never recommended
     text = disagreement(None, None, demonstration=True, appearance_age=AgeEstimate(27, 2),
                         dynamics_age=AgeEstimate(46, 5))
     assert "two age estimates disagree" in text and "Go by the appearance model's age" in text

@@ -96,7 +96,7 @@ def test_relate_group_photo() -> None:
     assert len(traits) == 8 and all(0.0 <= v <= 1.0 for v in traits.values())
     assert _pixels(annotated).ndim == 3
     assert len(table.value["data"]) == 6
-    assert len(chart.data[0].y) == 15 and len(chart.data[0].x) == 8  # every pair x every trait (issue 14)
+    assert len(chart.data[0].y) == 15 and len(chart.data[0].x) == 8  # every pair x every trait
     assert len(matrix.data[0].z) == 6  # 3+ faces: the 6x6 relation matrix
 
 

@@ -1,4 +1,4 @@
-"""The FER2013 mini-Xception (issue 11): timm registration, conversion checks, parity with two
+"""The FER2013 mini-Xception: timm registration, conversion checks, parity with two
 independent references of the original on real face crops, ONNX parity, the predictor, plausible
 expressions on real photos, and fine-tuning from the converted weights.
 

@@ -1,4 +1,4 @@
-"""Every hostile or edge-case input through the CLI and the app (issue 7 items 1-2; R-17, R-18, R-36).
+"""Every hostile or edge-case input through the CLI and the app (R-17, R-18, R-36).
 
 * The 62-case generated corpus (:mod:`media_corpus`) plus face clips built here (:data:`FACE_CASES`:
   a real face that smiles, no face, a face that leaves the frame, one frame of a face, a face clip
@@ -252,7 +252,7 @@ def test_app_handler_corpus_case(name: str, corpus: dict[str, mc.MediaCase]) -> 
             assert isinstance(payload["faces"], list) and Path(annotated).read_bytes()[8:12] == b"WEBP"
             if "size" in case.meta:
                 height, width = case.meta["size"]
-                scale = min(1.0, settings.IMAGE_MAX_SIDE / max(height, width))  # decoded bounded (issue 16)
+                scale = min(1.0, settings.IMAGE_MAX_SIDE / max(height, width))  # decoded bounded
                 assert (payload["image"]["height"], payload["image"]["width"]) == (round(height * scale),
                                                                                     round(width * scale))
         else:

@@ -1,4 +1,4 @@
-"""Issue 14 item 2: `fdin` is an installed command. The project is installed editable (as `make venv`
+"""`fdin` is an installed command. The project is installed editable (as `make venv`
 does) into a throwaway virtual environment that sees the test interpreter's packages, and the `fdin`
 console script runs from a temporary folder outside the checkout, with no PYTHONPATH."""
 

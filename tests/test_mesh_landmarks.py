@@ -1,4 +1,4 @@
-"""The default landmark stack (issue 22): MediaPipe's face-landmark network converted to ONNX, its
+"""The default landmark stack: MediaPipe's face-landmark network converted to ONNX, its
 68-point mapping, and its behaviour on real faces.
 
 * parity of ``weights/face-landmark-mediapipe/model.onnx`` with the original ``.tflite`` run by LiteRT

@@ -1,4 +1,4 @@
-"""Issue 15, item 3: the app preloads its models in the background; the switch and the settings."""
+"""The app preloads its models in the background; the switch and the settings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reliability gaps closed for issue 7: Gradio hardening (R-06..R-09), per-client rate limit (R-08),
+"""Reliability gaps closed: Gradio hardening (R-06..R-09), per-client rate limit (R-08),
 nothing about faces persisted or logged (R-31), no outbound connections (R-23), shipped weights
 (R-21, R-22, R-25) and ONNX loading (R-24). See docs/reliability.md for the full map."""
 
@@ -261,7 +261,7 @@ def test_shipped_weights_are_verified_safetensors_with_provenance(folder: Path) 
     assert config.get("trained_on"), "provenance in the manifest"
     card = (folder / "README.md").read_text()
     assert f"license: {config['licence']}" in card
-    if folder.name == "expression-fer2013":  # converted upstream weights, trained on FER2013 (issue 11)
+    if folder.name == "expression-fer2013":  # converted upstream weights, trained on FER2013
         assert config["synthetic_training_data"] is False and "FER2013" in card and "not on real people" not in card
     else:
         assert config.get("synthetic_training_data") is True, "the shipped cards say: trained on generated data"
@@ -376,7 +376,7 @@ def test_onnx_external_data_escaping_the_model_folder_is_refused(tmp_path: Path)
         OnnxBranch(evil)
 
 
-# --- issue 16: no way around the queue, no event that trusts the client -----------------------------
+# --- no way around the queue, no event that trusts the client -----------------------------
 def _fake_demo(**kwargs):
     from tests.fakes import FakePredictors
 
@@ -402,7 +402,7 @@ CHEAP_UNQUEUED = {
 OTHER_QUEUED = {
     "live_frame": "the live webcam stream: admitted per client and in all (2 per client, 4 open, closed after 5 s "
                   "without a frame), one frame in flight per session, baseline frames decoded within 60 ms, a "
-                  "memory budget (issue 24 tests below; tests/test_live.py)",
+                  "memory budget (live-stream tests below; tests/test_live.py)",
 }
 
 
@@ -525,7 +525,7 @@ def test_matrix_redraw_renders_only_the_sessions_own_result_and_known_traits() -
             (ok, elapsed)
 
 
-# --- issue 16: bounded bodies, text arguments and uploads; no echoed headers ---------------------------
+# --- bounded bodies, text arguments and uploads; no echoed headers ---------------------------
 @pytest.mark.slow
 def test_request_bodies_and_text_arguments_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
     from gradio_client import Client
@@ -578,7 +578,7 @@ def test_range_responses_do_not_echo_request_headers() -> None:
         assert "range" not in response.headers
 
 
-# --- issue 16: failures after the handler, and photos bounded before any work ---------------------------
+# --- failures after the handler, and photos bounded before any work ---------------------------
 @pytest.mark.slow
 def test_failures_outside_the_handler_are_one_clear_message(tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
@@ -621,7 +621,7 @@ def test_long_photos_are_decoded_bounded_and_annotated(size: tuple[int, int], tm
     assert np.asarray(image).dtype == np.uint8
 
 
-# --- issue 16: purge keeps the promise --------------------------------------------------------------
+# --- purge keeps the promise --------------------------------------------------------------
 def test_sweep_deletes_old_files_keeps_examples_and_makes_the_rest_private(tmp_path: Path) -> None:
     from fdin.app import storage
 
@@ -747,7 +747,7 @@ def test_argument_checks_refuse_long_text_and_unknown_choices_but_pass_streamed_
         assert "xxx" not in excinfo.value.message and "cold" not in excinfo.value.message
 
 
-# --- issue 24: live streams, cancel, crafted frames, memory, deep links, /dev/shm, deadlines, origins ---------
+# --- live streams, cancel, crafted frames, memory, deep links, /dev/shm, deadlines, origins ---------
 def _jpeg(image, **options) -> bytes:
     import io
 
@@ -760,7 +760,7 @@ def _jpeg(image, **options) -> bytes:
 
 def _progressive_with_repeated_scan(repeats: int) -> bytes:
     """A 1920x1080 progressive JPEG whose last refinement scan is repeated ``repeats`` times (the
-    crafted frame of issue 24: every size, pixel and format check passes; decoding walks every scan)."""
+    crafted frame: every size, pixel and format check passes; decoding walks every scan)."""
     import numpy as np
 
     data = _jpeg(np.full((1080, 1920, 3), 128, np.uint8), progressive=True, quality=90)

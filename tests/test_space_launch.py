@@ -1,4 +1,4 @@
-"""``app.py`` launched exactly as a Hugging Face Space launches it (issue 14): ``python app.py`` with
+"""``app.py`` launched exactly as a Hugging Face Space launches it: ``python app.py`` with
 ``SPACE_ID``, ``GRADIO_SERVER_NAME=0.0.0.0`` and ``GRADIO_SERVER_PORT``. The server must listen on all
 interfaces. Only loopback connections are made; the listening address is read from /proc/net/tcp."""
 

@@ -1,4 +1,4 @@
-"""Every common still format Pillow reads safely (issue 22, item 4): real face photos converted to
+"""Every common still format Pillow reads safely: real face photos converted to
 PPM/PGM/PBM (binary and plain), BMP, TIFF, GIF (first frame), WebP, PNG and JPEG load through the
 same checked loader and give the same faces; a video where a photo is expected, and a photo where a
 video is expected, are refused with the right sentence.

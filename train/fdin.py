@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, default=30, help="maximum epochs (early stopping may end sooner)")
     g.add_argument("--warmup", type=int, default=2, help="epochs of linear learning-rate warm-up")
     g.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
-                   help="learning rate after the warm-up (constant = the recipe before issue 12)")
+                   help="learning rate after the warm-up (constant = the earlier recipe)")
     g.add_argument("--patience", type=int, default=6,
                    help="epochs without validation improvement (counted after the warm-up)")
     g.add_argument("--min-epochs", type=int, default=8, help="never stop before this many epochs")

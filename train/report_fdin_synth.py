@@ -218,7 +218,7 @@ def write_report(args, runs: dict, elapsed_s: float, command: str,
              "the data set is fixed per setting and size. ± is the 95 % t-interval of the mean over seeds (each "
              "seed's value is the mean over its folds).", "",
              "## The recipe and the plateau", "",
-             "The recipe before issue 12 (batch 32, constant learning rate 3e-3, dim 32, patience 10 counted from "
+             "The earlier recipe (batch 32, constant learning rate 3e-3, dim 32, patience 10 counted from "
              "epoch 1, at least 12 epochs) could end a run on the initial plateau, where the training loss sits at "
              "ln 2 while the model has not yet found the planted pair. Reproduced on 300 sequences (data seed "
              "1300, fold 3 of split seed 0): validation accuracy flat at 0.60 and training loss 0.69 for 13 "

@@ -1,5 +1,5 @@
 """Admission of live streams into Gradio's queue, idle streams, unread replies, and "is my event
-still wanted?" for long handlers (issue 24 items 1, 2 and 4). No gradio import here: it works on
+still wanted?" for long handlers, so idle or abandoned streams cannot hold the queue. No gradio import here: it works on
 the queue object Gradio hands over (``demo._queue``), through the attributes Gradio 6.31 has
 (``push``, ``event_ids_to_events``, ``event_queue_per_concurrency_id``, ``pending_messages_per_session``);
 the reliability tests fail if a Gradio upgrade changes them.

@@ -1,4 +1,4 @@
-"""The app's ``gr.Blocks`` with the event-level guards of issue 16 (gradio is imported here).
+"""The app's ``gr.Blocks`` with its event-level guards (gradio is imported here).
 
 :class:`GuardedBlocks` wraps every event the server runs (queued or not, whatever route it came in by):
 

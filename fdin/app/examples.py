@@ -76,7 +76,7 @@ def example_clip() -> str | None:
         from fdin.perception import detect_faces
         from fdin.synth import animate_photo, smile_sequence
 
-        # head and shoulders, as a video call frames a face (issue 23: on the tighter 300 px crop the
+        # head and shoulders, as a video call frames a face (on a tighter 300 px crop the
         # appearance model read the animated smile as male on half the frames, 0.48 +- 0.34 on average)
         photo = np.ascontiguousarray(cv2.resize(astronaut()[0:400, 60:460], (480, 480),
                                                 interpolation=cv2.INTER_CUBIC))

@@ -1,4 +1,4 @@
-"""The app's HTTP guard (issue 16): request-body limits, the per-client upload quota and response
+"""The app's HTTP guard: request-body limits, the per-client upload quota and response
 header hygiene, as one small ASGI middleware. No gradio here (Starlette-level only).
 
 * **Bodies.** Every request that is not a file upload may carry at most
@@ -12,7 +12,7 @@ header hygiene, as one small ASGI middleware. No gradio here (Starlette-level on
   length would pass the quota is refused with 429 before its body is read; bytes actually received
   count, so a missing or lying ``Content-Length`` is cut off with 429 at the quota.
 * **Routes.** Gradio routes the app never uses (:data:`DENIED_PREFIXES`) answer 404, and so does
-  every route that replays a session's state to whoever names it (issue 24): ``/gradio_api/deep_link``
+  every route that replays a session's state to whoever names it: ``/gradio_api/deep_link``
   (it wrote a session's last webcam frame, overlay and table into the file cache and turned them
   into a link), any page asked for with a ``deep_link`` query, and the ``GET`` replays of streamed
   outputs under ``/gradio_api/stream/<session>/...`` (the webcam's ``POST`` frame route stays).

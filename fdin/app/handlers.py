@@ -131,7 +131,7 @@ class Handlers:
         self.analyze_live = self._friendly(self._analyze_live, "analyze_live")
         self.relate_photos_ui = self._friendly(self._relate_photos_ui, "relate_photos")
         self.redraw_limiter = RateLimiter(*settings.REDRAW_RATE)
-        # issue 24: live admission (installed on the queue by GuardedBlocks), frames in flight, memory
+        # live admission (installed on the queue by GuardedBlocks), frames in flight, memory
         self.admission = Admission()
         self.live_gate = LiveGate()
         self.live_budget = LiveBudget()
@@ -204,7 +204,7 @@ class Handlers:
         analyzer = self.predictors.analyzer()
         spans = {"decode": (0.0, 0.05), "track": (0.05, 0.8), "dynamics": (0.8, 0.88)}
 
-        should_stop = event_stop_check()  # a cancel or a closed connection stops the work (issue 24)
+        should_stop = event_stop_check()  # a cancel or a closed connection stops the work
         seconds, faces = clip_size(video, self.predictors)
         budget = settings.analysis_deadline_s(seconds, faces)
         deadline = time.monotonic() + budget

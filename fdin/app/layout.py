@@ -303,7 +303,7 @@ def build_demo(predictors: Predictors | None = None, *, examples: str | None = N
                                    for _, label in buttons],
                        inputs=consent, outputs=[b for b, _ in buttons], api_visibility="private", queue=False)
     seal_events(demo, PUBLIC_ENDPOINTS)
-    demo.fdin_admission = h.admission  # installed on the queue by GuardedBlocks.queue (issue 24)
+    demo.fdin_admission = h.admission  # installed on the queue by GuardedBlocks.queue
     demo.fdin_predictors = h.predictors  # their worker processes stop with the app (GuardedBlocks.close)
     store.keep = lambda: _kept_in_cache(demo)
     store.start_sweeper(*settings.DELETE_CACHE)

@@ -1,4 +1,4 @@
-"""Bounded effort and memory for the live webcam stream (issue 24 items 2-4). No gradio here.
+"""Bounded effort and memory for the live webcam stream. No gradio here.
 
 * **Frame policy before decoding** (:func:`check_frame`). Browsers send plain baseline JPEG (or PNG/
   WebP) frames; a frame is decoded only if its header says so: a JPEG must be baseline (``SOF0``,

@@ -13,7 +13,7 @@ from typing import Any
 MAX_FILE_SIZE = "50mb"              # per uploaded file (HTTP 413 above it)
 QUEUE_MAX_SIZE = 16                 # waiting events beyond the running ones get "queue is full"
 MODEL_CONCURRENCY_ID = "model"      # every model event shares these worker slots ...
-MODEL_CONCURRENCY = 2               # ... two at once: one per CPU core (issue 15; docs/benchmarks/speed.md)
+MODEL_CONCURRENCY = 2               # ... two at once: one per CPU core (docs/benchmarks/speed.md)
 MODEL_THREADS = 1                   # ONNX Runtime intra-op threads per relation request: 2 requests x 1 = 2 cores
 ANALYSIS_WORKERS = MODEL_CONCURRENCY  # video analyses run in this many worker processes (env FDIN_ANALYSIS_WORKERS; 0: in-process)
 PRELOAD_MODELS = True               # load every model in a background thread at start (env FDIN_PRELOAD=0: off)
@@ -41,7 +41,7 @@ LIVE_STREAM_EVERY_S = 0.04          # the browser sends a webcam frame at most e
 LIVE_TIME_LIMIT_S = 120             # one live stream runs at most 2 min (then the visitor restarts it)
 LIVE_STATE_TTL_S = 300             # a live session's buffer (<= 10 s of JPEGs) is dropped 5 min after its last frame
 LIVE_CONCURRENCY = 2                # live sessions processed at once (2 cores); frames are bounded in fdin.app.live
-LIVE_MAX_STREAMS = 4                # live streams open at once (running or waiting), all clients (issue 24)
+LIVE_MAX_STREAMS = 4                # live streams open at once (running or waiting), all clients: queue places of their own
 LIVE_MAX_STREAMS_PER_CLIENT = 2     # ... per client (the rate-limit key); more joins get 503 at once
 LIVE_IDLE_S = 5.0                   # a running stream that sent no frame for this long is closed
 LIVE_MAX_WAIT_S = 30.0              # a stream waiting for a live slot this long is dropped from the queue
@@ -136,7 +136,8 @@ def queue_kwargs(*, max_size: int = QUEUE_MAX_SIZE) -> dict[str, Any]:
 
 def analysis_deadline_s(duration_s: float, faces: int) -> float:
     """Wall-clock seconds one analysis may take: scaled to the clip's length and the number of faces
-    tracked, within :data:`ANALYSIS_DEADLINE_MAX_S` (issue 24 item 7)."""
+    tracked, within :data:`ANALYSIS_DEADLINE_MAX_S`, so a long clip is not cut by a budget made for a
+    short one and no analysis holds a worker without end."""
     duration_s, faces = max(0.0, float(duration_s)), max(1, int(faces))
     budget = (ANALYSIS_DEADLINE_BASE_S + ANALYSIS_DEADLINE_PER_S * duration_s
               + ANALYSIS_DEADLINE_PER_FACE_S * duration_s * (faces - 1))

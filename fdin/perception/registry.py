@@ -48,7 +48,7 @@ def _build_insightface(*, models_dir: str | os.PathLike[str] | None = None) -> F
 
 #: Backend builders by name. ``get_backend(None)`` / ``"auto"`` picks insightface when its models are
 #: on disk, else offline. ``"offline"``: yuface + MediaPipe's face-landmark mesh (Apache-2.0);
-#: ``"offline-dlib"``: yuface + dlib's 68-point predictor (the stack before issue 22, kept for research
+#: ``"offline-dlib"``: yuface + dlib's 68-point predictor (fdin's earlier default, kept for research
 #: continuity; its iBUG 300-W training data excludes commercial use).
 BACKENDS: dict[str, Callable[..., FaceBackend]] = {
     "offline": _build_offline,

@@ -191,7 +191,7 @@ def test_models_tab(page) -> None:
 
 
 def test_relations_trait_dropdown_redraws_the_matrix_from_the_server(page) -> None:
-    """Issue 16: the redraw reads the session's last result kept on the server (gr.State)."""
+    """The redraw reads the session's last result kept on the server (gr.State)."""
     _relate_group_photo(page)
     page.get_by_label("Trait for the relation matrix (3+ faces)").click()
     page.get_by_role("option", name="dominant").click()

@@ -1,4 +1,4 @@
-"""Issue 23 in real headless Chromium at phone (390x844) and desktop (1366x900) size: every tab reachable
+"""The app in real headless Chromium at phone (390x844) and desktop (1366x900) size: every tab reachable
 without a "more" menu, the compact notice, the "Use via API" link; after a real analysis: the result's
 words, heatmap tick labels that do not overlap, a readable region-dynamics plot, no word broken inside a
 table cell (summary, per-face tables, the models table), a scroll hint on the phone; a new input clears

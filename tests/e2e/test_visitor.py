@@ -1,4 +1,4 @@
-"""Issue 14 in real headless Chromium, as a first visitor meets the app, at desktop (1366x900) and phone
+"""Real headless Chromium, as a first visitor meets the app, at desktop (1366x900) and phone
 (390x844) sizes: the live webcam mode driven by a fake camera (a real photo animated by fdin.synth),
 the example visible without scrolling, the consent hint, every pair of a six-face photo, the no-face
 message, one message for a renamed text file, the HEVC preview note and the phone layout.
