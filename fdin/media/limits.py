@@ -30,6 +30,12 @@ IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "
 VIDEO_DEMUXERS: frozenset[str] = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"})
 
 
+#: Codecs whose decoding costs several times H.264's per pixel (FFmpeg decoder names). On the 2-core
+#: machines a 960x540 HEVC frame takes ~3.9 ms to decode on one thread, more than tracking it (~2.3 ms),
+#: against ~0.55 ms for a 640x360 H.264 frame (``benchmarks/speed.py``'s real clips).
+HEAVY_CODECS = frozenset({"hevc", "vp9", "libdav1d", "av1", "libaom-av1"})
+
+
 @dataclass(frozen=True)
 class DecodeLimits:
     """Where reading a video stops, and how.
@@ -50,6 +56,8 @@ class DecodeLimits:
         threads: decoder threads (0: automatic, one per core up to 4). A server that runs one
             request per core passes 1: two single-threaded decodes share two cores better than two
             decodes of two threads each (``docs/benchmarks/speed.md``).
+        heavy_threads: decoder threads for a stream of a codec that is costly to decode
+            (:data:`HEAVY_CODECS`: HEVC, VP9, AV1); 0: ``threads`` for every stream.
         ring: 0 keeps every returned frame (``Video.frames`` holds them all, so memory grows with
             the length and ``max_output_bytes`` can cut the video). A number: frames are decoded
             into a ring of that many slots and handed out one at a time
@@ -72,6 +80,7 @@ class DecodeLimits:
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     deadline_s: float | None = None
     threads: int = 0
+    heavy_threads: int = 0
     ring: int = 0
     duration_reason: str = ""
 
@@ -82,10 +91,14 @@ class DecodeLimits:
             raise ValueError("limits must be positive")
         if self.ring < 0:
             raise ValueError("ring must be 0 (keep every frame) or a number of slots")
-        if not 0 <= self.threads <= 16:
+        if not (0 <= self.threads <= 16 and 0 <= self.heavy_threads <= 16):
             raise ValueError("threads must be between 0 (automatic) and 16")
         if self.target_fps is not None and not (self.target_fps > 0 and math.isfinite(self.target_fps)):
             raise ValueError("target_fps must be a positive number")
+
+    def decoder_threads(self, codec: str) -> int:
+        """Decoder threads for a stream of ``codec`` (an FFmpeg decoder name; 0: automatic)."""
+        return self.heavy_threads if self.heavy_threads and codec in HEAVY_CODECS else self.threads
 
     @classmethod
     def of(cls, limits: DecodeLimits | None = None, **overrides: Any) -> DecodeLimits:

@@ -128,10 +128,11 @@ class _OnnxClassifier:
 
         artifact = spec["artifact"]
         data = verified(model_dir / artifact["filename"], artifact["sha256"]).read_bytes()
-        # The manifest's runtime settings (no graph optimisation, one thread) are the ones its
-        # parity tests were run with; the networks are tiny, so one thread costs little.
+        # The manifest's thread settings (one thread: the networks are tiny). Its parity tests ran
+        # without graph optimisation; with it a call is ~1/3 faster (0.46 vs 0.69 ms gender, 1.5 vs
+        # 2.2 ms age) and on real faces p(female) moves by < 1e-9 and age by < 1e-4 years.
         self.session = create_session(data, threads=int(runtime.get("intra_op_num_threads", 1)),
-                                      inter_op_threads=int(runtime.get("inter_op_num_threads", 1)), optimize=False)
+                                      inter_op_threads=int(runtime.get("inter_op_num_threads", 1)))
         self.input_name = spec["input"]["name"]
         self.output_name = spec["output"]["name"]
         self.size = int(spec["input"]["shape"][2])

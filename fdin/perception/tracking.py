@@ -27,6 +27,11 @@ face being followed and nothing found on the small copy, the full frame is searc
 :class:`fdin.analyze.DynamicsAnalyzer` turns it off for videos (a search every ``detect_every``
 frames over a clip with no face in it was most of the analysis).
 
+With detection on demand (``redetect_after``), a fit that degrades between the scheduled searches
+is confirmed by a search of a small region around each followed face (:func:`detect_around`), not
+of the frame: the landmarks continue from the fit either way, and new faces wait for the next
+scheduled search.
+
 On detection frames, tracks and detections are paired by IoU (Hungarian assignment, IoU >= 0.3); a
 track without a detection is lost in that frame (the detector's "no face here" wins), a detection
 without a track starts a new track. A lost track is searched for at the following detection frames
@@ -86,6 +91,11 @@ REDETECT_NCC = 0.8
 REDETECT_SPREAD = 1.3
 #: The detector's copy of a frame has at most this many pixels on its longer side (see the module docstring).
 DETECT_MAX_SIDE = 640
+#: A confirming detection (a followed face's fit degraded between scheduled searches) looks at a square
+#: this many times the face box's longer side around it ...
+CONFIRM_REGION = 2.0
+#: ... on a copy of at most this many pixels a side, so the face spans ~80 px of it.
+CONFIRM_SIDE = 160
 _PROPAGATED = "carried from the last detection by the landmarks (tracking)"
 
 
@@ -139,11 +149,13 @@ def track_faces(
         search_full_frame: with no face followed and none found on the copy, search the full frame
             as well (False: the copy only; see the module docstring).
         redetect_after: None: the detector runs on the fixed schedule of ``detect_every``. A number:
-            detection on demand instead. While every open track is followed, the detector runs only
-            when a fit degrades (patch correlation < :data:`REDETECT_NCC`, spread changed by more
-            than :data:`REDETECT_SPREAD` since the last detection, a fit rejected) -- on the next
-            frame -- or when ``redetect_after`` frames have passed since the last detection (new
-            faces are found then). While no face is followed, every ``detect_every``-th frame.
+            detection on demand instead. While every open track is followed, the whole frame is
+            searched every ``redetect_after`` frames (new faces are found then), and a fit that
+            degrades (patch correlation < :data:`REDETECT_NCC`, spread changed by more than
+            :data:`REDETECT_SPREAD` since the last detection) is confirmed on the next frame by a
+            search around each followed face only (:func:`detect_around`: ~3 ms instead of 6-14 ms).
+            While a face is lost or none is followed, every ``detect_every``-th frame, and on the
+            frame after a rejected fit.
         progress: ``progress(done, total)`` after each frame.
     """
     if detect_every < 1 or max_lost < 1:
@@ -198,23 +210,36 @@ def track_faces(
             seen.append(raw)
         image = np.ascontiguousarray(raw)
         height, width = image.shape[:2]
+        all_followed = bool(active) and all(a.lost == 0 for a in active)
         if redetect_after is None:
-            detect_now = index % detect_every == 0
-        elif active and all(a.lost == 0 for a in active):
-            detect_now = detect_next or index - last_detect >= redetect_after
+            scheduled = index % detect_every == 0
+        elif all_followed:
+            scheduled = index - last_detect >= redetect_after
         else:  # searching: a new face, or a lost one
-            detect_now = detect_next or index % detect_every == 0 or index - last_detect >= redetect_after
+            scheduled = index % detect_every == 0 or index - last_detect >= redetect_after
+        on_demand = detect_next and redetect_after is not None
         detect_next = False
+        # a fit that degraded between scheduled searches: the followed faces are confirmed where they are
+        confirm = on_demand and not scheduled and all_followed
+        detect_now = scheduled or on_demand
         if detect_now:
-            last_detect = index
-            following = any(a.lost == 0 for a in active)
-            scale = min(detect_downscale, DETECT_MAX_SIDE / max(height, width))
-            detections = detect_scaled(be, image, scale)
-            if not following and not detections and scale < 1.0 and search_full_frame:
-                detections = be.detect_boxes(image)  # nothing on the small copy: search every pixel
             predicted = [box_absolute(a.box_rel, a.landmarks, a.velocity) if a.lost == 0 else a.last_box
                          for a in active]
-            pairs = assign(predicted, [d.bbox for d in detections])
+            if confirm:  # each followed face's own detection, near it (new faces wait for the schedule)
+                detections, pairs = [], []
+                for ai, box in enumerate(predicted):
+                    det = best_match(box, detect_around(be, image, box))
+                    if det is not None:
+                        pairs.append((ai, len(detections)))
+                        detections.append(det)
+            else:
+                last_detect = index
+                following = any(a.lost == 0 for a in active)
+                scale = min(detect_downscale, DETECT_MAX_SIDE / max(height, width))
+                detections = detect_scaled(be, image, scale)
+                if not following and not detections and scale < 1.0 and search_full_frame:
+                    detections = be.detect_boxes(image)  # nothing on the small copy: search every pixel
+                pairs = assign(predicted, [d.bbox for d in detections])
             paired_tracks, paired_dets = {p[0] for p in pairs}, {p[1] for p in pairs}
             for ai, di in pairs:
                 a, det = active[ai], detections[di]
@@ -302,6 +327,36 @@ def detect_scaled(be: FaceBackend, image: np.ndarray, scale: float) -> list[Any]
             for d in be.detect_boxes(small)]
 
 
+def detect_around(be: FaceBackend, image: np.ndarray, box: np.ndarray) -> list[Any]:
+    """``be.detect_boxes`` on the square :data:`CONFIRM_REGION` x ``box``'s longer side around ``box``
+    (clipped to the image), on a copy at most :data:`CONFIRM_SIDE` pixels on a side; boxes in
+    ``image`` pixels. What confirming a followed face costs: ~2-3 ms instead of ~6 ms for a 320x180
+    copy of a 640x360 frame, ~14 ms for a 480x270 copy of a 960x540 one."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in box)
+    half = CONFIRM_REGION * max(x1 - x0, y1 - y0) / 2.0
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    left, top = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
+    right, bottom = min(width, int(np.ceil(cx + half))), min(height, int(np.ceil(cy + half)))
+    if right - left < 16 or bottom - top < 16:
+        return []
+    region = np.ascontiguousarray(image[top:bottom, left:right])
+    found = detect_scaled(be, region, min(1.0, CONFIRM_SIDE / max(right - left, bottom - top)))
+    shift = np.float32([left, top])
+    return [replace(d, bbox=(np.asarray(d.bbox, np.float32) + np.tile(shift, 2)).astype(np.float32),
+                    keypoints=None if d.keypoints is None else (np.asarray(d.keypoints, np.float32) + shift))
+            for d in found]
+
+
+def best_match(box: np.ndarray, detections: list[Any]) -> Any | None:
+    """The detection overlapping ``box`` most, if its IoU is at least :data:`MIN_IOU`; else None."""
+    scored = [(iou(box, d.bbox), i) for i, d in enumerate(detections)]
+    if not scored:
+        return None
+    best, i = max(scored)
+    return detections[i] if best >= MIN_IOU else None
+
+
 def assign(tracks: list[np.ndarray | None], dets: list[np.ndarray]) -> list[tuple[int, int]]:
     """(track index, detection index) pairs with IoU >= MIN_IOU, maximising total IoU."""
     if not tracks or not dets:
@@ -334,10 +389,14 @@ def primary_track(tracks: Sequence[FaceTrack]) -> FaceTrack | None:
 
 
 __all__ = [
+    "CONFIRM_REGION",
+    "CONFIRM_SIDE",
     "DETECT_MAX_SIDE",
     "MIN_IOU",
     "AppearanceSummary",
     "assign",
+    "best_match",
+    "detect_around",
     "detect_scaled",
     "primary_track",
     "track_appearance",
