@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from benchmarks.accuracy import landmark_error, reference_track
+from fdin.analyze import DEFAULT_REDETECT_AFTER
 from fdin.perception import get_backend, primary_track, track_faces
 
 OLD = {"detect_every": 10, "detect_downscale": 0.5}                        # the earlier schedule
-NEW = {"detect_every": 10, "detect_downscale": 0.5, "redetect_after": 50}  # DynamicsAnalyzer's default
+NEW = {"detect_every": 10, "detect_downscale": 0.5, "redetect_after": DEFAULT_REDETECT_AFTER}  # the analyzer's
 
 
 @pytest.fixture(scope="module")
