@@ -21,7 +21,8 @@ from fdin.analyze import DEFAULT_REDETECT_AFTER
 from fdin.perception import get_backend, primary_track, track_faces
 
 OLD = {"detect_every": 10, "detect_downscale": 0.5}                        # the earlier schedule
-NEW = {"detect_every": 10, "detect_downscale": 0.5, "redetect_after": DEFAULT_REDETECT_AFTER}  # the analyzer's
+NEW = {"detect_every": 20, "detect_downscale": 0.5, "redetect_after": DEFAULT_REDETECT_AFTER,  # the analyzer's
+       "follow_back": 19}
 
 
 @pytest.fixture(scope="module")

@@ -153,3 +153,53 @@ def test_smoothing_option_keeps_the_track(backend):
     assert smooth.frame_indices == raw.frame_indices
     jitter = lambda t: np.abs(np.diff(t.landmarks_array(), axis=0)).mean()  # noqa: E731
     assert jitter(smooth) <= jitter(raw)
+
+
+def _appears_at(first: int, n: int, hidden: range = range(0)) -> np.ndarray:
+    """``n`` frames of the moving real face (astronaut photo) that shows from frame ``first`` on
+    (and not in the frames of ``hidden``); the background elsewhere."""
+    frames, _ = moving_face_frames(n, step=1.0, x_start=180.0)
+    frames[:first] = background()
+    for i in hidden:
+        frames[i] = background()
+    return frames
+
+
+def _reused_buffer(frames: np.ndarray):
+    """The frames one by one through a single reused buffer (as a capture loop would hand them out)."""
+    buffer = np.empty_like(frames[0])
+    for frame in frames:
+        buffer[...] = frame
+        yield buffer
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_face_found_by_a_search_is_followed_back_to_the_frame_it_appears_in(backend, streamed):
+    """A face that appears at frame 12 is found by the search of frame 20 (every 10th frame) and,
+    with ``follow_back``, followed back to frame 12 (the frames before it show no face, where the
+    backward fit fails its checks); without it the track starts at 20. A stream whose frames live in
+    one reused buffer gets the same track: the frames kept for following back are copies (kept as
+    references, every kept frame would be the current one, a face where there was none)."""
+    frames = _appears_at(12, 26)
+    plain = track_faces(frames, backend, detect_every=10, appearance_frames=0)
+    source = _reused_buffer(frames) if streamed else frames
+    back = track_faces(source, backend, detect_every=10, appearance_frames=0, follow_back=9)
+    assert len(plain) == 1 and plain[0].frame_indices == list(range(20, 26))
+    assert len(back) == 1 and back[0].frame_indices == list(range(12, 26)) and not back[0].lost_frames
+    # the found face is the same fit; after it the track carries the velocity of the frames before it
+    # (plain: none yet), so its later fits start from slightly different crops
+    assert np.array_equal(back[0].faces[8].landmarks, plain[0].faces[0].landmarks)
+    later = np.stack([f.landmarks for f in back[0].faces[9:]]) - np.stack([f.landmarks for f in plain[0].faces[1:]])
+    assert float(np.abs(later).max()) < 2.0  # px, on a face ~100 px wide
+    with pytest.raises(ValueError, match="follow_back"):
+        track_faces(frames, backend, follow_back=-1)
+
+
+def test_a_lost_face_found_again_is_followed_back_over_its_lost_frames(backend):
+    """A face hidden in frames 25-31 is lost there; the search of frame 40 finds it again and follows
+    it back to frame 32: only the frames where it was hidden stay lost."""
+    frames = _appears_at(0, 45, hidden=range(25, 32))
+    tracks = track_faces(frames, backend, detect_every=10, appearance_frames=0, follow_back=9)
+    assert len(tracks) == 1
+    assert tracks[0].lost_frames == list(range(25, 32))
+    assert tracks[0].frame_indices == [*range(25), *range(32, 45)]

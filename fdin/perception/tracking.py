@@ -51,6 +51,7 @@ in :mod:`fdin.perception.fit`, the One-Euro smoother in :mod:`fdin.perception.sm
 from __future__ import annotations
 
 import operator
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -126,6 +127,7 @@ def track_faces(
     detect_downscale: float = 1.0,
     redetect_after: int | None = None,
     search_full_frame: bool = True,
+    follow_back: int = 0,
     progress: ProgressFn | None = None,
 ) -> list[FaceTrack]:
     """Tracks of every face in ``frames`` (``(N, H, W, 3) uint8`` RGB, a list of frames, a
@@ -156,6 +158,12 @@ def track_faces(
             search around each followed face only (:func:`detect_around`: ~3 ms instead of 6-14 ms).
             While a face is lost or none is followed, every ``detect_every``-th frame, and on the
             frame after a rejected fit.
+        follow_back: when a search finds a face that is not being followed (a new one, or a lost one
+            found again), follow it back through up to this many earlier frames since the previous
+            search, one fit per frame from the found face's landmarks with the same checks as
+            forward (the first failed check stops it), so a face is followed from the frame it
+            appears in, not from the next search. 0 (default): not. Frames not searched while no
+            face is followed are kept for this (copies, for an iterable: at most this many).
         progress: ``progress(done, total)`` after each frame.
     """
     if detect_every < 1 or max_lost < 1:
@@ -164,6 +172,8 @@ def track_faces(
         raise ValueError("detect_downscale must be in (0, 1]")
     if redetect_after is not None and redetect_after < 1:
         raise ValueError("redetect_after must be >= 1 (or None)")
+    if follow_back < 0:
+        raise ValueError("follow_back must be >= 0")
     fps = float(fps or getattr(frames, "fps", 0) or 30.0)
     frames = getattr(frames, "frames", frames)
     be = backend_of(backend)
@@ -198,6 +208,38 @@ def track_faces(
             face = replace(face, landmarks=sm, keypoints=keypoints_from_landmarks68(sm).astype(np.float32))
         a.track.frame_indices.append(index)
         a.track.faces.append(face)
+
+    # frames since the last search while a face was lost or none was followed: (index, frame)
+    unsearched: deque[tuple[int, np.ndarray]] = deque(maxlen=max(follow_back, 1))
+
+    def follow_back_from(a: _Active, at: int, face: Face, image: np.ndarray) -> None:
+        """Record the frames before ``face`` (found by the search of frame ``at``) that the face can be
+        followed back through: fits from its landmarks, newest to oldest, until one fails a check."""
+        if not follow_back or not unsearched:
+            return
+        height, width = image.shape[:2]
+        lm = face.landmarks.astype(np.float64)
+        rel, template, spread = box_relative(face.bbox, lm), face_patch(image, lm), centre_spread(lm)[1]
+        last = a.track.frame_indices[-1] if a.track.frame_indices else -1
+        found: list[tuple[int, Face, np.ndarray]] = []
+        for index, frame in reversed(unsearched):
+            box = box_absolute(rel, lm)
+            if index != at - 1 - len(found) or index <= last or inside_fraction(box, width, height) < MIN_INSIDE:
+                break
+            back = be.face_for_box(frame, box, score=face.score, keypoints=lm)
+            back = replace(back, bbox=box_absolute(rel, back.landmarks.astype(np.float64)),
+                           models={**back.models, "bbox": _PROPAGATED})
+            if (not fit_ok(back, width, height, spread)
+                    or float((face_patch(frame, back.landmarks) * template).sum()) < MIN_PATCH_NCC):
+                break
+            found.append((index, back, frame))
+            lm = back.landmarks.astype(np.float64)
+            spread = centre_spread(lm)[1]
+        if found:
+            recovered = {index for index, _, _ in found}
+            a.track.lost_frames = [i for i in a.track.lost_frames if i not in recovered]
+            for index, back, frame in reversed(found):
+                record(a, index, back, frame, detected=False)
 
     def mark_lost(a: _Active, index: int) -> None:
         a.lost += 1
@@ -249,6 +291,8 @@ def track_faces(
                 face = be.face_for_box(image, det.bbox, score=det.score, keypoints=hint)
                 # a re-found track may have changed size while lost: compare spreads only if continuous
                 if fit_ok(face, width, height, a.spread if a.lost == 0 else None):
+                    if a.lost:
+                        follow_back_from(a, index, face, image)
                     record(a, index, face, image, detected=True)
                 else:
                     mark_lost(a, index)
@@ -265,6 +309,7 @@ def track_faces(
                             template=np.zeros((PATCH, PATCH), np.float32), score=det.score, spread=0.0,
                             smoother=OneEuro(fps) if smooth else None)
                 next_id += 1
+                follow_back_from(a, index, face, image)
                 record(a, index, face, image, detected=True)
                 active.append(a)
         else:
@@ -292,6 +337,10 @@ def track_faces(
                 else:
                     mark_lost(a, index)
                     detect_next = True
+        if detect_now and not confirm:
+            unsearched.clear()
+        elif follow_back and (not active or any(a.lost for a in active)):  # no face, or a lost one, here
+            unsearched.append((index, image if sized else image.copy()))
         keep = []
         for a in active:
             if a.lost >= max_lost:
