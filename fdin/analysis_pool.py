@@ -224,9 +224,8 @@ class AnalysisPool(WorkerPool[AnalysisWorker]):
         try:
             return worker.analyze(video, progress=progress, **stop)
         finally:
-            self.release(worker)
-            if not worker.alive():  # crashed, stalled or abandoned: start its replacement now
-                self.refill()
+            # crashed, stalled or abandoned: its replacement starts before the next job can take the slot
+            self.release(worker, replace_dead=True)
 
 
 class PooledAnalyzer:

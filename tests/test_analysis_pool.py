@@ -5,6 +5,7 @@ video is left in the exchange folder."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,51 @@ def test_max_duration_reaches_the_worker_and_coverage_says_so(pooled, video):
     assert any(reason in note and "0-2" in note for note in result.coverage.notes)
     assert result.coverage == local.coverage
     assert pooled.analyze(video).coverage.whole  # the limit was this request's only
+
+
+class _SlowWorker:
+    """Stands in for a worker process whose start takes a while (what opens the race window)."""
+
+    started = 0
+
+    def __init__(self) -> None:
+        time.sleep(0.2)
+        _SlowWorker.started += 1
+        self.dead = False
+
+    def alive(self) -> bool:
+        return not self.dead
+
+    def close(self) -> None:
+        self.dead = True
+
+
+def test_jobs_whose_workers_died_at_once_never_start_more_workers_than_the_pool_keeps():
+    """Two jobs of a pool of two are cancelled together (their workers killed) while two more wait
+    for a slot: each cancelled job starts its replacement before it gives its slot back, and the
+    replacements being started count, so the waiting jobs take them: never more than two workers
+    (CI once saw three when a waiting job started its own beside a replacement)."""
+    from fdin.isolation.workers import WorkerPool
+
+    _SlowWorker.started = 0
+    pool = WorkerPool(_SlowWorker, keep=2, max_workers=2)
+    first = [pool.acquire(), pool.acquire()]
+    assert _SlowWorker.started == 2
+    taken: list[_SlowWorker] = []
+
+    def waiting_job() -> None:
+        taken.append(pool.acquire())
+
+    def cancelled_job(worker: _SlowWorker) -> None:
+        worker.close()  # killed on cancel
+        pool.release(worker, replace_dead=True)
+
+    threads = [threading.Thread(target=waiting_job) for _ in range(2)]
+    threads += [threading.Thread(target=cancelled_job, args=(w,)) for w in first]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(taken) == 2 and all(w.alive() for w in taken)
+    assert _SlowWorker.started == 4, "two replacements, nothing more"
+    assert pool.size() == 2

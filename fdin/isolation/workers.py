@@ -243,6 +243,7 @@ class WorkerPool(Generic[W]):
         self._factory = factory
         self._idle: list[W] = []
         self._busy = 0  # handed out and not yet released
+        self._starting = 0  # being started by _start_missing (counted as idle, so two refills do not both start one)
         self._lock = threading.Lock()
         self.keep = keep
         self.max_workers = max_workers
@@ -257,14 +258,23 @@ class WorkerPool(Generic[W]):
         self._start_missing(lambda idle, busy: self.keep - idle - busy)
 
     def _start_missing(self, missing: Callable[[int, int], int]) -> None:
-        """Drop dead idle workers, then start ``missing(idle, busy)`` new ones (outside the lock)."""
+        """Drop dead idle workers, then start ``missing(idle, busy)`` new ones (outside the lock; the
+        ones other threads are starting count as idle)."""
         with self._lock:
             self._idle = [w for w in self._idle if w.alive()]
-            count = max(0, missing(len(self._idle), self._busy))
-        for _ in range(count):
-            worker = self._factory()
+            count = max(0, missing(len(self._idle) + self._starting, self._busy))
+            self._starting += count
+        started = 0
+        try:
+            for _ in range(count):
+                worker = self._factory()
+                with self._lock:
+                    self._starting -= 1
+                    self._idle.append(worker)
+                started += 1
+        finally:
             with self._lock:
-                self._idle.append(worker)
+                self._starting -= count - started  # the ones a failed start left unstarted
 
     def acquire(self, *, should_stop: Callable[[], bool] | None = None, deadline: float | None = None) -> W:
         """An idle (or new) worker. With ``max_workers``, waits while that many are out; ``should_stop``
@@ -299,7 +309,10 @@ class WorkerPool(Generic[W]):
                 self._busy -= 1
             raise
 
-    def release(self, worker: W) -> None:
+    def release(self, worker: W, *, replace_dead: bool = False) -> None:
+        """Take back a handed-out worker. ``replace_dead``: if it died (crashed, or was killed when its
+        job was cancelled), start its replacement before the slot is given back, so a job waiting for
+        the slot takes the replacement instead of starting one more worker beside it."""
         try:
             with self._lock:
                 self._busy -= 1
@@ -307,6 +320,8 @@ class WorkerPool(Generic[W]):
                     self._idle.append(worker)
                     return
             worker.close()
+            if replace_dead:
+                self.refill()
         finally:
             if self._slots is not None:
                 self._slots.release()
