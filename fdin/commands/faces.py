@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="insightface buffalo_l directory (default: FDIN_INSIGHTFACE_DIR, weights/insightface/"
                              "buffalo_l, ~/.insightface/models/buffalo_l)")
     parser.add_argument("--detect-every", type=_positive_int, default=5, metavar="N",
-                        help="video: run the detector every N frames, fit landmarks in between (default 5)")
+                        help="video: run the detector every N frames, fit landmarks in between; a face it finds "
+                             "is followed back to the frame it appears in (default 5)")
     parser.add_argument("--smooth", action="store_true", help="video: One-Euro smoothing of the landmarks")
     parser.add_argument("--max-duration", type=seconds_arg, metavar="SECONDS",
                         help="video: track only the first SECONDS (default: the whole video, with flat memory "
@@ -111,8 +112,9 @@ def tracks_of_video(path: Path, backend: Any, *, detect_every: int, smooth: bool
     try:
         with open_video_stream(path, limits) as stream:
             frames = FrameSample(stream, keep=1)  # one iterator over the stream, with its length hint
+            # a face a detection finds is followed back to the frame it appears in (as fdin analyze does)
             tracks = track_faces(frames, backend, detect_every=detect_every, smooth=smooth, fps=stream.nominal_fps,
-                                 appearance_frames=0, progress=progress)
+                                 follow_back=detect_every - 1, appearance_frames=0, progress=progress)
             frames.drain()  # the tracker may stop early: read to the end (a decode error raises here)
             video = stream.video
     finally:
