@@ -20,7 +20,7 @@ footage has, and says so wherever it is used:
 * **camera**: motion blur along each frame's face velocity (half-frame exposure), sensor noise that
   grows in dark frames (Gaussian, sigma 2-5 grey levels), H.264 at a fixed bitrate (900 kbit/s
   ``libx264`` ``yuv420p``, GOP 48: what 360p streams and phone uploads use);
-* **shape**: 640x360 at 23.976 fps, 19.7 s = 472 frames (the shape of the issue-15 clip).
+* **shape**: 640x360 at 23.976 fps, 19.7 s = 472 frames (the shape of the real smile clip the speed target was first set on).
 
 It stays synthetic: one identity, a planar head, a rendered expression. It is closer to real
 footage than :func:`benchmarks.clips.make_clip` (a photo animated by a smooth smile with gentle

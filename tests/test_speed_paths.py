@@ -288,7 +288,7 @@ def test_a_followed_face_is_confirmed_in_a_small_region_around_it(monkeypatch):
 
     from fdin.geometry import iou
     from fdin.media import load_image
-    from fdin.perception.tracking import CONFIRM_SIDE, best_match, detect_around
+    from fdin.perception.tracking import CONFIRM_SIDE, assign, detect_around
     from tests import real_media
 
     be, sizes, detect = _counting_detector(monkeypatch)
@@ -301,8 +301,9 @@ def test_a_followed_face_is_confirmed_in_a_small_region_around_it(monkeypatch):
         truth = detect(frame)
         assert len(truth) == 1
         sizes.clear()
-        found = best_match(truth[0].bbox, detect_around(be, frame, truth[0].bbox))
-        assert found is not None and iou(found.bbox, truth[0].bbox) >= agree, (x, y)
+        near = detect_around(be, frame, truth[0].bbox)
+        pairs = assign([truth[0].bbox], [d.bbox for d in near])
+        assert len(pairs) == 1 and iou(near[pairs[0][1]].bbox, truth[0].bbox) >= agree, (x, y)
         assert len(sizes) == 1 and max(sizes[0]) <= CONFIRM_SIDE, sizes
     sizes.clear()
     assert detect_around(be, frame, np.float32([955, 535, 958, 538])) == [] and sizes == []

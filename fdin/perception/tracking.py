@@ -209,6 +209,19 @@ def track_faces(
         a.track.frame_indices.append(index)
         a.track.faces.append(face)
 
+    def fit_following(image: np.ndarray, box: np.ndarray, rel: np.ndarray, hint: np.ndarray, score: float,
+                      template: np.ndarray, spread: float) -> tuple[Face | None, float]:
+        """The fit in ``box`` that follows the landmarks ``hint`` (its box carried from them by ``rel``)
+        and its patch correlation with ``template``; the face is None when a check fails."""
+        height, width = image.shape[:2]
+        face = be.face_for_box(image, box, score=score, keypoints=hint)
+        face = replace(face, bbox=box_absolute(rel, face.landmarks.astype(np.float64)),
+                       models={**face.models, "bbox": _PROPAGATED})
+        if not fit_ok(face, width, height, spread):
+            return None, 0.0
+        ncc = float((face_patch(image, face.landmarks) * template).sum())
+        return (face if ncc >= MIN_PATCH_NCC else None), ncc
+
     # frames since the last search while a face was lost or none was followed: (index, frame)
     unsearched: deque[tuple[int, np.ndarray]] = deque(maxlen=max(follow_back, 1))
 
@@ -226,11 +239,8 @@ def track_faces(
             box = box_absolute(rel, lm)
             if index != at - 1 - len(found) or index <= last or inside_fraction(box, width, height) < MIN_INSIDE:
                 break
-            back = be.face_for_box(frame, box, score=face.score, keypoints=lm)
-            back = replace(back, bbox=box_absolute(rel, back.landmarks.astype(np.float64)),
-                           models={**back.models, "bbox": _PROPAGATED})
-            if (not fit_ok(back, width, height, spread)
-                    or float((face_patch(frame, back.landmarks) * template).sum()) < MIN_PATCH_NCC):
+            back, _ = fit_following(frame, box, rel, lm, face.score, template, spread)
+            if back is None:
                 break
             found.append((index, back, frame))
             lm = back.landmarks.astype(np.float64)
@@ -270,10 +280,10 @@ def track_faces(
             if confirm:  # each followed face's own detection, near it (new faces wait for the schedule)
                 detections, pairs = [], []
                 for ai, box in enumerate(predicted):
-                    det = best_match(box, detect_around(be, image, box))
-                    if det is not None:
+                    near = detect_around(be, image, box)
+                    for _, di in assign([box], [d.bbox for d in near]):  # its best match, if any
                         pairs.append((ai, len(detections)))
-                        detections.append(det)
+                        detections.append(near[di])
             else:
                 last_detect = index
                 following = any(a.lost == 0 for a in active)
@@ -321,15 +331,9 @@ def track_faces(
                 if inside_fraction(box, width, height) < MIN_INSIDE:
                     mark_lost(a, index)
                     continue
-                face = be.face_for_box(image, box, score=a.score,
-                                       keypoints=a.landmarks + a.velocity)
-                face = replace(face, bbox=box_absolute(a.box_rel, face.landmarks.astype(np.float64)),
-                               models={**face.models, "bbox": _PROPAGATED})
-                ok = fit_ok(face, width, height, a.spread)
-                ncc = float((face_patch(image, face.landmarks) * a.template).sum()) if ok else 0.0
-                if ok and ncc < MIN_PATCH_NCC:
-                    ok = False
-                if ok:
+                face, ncc = fit_following(image, box, a.box_rel, a.landmarks + a.velocity, a.score, a.template,
+                                          a.spread)
+                if face is not None:
                     record(a, index, face, image, detected=False)
                     if ncc < REDETECT_NCC or not (1 / REDETECT_SPREAD <= a.spread / a.detected_spread
                                                   <= REDETECT_SPREAD):
@@ -359,20 +363,24 @@ def track_faces(
     return tracks
 
 
-def detect_scaled(be: FaceBackend, image: np.ndarray, scale: float) -> list[Any]:
-    """``be.detect_boxes`` on a copy of ``image`` scaled by ``scale`` (<= 1), boxes in ``image`` pixels."""
-    if scale >= 1.0:
+def detect_scaled(be: FaceBackend, image: np.ndarray, scale: float,
+                  offset: tuple[int, int] = (0, 0)) -> list[Any]:
+    """``be.detect_boxes`` on a copy of ``image`` scaled by ``scale`` (<= 1), boxes in ``image`` pixels
+    moved by ``offset`` (where ``image`` sits in a larger frame)."""
+    if scale >= 1.0 and offset == (0, 0):
         return be.detect_boxes(image)
-    import cv2
-
     height, width = image.shape[:2]
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    sx, sy = width / size[0], height / size[1]
-    box_scale = np.array([sx, sy, sx, sy], np.float32)
-    return [replace(d, bbox=(np.asarray(d.bbox, np.float32) * box_scale).astype(np.float32),
+    small = image
+    if scale < 1.0:
+        import cv2
+
+        small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                           interpolation=cv2.INTER_AREA)
+    s = np.float32([width / small.shape[1], height / small.shape[0]])
+    shift = np.float32(offset)
+    return [replace(d, bbox=(np.asarray(d.bbox, np.float32) * np.tile(s, 2) + np.tile(shift, 2)).astype(np.float32),
                     keypoints=None if d.keypoints is None
-                    else (np.asarray(d.keypoints, np.float32) * np.float32([sx, sy])).astype(np.float32))
+                    else (np.asarray(d.keypoints, np.float32) * s + shift).astype(np.float32))
             for d in be.detect_boxes(small)]
 
 
@@ -390,20 +398,7 @@ def detect_around(be: FaceBackend, image: np.ndarray, box: np.ndarray) -> list[A
     if right - left < 16 or bottom - top < 16:
         return []
     region = np.ascontiguousarray(image[top:bottom, left:right])
-    found = detect_scaled(be, region, min(1.0, CONFIRM_SIDE / max(right - left, bottom - top)))
-    shift = np.float32([left, top])
-    return [replace(d, bbox=(np.asarray(d.bbox, np.float32) + np.tile(shift, 2)).astype(np.float32),
-                    keypoints=None if d.keypoints is None else (np.asarray(d.keypoints, np.float32) + shift))
-            for d in found]
-
-
-def best_match(box: np.ndarray, detections: list[Any]) -> Any | None:
-    """The detection overlapping ``box`` most, if its IoU is at least :data:`MIN_IOU`; else None."""
-    scored = [(iou(box, d.bbox), i) for i, d in enumerate(detections)]
-    if not scored:
-        return None
-    best, i = max(scored)
-    return detections[i] if best >= MIN_IOU else None
+    return detect_scaled(be, region, min(1.0, CONFIRM_SIDE / max(right - left, bottom - top)), (left, top))
 
 
 def assign(tracks: list[np.ndarray | None], dets: list[np.ndarray]) -> list[tuple[int, int]]:
@@ -444,7 +439,6 @@ __all__ = [
     "MIN_IOU",
     "AppearanceSummary",
     "assign",
-    "best_match",
     "detect_around",
     "detect_scaled",
     "primary_track",
