@@ -97,7 +97,7 @@ def has_sha256(path: str | os.PathLike[str], expected: str) -> bool:
 #: third-party networks run by ONNX Runtime), by (folder, file). Checked by :func:`verified_model_bytes`.
 MODEL_FILE_SHA256: dict[tuple[str, str], str] = {
     # MediaPipe face landmark (Face Mesh 468, Apache-2.0) converted by train/convert_mediapipe_landmarks.py
-    ("face-landmark-mediapipe", "model.onnx"): "af27c982da2c12fe7ecddc56962054eb692672eedbc5f9e4ee5c67372a9c6ee1",
+    ("face-landmark-mediapipe", "model.onnx"): "cbcc7819d3d33837fe83a931187c173fba1b8ec9a95d247e406613fe88f600c6",
 }
 
 

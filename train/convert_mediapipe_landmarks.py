@@ -15,11 +15,13 @@ ONNX Runtime runs:
    RELU, dilation 1, SAME/VALID padding turned into explicit pads from the static shapes); anything
    else is refused;
 2. float16 weights (behind DEQUANTIZE) are widened to float32 exactly, NHWC kernels become NCHW;
-   PRELU becomes ``alpha * x + (1 - alpha) * relu(x)`` (equal up to float rounding; ONNX Runtime
-   runs the graph ~7x faster than with its PRelu kernel);
-3. the ONNX model takes ``image``: (N, 192, 192, 3) float32 RGB in [0, 1] (the model's own NHWC
-   layout and range) and returns ``landmarks`` (N, 1404) = 468 x (x, y, z) in 192-pixel crop units
-   and ``face_flag`` (N, 1), the face-presence logit (sigmoid = the fit's quality score).
+   PRELU becomes ``alpha * x + (1 - alpha) * relu(x)`` with each product a depthwise 1x1
+   convolution (equal up to float rounding; see the PRELU branch for the speeds measured);
+3. the ONNX model takes ``image``: (N, 192, 192, 3) **uint8** RGB (the model's NHWC layout; it casts
+   the pixels itself, and the first convolution's weights are divided by 255, which is the model's
+   own [0, 1] input range folded into them) and returns ``landmarks`` (N, 1404) = 468 x (x, y, z)
+   in 192-pixel crop units and ``face_flag`` (N, 1), the face-presence logit (sigmoid = the fit's
+   quality score).
 
 Parity with the original (LiteRT running the ``.tflite`` itself, on real face crops) is checked by
 ``tests/test_mesh_landmarks.py``; the converter also checks it when ``ai_edge_litert`` is present.
@@ -114,12 +116,17 @@ def convert_tflite(data: bytes) -> Any:
     (inp,) = g.inputs
     if shape[inp] != (1, 192, 192, 3):
         raise ValueError(f"unexpected input shape {shape[inp]}")
-    nodes.append(helper.make_node("Transpose", ["image"], [tname(inp)], perm=[0, 3, 1, 2]))
+    # uint8 pixels in: the cast is part of the graph (cheaper than a float copy made in numpy), and
+    # the 1/255 of the model's [0, 1] range is folded into the first convolution's weights below
+    nodes += [helper.make_node("Cast", ["image"], ["image_float"], to=TensorProto.FLOAT),
+              helper.make_node("Transpose", ["image_float"], [tname(inp)], perm=[0, 3, 1, 2])]
     for op in g.operators:
         kind = codes[op.opcodeIndex]
         if kind not in SUPPORTED:
             raise ValueError(f"operator {kind} is not supported by this converter")
         ins, (out,) = list(op.inputs), list(op.outputs)
+        if inp in ins and (kind not in ("CONV_2D", "DEPTHWISE_CONV_2D") or ins.index(inp) != 0):
+            raise ValueError(f"the input feeds a {kind}: only a convolution can take the 0-255 pixels")
         o = op.builtinOptions
         if kind == "DEQUANTIZE":
             src = buffer(ins[0])
@@ -139,6 +146,8 @@ def convert_tflite(data: bytes) -> Any:
                 if o.depthMultiplier != 1:
                     raise ValueError("depth multiplier != 1")
                 wk, group = w.transpose(3, 0, 1, 2), w.shape[3]  # 1HWC -> C1HW
+            if ins[0] == inp:  # the input layer sees 0-255 pixels: conv(x / 255, w) = conv(x, w / 255)
+                wk = wk.astype(np.float32) / np.float32(255.0)
             pads = same_pads(shape[ins[0]][1:3], shape[out][1:3], (kh, kw), (o.strideH, o.strideW), o.padding)
             target, extra = activation(tname(out), o.fusedActivationFunction)
             args = [tname(ins[0]), init(tname(out) + "_w", wk.astype(np.float32))]
@@ -151,17 +160,25 @@ def convert_tflite(data: bytes) -> Any:
             alpha = consts.get(ins[1], buffer(ins[1])).astype(np.float32)
             channels = shape[out][3]
             alpha = np.broadcast_to(alpha.reshape(-1), (channels,)).reshape(channels, 1, 1)
-            # PReLU(x) = alpha * x + (1 - alpha) * relu(x) (equal up to float rounding, ~3e-5 crop px at
-            # the output). ONNX Runtime's own PRelu kernel is outside its blocked-layout (NCHWc)
-            # convolution path: each one forced two layout reorders, and the graph took ~7x longer
-            # (21 vs 3 ms per crop on one thread); Mul/Relu/Add stay in that layout. Of the
-            # equivalent forms tried (relu(x) - alpha relu(-x), relu(x) + alpha min(x, 0)) this one was
-            # the fastest (2.4 vs 2.8 ms best of 60).
+            # PReLU(x) = alpha * x + (1 - alpha) * relu(x) (equal up to float rounding, ~5e-5 crop px at
+            # the output), each product a depthwise 1x1 convolution. ONNX Runtime's own PRelu kernel is
+            # outside its blocked-layout (NCHWc) convolution path: each one forced two layout reorders,
+            # and the graph took ~7x longer (21 vs 3 ms per crop on one thread). With the products as
+            # Mul nodes (per-channel constants) the graph still left that layout at every PReLU; as
+            # convolutions it stays in it and the Add is fused into the second one: 1.15-1.18 ms
+            # against 1.32 ms per crop (one thread, medians of 10 interleaved rounds). Of the other
+            # equivalent forms tried, relu(x) - alpha relu(-x) and relu(x) + alpha min(x, 0) were
+            # slower with Mul nodes (2.8 vs 2.4 ms), x + (1 - alpha) relu(-x) with convolutions 1.25 ms.
             x, y = tname(ins[0]), tname(out)
-            nodes += [helper.make_node("Mul", [x, init(y + "_alpha", alpha.astype(np.float32))], [y + "_lin"]),
+
+            def per_channel(name: str, values: np.ndarray) -> str:
+                return init(name, values.astype(np.float32).reshape(channels, 1, 1, 1))
+
+            nodes += [helper.make_node("Conv", [x, per_channel(y + "_alpha", alpha)], [y + "_lin"],
+                                       kernel_shape=[1, 1], group=channels),
                       helper.make_node("Relu", [x], [y + "_pos"]),
-                      helper.make_node("Mul", [y + "_pos", init(y + "_one_minus_alpha",
-                                                                (1.0 - alpha).astype(np.float32))], [y + "_scaled"]),
+                      helper.make_node("Conv", [y + "_pos", per_channel(y + "_one_minus_alpha", 1.0 - alpha)],
+                                       [y + "_scaled"], kernel_shape=[1, 1], group=channels),
                       helper.make_node("Add", [y + "_lin", y + "_scaled"], [y])]
         elif kind == "ADD":
             if any(i in consts or buffer(i) is not None for i in ins):
@@ -192,7 +209,7 @@ def convert_tflite(data: bytes) -> Any:
                                       [name]))
     graph = helper.make_graph(
         nodes, "mediapipe_face_landmark",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 192, 192, 3])],
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", 192, 192, 3])],
         [helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, ["N", 1404]),
          helper.make_tensor_value_info("face_flag", TensorProto.FLOAT, ["N", 1])],
         inits)
@@ -233,7 +250,7 @@ tags:
 
 # MediaPipe face landmark model (Face Mesh, 468 points), as ONNX
 
-fdin's default facial landmark model. A face crop (192x192 RGB, values in [0, 1]) goes in; 468 3D
+fdin's default facial landmark model. A face crop (192x192 RGB, uint8 pixels 0-255) goes in; 468 3D
 surface points (x, y in crop pixels, z relative depth in the same unit) and a face-presence logit
 come out. fdin maps the 468 points to the 68-point iBUG scheme its regions use
 (`fdin/perception/mesh.py`, `MESH_TO_IBUG68`, documented in docs/perception.md) and uses the
@@ -246,7 +263,9 @@ presence score as the per-frame fit quality.
   `{tflite_sha}`.
 * Converted by `python -m train.convert_mediapipe_landmarks --wheel <mediapipe wheel>`: the flatbuffer
   is read with ai-edge-litert's schema and rebuilt op by op as ONNX (opset {OPSET}); the float16 weights
-  are widened to float32 exactly. No weight was retrained or changed. `model.onnx` SHA-256 `{onnx_sha}`
+  are widened to float32 exactly. The model's [0, 1] input scaling is folded into its first
+  convolution (those weights divided by 255, so the model takes uint8 pixels); PReLU is written as
+  two per-channel 1x1 convolutions and a ReLU. No weight was retrained. `model.onnx` SHA-256 `{onnx_sha}`
   (recorded in `fdin/weights.py`, checked on every load).
 * Parity with the original run by LiteRT: {parity}
 
@@ -294,8 +313,8 @@ def convert(out: Path, *, wheel: Path | None = None, tflite: Path | None = None)
         import onnxruntime as ort
 
         rng = np.random.default_rng(0)
-        batch = rng.random((4, 192, 192, 3), dtype=np.float32)
-        ref_lm, ref_flag = litert_outputs(data, batch)
+        batch = rng.integers(0, 256, (4, 192, 192, 3), dtype=np.uint8)
+        ref_lm, ref_flag = litert_outputs(data, batch.astype(np.float32) / 255.0)
         sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
         lm, flag = sess.run(None, {"image": batch})
         parity = (f"max |difference| {float(np.abs(lm - ref_lm).max()):.2e} crop pixels (landmarks), "
@@ -312,8 +331,8 @@ def convert(out: Path, *, wheel: Path | None = None, tflite: Path | None = None)
         "licence": "apache-2.0",
         "trained_on": "Google's face data (see the MediaPipe Face Mesh model card); not trained by fdin",
         "synthetic_training_data": False,
-        "input": {"name": "image", "shape": ["N", 192, 192, 3], "layout": "NHWC", "range": [0.0, 1.0],
-                  "colour": "RGB"},
+        "input": {"name": "image", "shape": ["N", 192, 192, 3], "layout": "NHWC", "dtype": "uint8",
+                  "range": [0, 255], "colour": "RGB"},
         "outputs": {"landmarks": "(N, 1404): 468 x (x, y, z) in crop pixels",
                     "face_flag": "(N, 1): face-presence logit (sigmoid = probability)"},
         "source": {"package": f"mediapipe=={MEDIAPIPE_VERSION}", "file": TFLITE_IN_WHEEL, "sha256": sha,

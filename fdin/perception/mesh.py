@@ -8,8 +8,8 @@ mapping to the 68-point iBUG scheme that fdin's regions use.
    own pipeline does), **rotated by the eye line** (roll) so the model sees an upright face, and
    resampled to 192x192 (small faces are upscaled; large ones are first shrunk with area averaging,
    so nothing aliases);
-2. **fit** — the converted network (``weights/face-landmark-mediapipe/model.onnx``, SHA-256 checked)
-   gives 468 (x, y, z) points and a face-presence logit; ``sigmoid(logit)`` is the fit's quality
+2. **fit** — the converted network (``weights/face-landmark-mediapipe/model.onnx``, SHA-256 checked;
+   it takes the uint8 crop as it is) gives 468 (x, y, z) points and a face-presence logit; ``sigmoid(logit)`` is the fit's quality
    :attr:`MeshFit.score` (a fit below :data:`MIN_SCORE` is reported as failed);
 3. **map** — the points go back to image pixels, and :data:`MESH_TO_IBUG68` picks the 68 iBUG points.
 
@@ -192,7 +192,7 @@ class MeshLandmarker:
 
     def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 192, 192, 3) uint8 RGB crops -> ((N, 468, 3) crop-pixel points, (N,) presence probability)."""
-        x = np.asarray(crops, np.float32) * np.float32(1.0 / 255.0)
+        x = np.ascontiguousarray(crops, np.uint8)  # the network casts and scales the pixels itself
         points, flag = self.session.run(None, {"image": x})
         return points.reshape(-1, 468, 3), 1.0 / (1.0 + np.exp(-flag.reshape(-1).astype(np.float64)))
 
