@@ -155,11 +155,12 @@ def test_analyze_pipeline_with_a_fake_tracker(analyzer, tmp_path, monkeypatch):
     monkeypatch.setattr(perception, "primary_track", lambda tracks: tracks[0] if tracks else None, raising=False)
     class AppearanceOnly:  # the appearance model runs on the analysed track only, on 5 of its frames
         def __init__(self) -> None:
-            self.calls: list[int] = []
+            self.calls: list[list[int]] = []
 
-        def appearance(self, image, faces):
-            self.calls.append(len(faces))
-            return [Appearance(p_female=0.8, age_years=30.0, model="fake appearance")] * len(faces)
+        def appearance_of_frames(self, items):  # one batched call: faces per frame
+            self.calls.append([len(faces) for _, faces in items])
+            return [[Appearance(p_female=0.8, age_years=30.0, model="fake appearance")] * len(faces)
+                    for _, faces in items]
 
     be = AppearanceOnly()
     monkeypatch.setattr(perception, "get_backend", lambda name=None: be, raising=False)
@@ -168,7 +169,7 @@ def test_analyze_pipeline_with_a_fake_tracker(analyzer, tmp_path, monkeypatch):
     data = result.to_json_dict()
     assert list(data) == list(TraitResult.JSON_KEYS)
     assert data["frames_analyzed"] == len(lm) and data["face_track"]["lost"] == len(lm) - len(result.landmarks)
-    assert be.calls == [1] * APPEARANCE_FRAMES
+    assert be.calls == [[1] * APPEARANCE_FRAMES]
     assert data["appearance"]["gender"]["p_female"] == 0.8 and data["appearance"]["frames"] == APPEARANCE_FRAMES
     assert {"decode", "track", "total"} <= set(data["timings_ms"])
     json.dumps(result.to_json_dict(include_arrays=True))

@@ -278,6 +278,31 @@ def test_the_patch_from_the_colour_warp_is_the_grey_frame_patch():
         assert float((patch * grey).sum()) > 0.999, scale
 
 
+def test_appearance_of_several_frames_in_one_call_is_each_frames_own():
+    """The offline backend estimates the faces of several images in one call per network
+    (``appearance_of_frames``: an analysis's 5 frames at once); on real photos (one face, then five)
+    each face gets what a call for its own image alone gives, in order, to float rounding."""
+    from fdin.media import load_image
+    from fdin.perception import get_backend
+    from tests import real_media
+
+    be = get_backend("offline")
+    items = []
+    for name in ("single_face.jpg", "multi_face.jpg", "0-f1-su-ph.jpg"):
+        image = load_image(real_media.path(name))
+        items.append((image, be.detect(image, with_appearance=False)))
+    assert [len(faces) for _, faces in items] == [1, 5, 1]
+    together = be.appearance_of_frames(items)
+    alone = [be.appearance_of_frames([item])[0] for item in items]
+    assert [len(a) for a in together] == [1, 5, 1]
+    for batch, single in zip(together, alone, strict=True):
+        for a, b in zip(batch, single, strict=True):
+            assert abs(a.p_female - b.p_female) < 1e-5 and abs(a.age_years - b.age_years) < 1e-3
+    p = [a.p_female for a in together[1]]
+    assert max(p) - min(p) > 0.5  # the five faces of the group photo are told apart: order matters here
+    assert be.appearance_of_frames([]) == [] and be.appearance_of_frames([(items[0][0], [])]) == [[]]
+
+
 def test_a_followed_face_is_confirmed_in_a_small_region_around_it(monkeypatch):
     """``detect_around`` searches a square twice the face box around it, on a copy at most
     :data:`~fdin.perception.tracking.CONFIRM_SIDE` px a side, and maps the box back: on a real face

@@ -171,13 +171,12 @@ def convert_tflite(data: bytes) -> Any:
             # slower with Mul nodes (2.8 vs 2.4 ms), x + (1 - alpha) relu(-x) with convolutions 1.25 ms.
             x, y = tname(ins[0]), tname(out)
 
-            def per_channel(name: str, values: np.ndarray) -> str:
-                return init(name, values.astype(np.float32).reshape(channels, 1, 1, 1))
-
-            nodes += [helper.make_node("Conv", [x, per_channel(y + "_alpha", alpha)], [y + "_lin"],
+            scale_a = alpha.astype(np.float32).reshape(channels, 1, 1, 1)  # depthwise 1x1 kernels
+            scale_b = (1.0 - alpha).astype(np.float32).reshape(channels, 1, 1, 1)
+            nodes += [helper.make_node("Conv", [x, init(y + "_alpha", scale_a)], [y + "_lin"],
                                        kernel_shape=[1, 1], group=channels),
                       helper.make_node("Relu", [x], [y + "_pos"]),
-                      helper.make_node("Conv", [y + "_pos", per_channel(y + "_one_minus_alpha", 1.0 - alpha)],
+                      helper.make_node("Conv", [y + "_pos", init(y + "_one_minus_alpha", scale_b)],
                                        [y + "_scaled"], kernel_shape=[1, 1], group=channels),
                       helper.make_node("Add", [y + "_lin", y + "_scaled"], [y])]
         elif kind == "ADD":

@@ -35,10 +35,14 @@ def set_appearance(be: FaceBackend, image: np.ndarray, items: list[tuple[FaceTra
 
 
 def estimate_appearance(tracks: list[FaceTrack], frames: Any, be: FaceBackend, per_track: int) -> None:
-    """Set ``appearance`` on up to ``per_track`` evenly spread faces of each track (one batched call per frame)."""
-    by_frame = picks_by_frame(tracks, per_track)
-    for index, items in sorted(by_frame.items()):
-        set_appearance(be, np.ascontiguousarray(frames[index]), items)
+    """Set ``appearance`` on up to ``per_track`` evenly spread faces of each track (one batched call
+    for all those frames: :meth:`~fdin.perception.base.FaceBackend.appearance_of_frames`)."""
+    picked = sorted(picks_by_frame(tracks, per_track).items())
+    estimates = be.appearance_of_frames([(np.ascontiguousarray(frames[index]), [t.faces[pos] for t, pos in items])
+                                         for index, items in picked])
+    for (_, items), apps in zip(picked, estimates, strict=True):
+        for (t, pos), app in zip(items, apps, strict=True):
+            t.faces[pos] = replace(t.faces[pos], appearance=app)
 
 
 

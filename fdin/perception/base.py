@@ -83,6 +83,11 @@ class FaceBackend(ABC):
     def appearance(self, image: np.ndarray, faces: Sequence[Face]) -> list[Appearance | None]:
         """Apparent gender/age for each face of one image (one batched model call), in order."""
 
+    def appearance_of_frames(self, items: Sequence[tuple[np.ndarray, Sequence[Face]]]) -> list[list[Appearance | None]]:
+        """:meth:`appearance` of several ``(image, faces)`` at once, in order (a backend may batch
+        the faces of all the images into one model call; by default, one call per image)."""
+        return [self.appearance(image, faces) for image, faces in items]
+
     def face_for_box(self, image: np.ndarray, bbox: np.ndarray, *, score: float,
                      keypoints: np.ndarray | None = None) -> Face:
         """Landmarks, keypoints and head pose for one detector-style box (no appearance).
