@@ -9,8 +9,9 @@ mapping to the 68-point iBUG scheme that fdin's regions use.
    resampled to 192x192 (small faces are upscaled; large ones are first shrunk with area averaging,
    so nothing aliases);
 2. **fit** — the converted network (``weights/face-landmark-mediapipe/model.onnx``, SHA-256 checked;
-   it takes the uint8 crop as it is) gives 468 (x, y, z) points and a face-presence logit; ``sigmoid(logit)`` is the fit's quality
-   :attr:`MeshFit.score` (a fit below :data:`MIN_SCORE` is reported as failed);
+   it takes the uint8 crop as it is) gives 468 (x, y, z) points and a face-presence logit;
+   ``sigmoid(logit)`` is the fit's quality :attr:`MeshFit.score` (a fit below :data:`MIN_SCORE` is
+   reported as failed);
 3. **map** — the points go back to image pixels, and :data:`MESH_TO_IBUG68` picks the 68 iBUG points.
 
 On a detector box the face is fitted twice: first in the box's crop (rotated by the detector's eye
