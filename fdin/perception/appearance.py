@@ -29,20 +29,23 @@ def picks_by_frame(tracks: list[FaceTrack], per_track: int) -> dict[int, list[tu
 
 def set_appearance(be: FaceBackend, image: np.ndarray, items: list[tuple[FaceTrack, int]]) -> None:
     """Set ``appearance`` on the faces ``items`` (``(track, position)``) of one frame: one batched call."""
-    apps = be.appearance(image, [t.faces[pos] for t, pos in items])
-    for (t, pos), app in zip(items, apps, strict=True):
-        t.faces[pos] = replace(t.faces[pos], appearance=app)
+    set_appearances(be, [(image, items)])
+
+
+def set_appearances(be: FaceBackend, frames: list[tuple[np.ndarray, list[tuple[FaceTrack, int]]]]) -> None:
+    """:func:`set_appearance` for several ``(frame, items)`` at once: one call for all their faces
+    (:meth:`~fdin.perception.base.FaceBackend.appearance_of_frames`)."""
+    estimates = be.appearance_of_frames([(np.ascontiguousarray(image), [t.faces[pos] for t, pos in items])
+                                         for image, items in frames])
+    for (_, items), apps in zip(frames, estimates, strict=True):
+        for (t, pos), app in zip(items, apps, strict=True):
+            t.faces[pos] = replace(t.faces[pos], appearance=app)
 
 
 def estimate_appearance(tracks: list[FaceTrack], frames: Any, be: FaceBackend, per_track: int) -> None:
     """Set ``appearance`` on up to ``per_track`` evenly spread faces of each track (one batched call
-    for all those frames: :meth:`~fdin.perception.base.FaceBackend.appearance_of_frames`)."""
-    picked = sorted(picks_by_frame(tracks, per_track).items())
-    estimates = be.appearance_of_frames([(np.ascontiguousarray(frames[index]), [t.faces[pos] for t, pos in items])
-                                         for index, items in picked])
-    for (_, items), apps in zip(picked, estimates, strict=True):
-        for (t, pos), app in zip(items, apps, strict=True):
-            t.faces[pos] = replace(t.faces[pos], appearance=app)
+    for all those frames: :func:`set_appearances`)."""
+    set_appearances(be, [(frames[index], items) for index, items in sorted(picks_by_frame(tracks, per_track).items())])
 
 
 

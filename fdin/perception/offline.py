@@ -277,10 +277,6 @@ class OfflineBackend(FaceBackend):
         p_gender = self._gender(np.stack(small))
         ages = self._age(np.stack(large)).astype(np.float64) @ self._age_weights  # expected age, 81 classes
         model = "cydral gender-v1/age-v1"
-        flat = [Appearance(p_female=float(p_gender[i, self._female]), age_years=float(ages[i]), model=model)
-                for i in range(len(small))]
-        out, start = [], 0
-        for _, faces in items:
-            out.append(list(flat[start:start + len(faces)]))
-            start += len(faces)
-        return out
+        flat = iter([Appearance(p_female=float(p_gender[i, self._female]), age_years=float(ages[i]), model=model)
+                     for i in range(len(small))])
+        return [[next(flat) for _ in faces] for _, faces in items]
