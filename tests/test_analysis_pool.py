@@ -4,6 +4,7 @@ video is left in the exchange folder."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -187,6 +188,37 @@ def test_exchange_uses_ram_only_when_it_has_room(monkeypatch, tmp_path):
             assert roomy.parent == Path("/dev/shm")
         finally:
             worker_module.remove_dir(roomy)
+
+
+def test_a_purge_racing_fresh_exchange_folders_never_takes_a_live_one(monkeypatch, tmp_path):
+    """A start's purge that runs while another process makes exchange folders must never read a
+    half-written owner marker as a dead run's: each folder appears with its whole marker (written
+    aside and renamed in), and no staging file is left."""
+    import threading
+
+    monkeypatch.setattr(worker_module.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(worker_module.os, "statvfs", lambda path: (_ for _ in ()).throw(OSError("no shm")))
+    made: list[Path] = []
+    stop = threading.Event()
+
+    def make() -> None:
+        while not stop.is_set() and len(made) < 400:
+            made.append(worker_module.exchange_dir("fdin-ana-", 1))
+
+    maker = threading.Thread(target=make)
+    maker.start()
+    removed = 0
+    try:
+        while maker.is_alive():
+            removed += worker_module.purge_exchange_leftovers((str(tmp_path),))
+    finally:
+        stop.set()
+        maker.join()
+    assert removed == 0 and all(folder.is_dir() for folder in made)
+    for folder in made:
+        pid, started = (folder / worker_module.OWNER_MARKER).read_text().split()
+        assert int(pid) == os.getpid() and started
+        assert sorted(p.name for p in folder.iterdir()) == [worker_module.OWNER_MARKER]
 
 
 def test_no_exchange_folder_is_left_anywhere(pooled, video, tmp_path):

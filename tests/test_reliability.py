@@ -1278,7 +1278,7 @@ time.sleep(600)
             for root in shm_roots:
                 for folder in Path(root).glob("fdin-ana-*"):
                     marker = folder / OWNER_MARKER
-                    if marker.is_file() and marker.read_text().split()[0] == str(proc.pid):
+                    if marker.is_file() and marker.read_text().split()[:1] == [str(proc.pid)]:
                         found.append(folder)
             time.sleep(0.1)
         assert found, "the run made an exchange folder for its analysis"

@@ -58,10 +58,15 @@ def exchange_dir(prefix: str, needed_bytes: int) -> Path:
 
 
 def _marked(folder: Path) -> Path:
-    """Write the owner marker (``<pid> <process start time>``) into a fresh exchange folder."""
-    fd = os.open(folder / OWNER_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Write the owner marker (``<pid> <process start time>``) into a fresh exchange folder.
+
+    The marker is written under another name and renamed into place, so nobody (another start's
+    :func:`purge_exchange_leftovers`) can read it half-written and take the folder for a dead run's."""
+    staging = folder / (OWNER_MARKER + ".part")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    os.rename(staging, folder / OWNER_MARKER)
     return folder
 
 
