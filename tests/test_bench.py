@@ -41,6 +41,30 @@ def test_stage_svg_and_markdown_render_from_results():
     assert "peer not measured" in md and "| decode |" in md and "| track/landmarks |" in md and "T = 25" in md
 
 
+def test_process_target_counts_real_clips_of_ten_seconds_and_names_the_short_ones():
+    """The whole-process / clip target is held on the real clips of >= 10 s and the long one; a
+    start-up-bound short clip is reported beside it, never silently dropped."""
+    from benchmarks.report import _short_real_processes, evaluate
+
+    def real(duration: float, ratio: float) -> dict:
+        return {"clip": {"duration_s": duration}, "backends": {"offline": {}},
+                "cli": {"offline": {"ratio_to_duration": {"median": ratio}}}}
+
+    results = {
+        "command": "c", "date": "d", "fdin_version": "0", "backends": ["offline"],
+        "machine": {"cpus": 2, "cpu": "cpu", "python": "3", "load_before": [1.0], "load_after": [1.0]},
+        "real": {"long.mp4": real(19.7, 0.09), "short.mp4": real(2.4, 0.26)},
+        "long": {"long": {"frames": 10, "runs": {"offline": {"ratio_to_duration": {"median": 0.06},
+                                                            "frames_analyzed": 10, "peak_rss_bytes": 2e8}}}},
+    }
+    targets = evaluate(results)
+    assert targets["real_max_cli_vs_duration"]["value"] == pytest.approx(0.09)
+    assert targets["real_max_cli_vs_duration"]["met"] is True
+    results["long"]["long"]["runs"]["offline"]["ratio_to_duration"]["median"] = 0.13
+    assert evaluate(results)["real_max_cli_vs_duration"]["met"] is False  # the long clip counts too
+    assert _short_real_processes(results) == "0.62 s (0.260x) for short.mp4"
+
+
 def test_long_smile_sequence_is_continuous():
     from benchmarks.clips import long_smile_sequence
 
