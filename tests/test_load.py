@@ -4,7 +4,8 @@ The app runs with a small queue (``max_size=2``) and its one model slot; ``CALLE
 with its **own** ``gradio_client.Client`` (a shared client can hang under rapid submits, gradio#9968),
 call ``/detect_faces`` at the same instant, for ``ROUNDS`` rounds. Expected: callers beyond the slot
 and the queue are told "queue is full" at once, every accepted call completes with a correct answer,
-nothing else fails (no 5xx), and the server's memory is roughly flat afterwards.
+nothing else fails (no 5xx), and the process's memory does not grow round after round (its median
+round adds < 50 MB; one-off allocator steps are allowed for in a looser bound on the whole).
 
 The memory tests run ``app.py`` as deployed, in its own process, and read that process's
 ``/proc`` figures: after the models load it holds at most 1.5 GB, stays within ±50 MB across repeated
@@ -39,8 +40,9 @@ pytestmark = pytest.mark.slow
 
 QUEUE_MAX_SIZE = 2
 CALLERS = 8
-ROUNDS = 4
-RSS_GROWTH_LIMIT_MB = 150.0
+ROUNDS = 6
+RSS_STEP_LIMIT_MB = 50.0    # the median round's growth (a leak of this much a round fails)
+RSS_GROWTH_LIMIT_MB = 250.0  # over the four measured rounds, one-off allocator steps included
 
 
 def _round(url: str, photo: Path, downloads: Path) -> list[dict]:
@@ -79,11 +81,11 @@ def test_burst_beyond_the_queue_is_refused_fast_and_accepted_calls_finish(tmp_pa
         # workspaces) is in the baseline; then memory must stay flat over the following bursts.
         rounds = [_round(demo.local_url, photo, tmp_path), _round(demo.local_url, photo, tmp_path)]
         gc.collect()
-        rss_before = rss_mb()
+        rss = [rss_mb()]
         for _ in range(ROUNDS - 2):
             rounds.append(_round(demo.local_url, photo, tmp_path))
-        gc.collect()
-        rss_after = rss_mb()
+            gc.collect()
+            rss.append(rss_mb())
         # the server still answers normally afterwards
         after = Client(demo.local_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
         assert len(after.predict(handle_file(str(photo)), api_name="/detect_faces")[0]["faces"]) == 6
@@ -105,7 +107,12 @@ def test_burst_beyond_the_queue_is_refused_fast_and_accepted_calls_finish(tmp_pa
         if refusals:
             last_accepted = max(r["s"] for r in results if r["ok"])
             assert max(refusals) < last_accepted, "a refusal waited for the queue instead of coming at once"
-    assert rss_after - rss_before < RSS_GROWTH_LIMIT_MB, f"RSS grew {rss_after - rss_before:.0f} MB"
+    # A leak grows the process at every round; the allocator's one-off steps (a new arena for a new
+    # thread, this process's ~900 earlier tests fragmenting the heap) do not repeat. So the typical
+    # round's growth is held tight and the whole only loosely.
+    steps = sorted(b - a for a, b in zip(rss, rss[1:], strict=False))
+    assert steps[len(steps) // 2] < RSS_STEP_LIMIT_MB, f"RSS grew at every round: {steps} MB"
+    assert rss[-1] - rss[0] < RSS_GROWTH_LIMIT_MB, f"RSS grew {rss[-1] - rss[0]:.0f} MB over {len(steps)} rounds"
 
 
 # --- the deployed app's memory ----------------------------------------------------------------
