@@ -16,6 +16,7 @@ most a few hundred MB (they are decoded at a bounded size in the isolated child)
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import subprocess
 import sys
@@ -40,14 +41,13 @@ pytestmark = pytest.mark.slow
 
 QUEUE_MAX_SIZE = 2
 CALLERS = 8
-ROUNDS = 6
+ROUNDS = 8
 RSS_STEP_LIMIT_MB = 50.0    # the median round's growth (a leak of this much a round fails)
-RSS_GROWTH_LIMIT_MB = 250.0  # over the four measured rounds, one-off allocator steps included
+RSS_GROWTH_LIMIT_MB = 250.0  # over the six measured rounds, one-off allocator steps included
 
 
-def _round(url: str, photo: Path, downloads: Path) -> list[dict]:
-    clients = [Client(url, verbose=False, analytics_enabled=False, download_files=str(downloads))
-               for _ in range(CALLERS)]
+def _round(clients: list[Client], photo: Path) -> list[dict]:
+    """Every caller at once, each through its own client; returns each call's outcome."""
     barrier = threading.Barrier(CALLERS)
     results: list[dict] = [{} for _ in range(CALLERS)]
 
@@ -66,8 +66,6 @@ def _round(url: str, photo: Path, downloads: Path) -> list[dict]:
     for t in threads:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads), "a call did not finish within 120 s"
-    for c in clients:
-        c.close()
     return results
 
 
@@ -79,13 +77,19 @@ def test_burst_beyond_the_queue_is_refused_fast_and_accepted_calls_finish(tmp_pa
         warm.close()
         # Two full bursts first, so lazily created state (client threads, allocator arenas, model
         # workspaces) is in the baseline; then memory must stay flat over the following bursts.
-        rounds = [_round(demo.local_url, photo, tmp_path), _round(demo.local_url, photo, tmp_path)]
-        gc.collect()
-        rss = [rss_mb()]
-        for _ in range(ROUNDS - 2):
-            rounds.append(_round(demo.local_url, photo, tmp_path))
+        clients = [Client(demo.local_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
+                   for _ in range(CALLERS)]  # one per caller, kept across rounds (refused ones included)
+        try:
+            rounds = [_round(clients, photo), _round(clients, photo)]
             gc.collect()
-            rss.append(rss_mb())
+            rss = [rss_mb()]
+            for _ in range(ROUNDS - 2):
+                rounds.append(_round(clients, photo))
+                gc.collect()
+                rss.append(rss_mb())
+        finally:
+            for client in clients:
+                client.close()
         # the server still answers normally afterwards
         after = Client(demo.local_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
         assert len(after.predict(handle_file(str(photo)), api_name="/detect_faces")[0]["faces"]) == 6
@@ -110,7 +114,7 @@ def test_burst_beyond_the_queue_is_refused_fast_and_accepted_calls_finish(tmp_pa
     # A leak grows the process at every round; the allocator's one-off steps (a new arena for a new
     # thread, this process's ~900 earlier tests fragmenting the heap) do not repeat. So the typical
     # round's growth is held tight and the whole only loosely.
-    steps = sorted(b - a for a, b in zip(rss, rss[1:], strict=False))
+    steps = sorted(b - a for a, b in itertools.pairwise(rss))
     assert steps[len(steps) // 2] < RSS_STEP_LIMIT_MB, f"RSS grew at every round: {steps} MB"
     assert rss[-1] - rss[0] < RSS_GROWTH_LIMIT_MB, f"RSS grew {rss[-1] - rss[0]:.0f} MB over {len(steps)} rounds"
 
