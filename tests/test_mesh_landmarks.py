@@ -71,6 +71,8 @@ def test_onnx_matches_the_tflite_on_real_face_crops(mesh_backend):
     crops = np.stack(crops)
     ref_lm, ref_flag = litert_outputs(tflite, crops.astype(np.float32) / 255.0)
     points, prob = mesh_backend._mesh.run(crops)
+    with pytest.raises(TypeError, match="uint8"):  # the old float input would read as a black crop
+        mesh_backend._mesh.run(crops.astype(np.float32) / 255.0)
     assert np.abs(points.reshape(len(crops), -1) - ref_lm).max() < 2e-3  # crop pixels (of 192)
     ref_prob = 1.0 / (1.0 + np.exp(-ref_flag.reshape(-1).astype(np.float64)))
     assert np.abs(prob - ref_prob).max() < 1e-4

@@ -170,7 +170,6 @@ def convert_tflite(data: bytes) -> Any:
             # equivalent forms tried, relu(x) - alpha relu(-x) and relu(x) + alpha min(x, 0) were
             # slower with Mul nodes (2.8 vs 2.4 ms), x + (1 - alpha) relu(-x) with convolutions 1.25 ms.
             x, y = tname(ins[0]), tname(out)
-
             scale_a = alpha.astype(np.float32).reshape(channels, 1, 1, 1)  # depthwise 1x1 kernels
             scale_b = (1.0 - alpha).astype(np.float32).reshape(channels, 1, 1, 1)
             nodes += [helper.make_node("Conv", [x, init(y + "_alpha", scale_a)], [y + "_lin"],

@@ -193,7 +193,9 @@ class MeshLandmarker:
 
     def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 192, 192, 3) uint8 RGB crops -> ((N, 468, 3) crop-pixel points, (N,) presence probability)."""
-        x = np.ascontiguousarray(crops, np.uint8)  # the network casts and scales the pixels itself
+        if np.asarray(crops).dtype != np.uint8:  # a float crop in [0, 1] would be silently read as black
+            raise TypeError(f"mesh crops must be uint8 pixels (0-255), not {np.asarray(crops).dtype}")
+        x = np.ascontiguousarray(crops)  # the network casts and scales the pixels itself
         points, flag = self.session.run(None, {"image": x})
         return points.reshape(-1, 468, 3), 1.0 / (1.0 + np.exp(-flag.reshape(-1).astype(np.float64)))
 
